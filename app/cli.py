@@ -1,0 +1,256 @@
+"""The `lgql` command: dev, serve, worker, migrate, export-schema."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Generator
+from pathlib import Path
+
+import click
+import uvicorn
+
+from app.settings import Settings, get_settings
+
+log = logging.getLogger("lgql")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGINT/SIGTERM after shutting down, which would kill us before the
+    embedded engines are stopped; we only want the graceful shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def _settings(
+    config: Path | None, host: str | None, port: int | None, log_level: str | None
+) -> Settings:
+    base = get_settings()
+    updates: dict[str, object] = {}
+    if config is not None:
+        updates["config"] = config
+    if host is not None:
+        updates["host"] = host
+    if port is not None:
+        updates["port"] = port
+    if log_level is not None:
+        updates["log_level"] = log_level
+    return base.model_copy(update=updates)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _fail(message: str) -> None:
+    click.echo(f"lgql: {message}", err=True)
+    raise SystemExit(1)
+
+
+_common = [
+    click.option(
+        "--config",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Path to langgraph.json (env LGQL_CONFIG; default ./langgraph.json).",
+    ),
+    click.option(
+        "--host", default=None, help="Interface to listen on (env LGQL_HOST; default 127.0.0.1)."
+    ),
+    click.option(
+        "--port", type=int, default=None, help="Port to listen on (env LGQL_PORT; default 2024)."
+    ),
+    click.option("--log-level", default=None, help="Log level (env LOG_LEVEL; default INFO)."),
+]
+
+
+def common_options(func):  # type: ignore[no-untyped-def]
+    for option in reversed(_common):
+        func = option(func)
+    return func
+
+
+@click.group()
+@click.version_option(package_name="lgql")
+def main() -> None:
+    """lgql: a GraphQL-first server for LangGraph agents."""
+
+
+async def _serve(settings: Settings, *, database_uri: str, redis_uri: str, dev: bool) -> None:
+    """Open the services (failing with a clear message), then serve until a signal."""
+    from app.db.migrate import DatabaseBehindError
+    from app.runtime.graphs import GraphLoadError
+    from app.runtime.langgraph_config import ConfigError, load_langgraph_config
+    from app.server import create_app
+    from app.services.container import open_services
+
+    try:
+        lg_config = load_langgraph_config(settings.config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    stack = contextlib.AsyncExitStack()
+    async with stack:
+        try:
+            services = await stack.enter_async_context(
+                open_services(
+                    settings, lg_config, database_uri=database_uri, redis_uri=redis_uri, migrate=dev
+                )
+            )
+        except (DatabaseBehindError, GraphLoadError) as exc:
+            _fail(str(exc))
+        except (OSError, ConnectionError) as exc:
+            _fail(f"cannot reach Postgres or Redis: {exc}")
+        app = create_app(settings, lambda: contextlib.nullcontext(services), embedded_worker=dev)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            lifespan="on",
+            ws_ping_interval=20,
+            timeout_graceful_shutdown=10,
+        )
+        server = _Server(config)
+        await server.serve()
+        if not server.started and not server.should_exit:
+            _fail(f"could not listen on {settings.host}:{settings.port}")
+
+
+@main.command()
+@common_options
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the embedded engines keep their data (env LGQL_DATA_DIR; default ./.lgql).",
+)
+def dev(
+    config: Path | None,
+    host: str | None,
+    port: int | None,
+    log_level: str | None,
+    data_dir: Path | None,
+) -> None:
+    """API + in-process worker; embedded Postgres and Valkey unless DATABASE_URI/REDIS_URI are set."""
+    settings = _settings(config, host, port, log_level)
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
+    _configure_logging(settings.log_level)
+    asyncio.run(_dev(settings))
+
+
+async def _dev(settings: Settings) -> None:
+    from app.engines import EmbeddedEngines, EngineError
+
+    database_uri, redis_uri = settings.database_uri, settings.redis_uri
+    engines: EmbeddedEngines | None = None
+    if not database_uri or not redis_uri:
+        engines = EmbeddedEngines(settings.data_dir)
+        try:
+            urls = await engines.start()
+        except EngineError as exc:
+            _fail(str(exc))
+        database_uri = database_uri or urls.database_uri
+        redis_uri = redis_uri or urls.redis_uri
+    try:
+        log.info("GraphiQL: http://%s:%s/graphql", settings.host, settings.port)
+        await _serve(settings, database_uri=database_uri, redis_uri=redis_uri, dev=True)
+    finally:
+        if engines is not None:
+            await engines.stop()
+
+
+@main.command()
+@common_options
+def serve(config: Path | None, host: str | None, port: int | None, log_level: str | None) -> None:
+    """API only, on DATABASE_URI and REDIS_URI (run `lgql migrate` first)."""
+    settings = _settings(config, host, port, log_level)
+    _configure_logging(settings.log_level)
+    if not settings.database_uri or not settings.redis_uri:
+        _fail(
+            "`lgql serve` needs DATABASE_URI and REDIS_URI (use `lgql dev` for the embedded engines)"
+        )
+    assert settings.database_uri and settings.redis_uri
+    asyncio.run(
+        _serve(
+            settings, database_uri=settings.database_uri, redis_uri=settings.redis_uri, dev=False
+        )
+    )
+
+
+@main.command()
+@click.option(
+    "--config", type=click.Path(path_type=Path), default=None, help="Path to langgraph.json."
+)
+@click.option("--log-level", default=None, help="Log level (env LOG_LEVEL; default INFO).")
+def worker(config: Path | None, log_level: str | None) -> None:
+    """An arq worker on DATABASE_URI and REDIS_URI."""
+    settings = _settings(config, None, None, log_level)
+    _configure_logging(settings.log_level)
+    if not settings.database_uri or not settings.redis_uri:
+        _fail("`lgql worker` needs DATABASE_URI and REDIS_URI")
+    if config is not None:
+        os.environ["LGQL_CONFIG"] = str(config)
+        get_settings.cache_clear()
+    from workers.settings import worker_from_env
+
+    # arq's Worker.run() owns the event loop and handles SIGINT/SIGTERM itself.
+    worker_from_env().run()
+
+
+@main.command()
+def migrate() -> None:
+    """Upgrade the database at DATABASE_URI to the latest migration (idempotent)."""
+    from app.db.migrate import upgrade
+
+    settings = get_settings()
+    _configure_logging(settings.log_level)
+    if not settings.database_uri:
+        _fail("`lgql migrate` needs DATABASE_URI")
+    assert settings.database_uri
+    before, after = asyncio.run(upgrade(settings.database_uri))
+    if before == after:
+        click.echo(f"database already at {after}")
+    else:
+        click.echo(f"database migrated from {before or '(empty)'} to {after}")
+
+
+@main.command("export-schema")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the SDL here (default: print it).",
+)
+def export_schema(output: Path | None) -> None:
+    """Print (or write) the GraphQL SDL."""
+    from schema.schema import export_sdl
+
+    sdl = export_sdl()
+    if output is None:
+        click.echo(sdl, nl=False)
+    else:
+        output.write_text(sdl)
+        click.echo(f"wrote {output}")

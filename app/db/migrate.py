@@ -1,0 +1,88 @@
+"""Alembic, driven from code: `lgql migrate`, the start-up check, and dev's self-migration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.db.engine import sqlalchemy_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# Any constant works; it only has to be the same in every process that migrates.
+_MIGRATION_LOCK_KEY = 0x6C67716C
+
+
+class DatabaseBehindError(RuntimeError):
+    """The database is not at the migration head this code expects."""
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def current_revision(url: str) -> str | None:
+    engine = create_async_engine(sqlalchemy_url(url))
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(_current)
+    finally:
+        await engine.dispose()
+
+
+async def upgrade(url: str) -> tuple[str | None, str]:
+    """Upgrade to head; safe to run from several processes at once. Returns (before, after)."""
+    engine = create_async_engine(sqlalchemy_url(url))
+    try:
+        async with engine.connect() as conn:
+            # Serialises concurrent `lgql migrate`/`lgql dev` start-ups on one database.
+            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            try:
+                before = await conn.run_sync(_current)
+
+                def _upgrade(sync_conn: Connection) -> None:
+                    cfg = alembic_config()
+                    cfg.attributes["connection"] = sync_conn
+                    command.upgrade(cfg, "head")
+
+                await conn.run_sync(_upgrade)
+                await conn.commit()
+                after = await conn.run_sync(_current)
+            finally:
+                await conn.execute(
+                    text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY}
+                )
+                await conn.commit()
+        assert after is not None
+        return before, after
+    finally:
+        await engine.dispose()
+
+
+async def ensure_up_to_date(url: str) -> None:
+    """Raise DatabaseBehindError unless the database is at head."""
+    current = await current_revision(url)
+    head = head_revision()
+    if current != head:
+        raise DatabaseBehindError(
+            f"the database is at migration {current or '(empty)'} but this lgql needs {head}: "
+            "run `lgql migrate` first"
+        )

@@ -1,0 +1,194 @@
+"""SQLModel tables: one class per table, named as in the GraphQL contract.
+
+The checkpointer's own tables (`checkpoints`, `checkpoint_blobs`, `checkpoint_writes`) are written in raw
+SQL by `app.runtime.checkpointer`, not mapped here: they are hot-path storage, not domain objects.
+Every table is created by Alembic (`migrations/`), never by `create_all`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlmodel import Field, SQLModel
+
+
+def _ts(nullable: bool = False) -> Any:
+    return Field(
+        sa_column=Column(
+            DateTime(timezone=True),
+            nullable=nullable,
+            server_default=None if nullable else func.now(),
+        ),
+        default=None,
+    )
+
+
+def _json(name: str, *, nullable: bool = False, default: str = "'{}'::jsonb") -> Any:
+    return Field(
+        sa_column=Column(
+            name, JSONB, nullable=nullable, server_default=None if nullable else text(default)
+        ),
+        default=None,
+    )
+
+
+class Assistant(SQLModel, table=True):
+    __tablename__ = "assistants"
+    __table_args__ = (
+        Index("ix_assistants_graph_id", "graph_id"),
+        Index("ix_assistants_created_at", "created_at"),
+        Index("ix_assistants_updated_at", "updated_at"),
+        Index("ix_assistants_metadata", "metadata", postgresql_using="gin"),
+    )
+
+    assistant_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    graph_id: str = Field(sa_column=Column(Text, nullable=False))
+    name: str = Field(sa_column=Column(Text, nullable=False))
+    description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    config: dict[str, Any] = _json("config")
+    context: dict[str, Any] = _json("context")
+    # `metadata` is reserved on SQLAlchemy declarative classes, hence the trailing underscore.
+    metadata_: dict[str, Any] = _json("metadata")
+    version: int = Field(sa_column=Column(Integer, nullable=False, server_default="1"))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class AssistantVersion(SQLModel, table=True):
+    __tablename__ = "assistant_versions"
+
+    assistant_id: uuid.UUID = Field(
+        sa_column=Column(
+            UUID(as_uuid=True),
+            ForeignKey("assistants.assistant_id", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    )
+    version: int = Field(sa_column=Column(Integer, primary_key=True))
+    graph_id: str = Field(sa_column=Column(Text, nullable=False))
+    name: str = Field(sa_column=Column(Text, nullable=False))
+    description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    config: dict[str, Any] = _json("config")
+    context: dict[str, Any] = _json("context")
+    metadata_: dict[str, Any] = _json("metadata")
+    created_at: datetime = _ts()
+
+
+class Thread(SQLModel, table=True):
+    __tablename__ = "threads"
+    __table_args__ = (
+        Index("ix_threads_created_at", "created_at"),
+        Index("ix_threads_updated_at", "updated_at"),
+        Index("ix_threads_status", "status"),
+        Index("ix_threads_metadata", "metadata", postgresql_using="gin"),
+        Index("ix_threads_values", "values", postgresql_using="gin"),
+    )
+
+    thread_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    metadata_: dict[str, Any] = _json("metadata")
+    config: dict[str, Any] = _json("config")
+    status: str = Field(sa_column=Column(Text, nullable=False, server_default="idle"))
+    # Latest checkpoint's values and interrupts, cached so thread search and lists need no graph.
+    values: dict[str, Any] | None = _json("values", nullable=True)
+    interrupts: dict[str, Any] = _json("interrupts")
+    error: dict[str, Any] | None = _json("error", nullable=True)
+    ttl_minutes: float | None = Field(
+        default=None, sa_column=Column("ttl_minutes", Float, nullable=True)
+    )
+    ttl_strategy: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    expires_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    state_updated_at: datetime = _ts()
+
+
+# The pydantic mypy plugin sees the `kwargs` column clash with its synthesized `__init__(**kwargs)`.
+class Run(SQLModel, table=True):  # type: ignore[no-redef]
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_thread_id_created_at", "thread_id", "created_at"),
+        Index("ix_runs_status_created_at", "status", "created_at"),
+    )
+
+    run_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    thread_id: uuid.UUID = Field(
+        sa_column=Column(
+            UUID(as_uuid=True),
+            ForeignKey("threads.thread_id", ondelete="CASCADE"),
+            nullable=False,
+        )
+    )
+    assistant_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    status: str = Field(sa_column=Column(Text, nullable=False, server_default="pending"))
+    metadata_: dict[str, Any] = _json("metadata")
+    kwargs: dict[str, Any] = _json("kwargs")
+    multitask_strategy: str = Field(
+        sa_column=Column(Text, nullable=False, server_default="enqueue")
+    )
+    attempt: int = Field(sa_column=Column(Integer, nullable=False, server_default="0"))
+    lease_until: datetime | None = _ts(nullable=True)
+    output: dict[str, Any] | None = _json("output", nullable=True)
+    error: dict[str, Any] | None = _json("error", nullable=True)
+    webhook: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class Cron(SQLModel, table=True):
+    __tablename__ = "crons"
+    __table_args__ = (Index("ix_crons_next_run_at", "next_run_at"),)
+
+    cron_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    assistant_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    thread_id: uuid.UUID | None = Field(
+        default=None,
+        sa_column=Column(
+            UUID(as_uuid=True),
+            ForeignKey("threads.thread_id", ondelete="CASCADE"),
+            nullable=True,
+        ),
+    )
+    schedule: str = Field(sa_column=Column(Text, nullable=False))
+    timezone: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    payload: dict[str, Any] = _json("payload")
+    metadata_: dict[str, Any] = _json("metadata")
+    enabled: bool = Field(sa_column=Column(Boolean, nullable=False, server_default="true"))
+    on_run_completed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    end_time: datetime | None = _ts(nullable=True)
+    next_run_at: datetime | None = _ts(nullable=True)
+    user_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class StoreItem(SQLModel, table=True):
+    __tablename__ = "store_items"
+    __table_args__ = (
+        Index("ix_store_items_expires_at", "expires_at"),
+        Index("ix_store_items_value", "value", postgresql_using="gin"),
+    )
+
+    namespace: list[str] = Field(sa_column=Column(ARRAY(Text), primary_key=True))
+    key: str = Field(sa_column=Column(Text, primary_key=True))
+    value: dict[str, Any] = _json("value")
+    ttl_minutes: float | None = Field(
+        default=None, sa_column=Column("ttl_minutes", Float, nullable=True)
+    )
+    expires_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()

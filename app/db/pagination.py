@@ -1,0 +1,69 @@
+"""Keyset pages over any select: the one paging query every list uses."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import DateTime
+
+from app.services.pagination import Cursor, Page, PageRequest, SortOrder, cursor_value
+
+T = TypeVar("T")
+
+
+def _typed(column: ColumnElement[Any], value: object) -> object:
+    if value is not None and isinstance(column.type, DateTime):
+        return datetime.fromisoformat(str(value))
+    return value
+
+
+async def fetch_page(
+    session: AsyncSession,
+    stmt: Select[Any],
+    *,
+    sort_by: str,
+    sort_column: ColumnElement[Any],
+    id_column: ColumnElement[Any],
+    order: SortOrder,
+    page: PageRequest,
+    to_item: Callable[[Any], T],
+) -> Page[T]:
+    """Run `stmt` (which selects one entity) sorted by (sort_column, id_column) from `page.after`."""
+    if page.after is not None:
+        after = Cursor.decode(page.after, sort_by=sort_by)
+        key = tuple_(sort_column, id_column)
+        bound = tuple_(_typed(sort_column, after.value), uuid.UUID(after.id))
+        stmt = stmt.where(key < bound if order is SortOrder.DESC else key > bound)
+    if order is SortOrder.DESC:
+        stmt = stmt.order_by(sort_column.desc(), id_column.desc())
+    else:
+        stmt = stmt.order_by(sort_column.asc(), id_column.asc())
+    rows = (await session.execute(stmt.limit(page.first + 1))).scalars().all()
+    has_next = len(rows) > page.first
+    rows = rows[: page.first]
+    items = [to_item(row) for row in rows]
+    sort_attr, id_attr = str(sort_column.key), str(id_column.key)
+    cursors = [
+        Cursor(
+            sort_by=sort_by,
+            value=cursor_value(getattr(row, sort_attr)),
+            id=str(getattr(row, id_attr)),
+        ).encode()
+        for row in rows
+    ]
+    return Page(
+        items=items,
+        cursors=cursors,
+        has_next_page=has_next,
+        has_previous_page=page.after is not None,
+    )
+
+
+async def count(session: AsyncSession, stmt: Select[Any]) -> int:
+    result = await session.execute(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    return int(result.scalar_one())

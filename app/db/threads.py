@@ -1,0 +1,107 @@
+"""Persistence of threads: plain async functions taking a session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, exists, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.db.models import Run, Thread
+
+ACTIVE_RUN_STATUSES = ("pending", "running")
+
+
+async def get(
+    session: AsyncSession, thread_id: uuid.UUID, *, for_update: bool = False
+) -> Thread | None:
+    stmt = select(Thread).where(col(Thread.thread_id) == thread_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def insert_if_absent(
+    session: AsyncSession,
+    *,
+    thread_id: uuid.UUID,
+    metadata: dict[str, Any],
+    now: datetime,
+    status: str = "idle",
+    values: dict[str, Any] | None = None,
+    interrupts: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+) -> Thread | None:
+    """Insert a thread; None when the id is taken (nothing written then)."""
+    stmt = (
+        insert(Thread)
+        .values(
+            thread_id=thread_id,
+            metadata_=metadata,
+            config=config or {},
+            status=status,
+            values=values,
+            interrupts=interrupts or {},
+            created_at=now,
+            updated_at=now,
+            state_updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["thread_id"])
+        .returning(Thread)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def update_fields(
+    session: AsyncSession, thread_id: uuid.UUID, **fields: Any
+) -> Thread | None:
+    if "metadata" in fields:
+        fields["metadata_"] = fields.pop("metadata")
+    stmt = (
+        update(Thread)
+        .where(col(Thread.thread_id) == thread_id)
+        .values(**fields)
+        .returning(Thread)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def delete_one(session: AsyncSession, thread_id: uuid.UUID) -> bool:
+    """Delete a thread; its runs and crons go with it (foreign keys cascade)."""
+    stmt = delete(Thread).where(col(Thread.thread_id) == thread_id).returning(col(Thread.thread_id))
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def has_active_runs(session: AsyncSession, thread_id: uuid.UUID) -> bool:
+    stmt = select(
+        exists().where(
+            col(Run.thread_id) == thread_id,
+            col(Run.status).in_(ACTIVE_RUN_STATUSES),
+        )
+    )
+    return bool((await session.execute(stmt)).scalar())
+
+
+def search(
+    *,
+    ids: Sequence[uuid.UUID] | None = None,
+    metadata: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
+    status: str | None = None,
+) -> Select[Any]:
+    stmt = select(Thread)
+    if ids is not None:
+        stmt = stmt.where(col(Thread.thread_id).in_(ids))
+    if metadata:
+        stmt = stmt.where(col(Thread.metadata_).contains(metadata))
+    if values:
+        stmt = stmt.where(col(Thread.values).contains(values))
+    if status is not None:
+        stmt = stmt.where(col(Thread.status) == status)
+    return stmt

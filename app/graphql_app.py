@@ -1,0 +1,356 @@
+"""The GraphQL transport: Strawberry's ASGI view, tuned to the GraphQL-over-HTTP spec.
+
+One ASGI app answers `/graphql` over every transport lgql promises: GraphQL over HTTP (GET and
+POST), subscriptions over WebSocket (`graphql-transport-ws` and legacy `graphql-ws`), over SSE
+and over multipart HTTP, and GraphiQL for browsers, its assets served from `app/static/graphiql/`.
+
+What Strawberry 0.341 does not do by itself, and this module adds:
+- answers `application/graphql-response+json` when the client prefers it, with 400 and no
+  `data` key on request errors (parse, validation, variable coercion), so the `graphql-http`
+  audit passes 61 of 61 (vanilla: 53 ok, 8 warn);
+- SSE and multipart subscriptions (off by default since Strawberry 0.320);
+- GraphiQL without a CDN (Strawberry's page loads everything from unpkg: blank when offline);
+- a request body cap (413) and GraphQL-shaped JSON for transport errors (Strawberry answers
+  them in plain text).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import strawberry
+import strawberry.asgi
+from cross_web import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
+
+__all__ = [
+    "DEFAULT_KEEP_ALIVE_INTERVAL",
+    "DEFAULT_MAX_BODY_BYTES",
+    "GRAPHIQL_STATIC_DIR",
+    "GRAPHIQL_STATIC_PATH",
+    "GRAPHQL_RESPONSE_MEDIA_TYPE",
+    "JSON_MEDIA_TYPE",
+    "ContextGetter",
+    "LgqlGraphQL",
+    "graphiql_static_mount",
+    "graphql_routes",
+    "make_graphql_app",
+    "negotiate_media_type",
+]
+
+GRAPHQL_RESPONSE_MEDIA_TYPE = "application/graphql-response+json"
+JSON_MEDIA_TYPE = "application/json"
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+# Legacy graphql-ws `ka` messages; well under the 60 s idle timeout of common proxies.
+DEFAULT_KEEP_ALIVE_INTERVAL = 15.0
+GRAPHIQL_STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
+GRAPHIQL_STATIC_PATH = "/static/graphiql"
+
+ALL_SUBSCRIPTION_PROTOCOLS = (
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    GRAPHQL_SSE_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
+
+ContextGetter = Callable[[Request | WebSocket, Response | None], Awaitable[Any]]
+
+# `extensions.code` for errors raised as `cross_web.HTTPException` (by Strawberry, by this view,
+# or by a context getter refusing a request), in the vocabulary of the GraphQL contract.
+_HTTP_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+}
+
+
+class _BodyTooLargeError(Exception):
+    """Raised from inside `receive` so the body is never buffered past the cap."""
+
+
+def negotiate_media_type(accept: str | None) -> str:
+    """Choose the response media type for an `Accept` header.
+
+    The most preferred (highest `q`, then earliest) of `application/graphql-response+json` and
+    `application/json` wins; wildcards only ever select `application/json`, as the spec asks
+    until its "watershed". A missing or unsatisfiable header also gets `application/json`
+    rather than 406, which is what legacy clients expect.
+    """
+    best, best_q = JSON_MEDIA_TYPE, -1.0
+    for part in (accept or "").split(","):
+        media_range, *raw_params = (p.strip() for p in part.split(";"))
+        params = dict(p.split("=", 1) for p in raw_params if "=" in p)
+        charset = params.get("charset", "utf-8").strip('"').lower()
+        if charset not in ("utf-8", "utf8"):
+            continue
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            continue
+        media_range = media_range.lower()
+        if media_range == GRAPHQL_RESPONSE_MEDIA_TYPE:
+            candidate = GRAPHQL_RESPONSE_MEDIA_TYPE
+        elif media_range in (JSON_MEDIA_TYPE, "application/*", "*/*"):
+            candidate = JSON_MEDIA_TYPE
+        else:
+            continue
+        if q > best_q and q > 0:
+            best, best_q = candidate, q
+    return best
+
+
+def _is_request_error(data: GraphQLHTTPResponse) -> bool:
+    # A request error stops execution before it starts, so no error can carry a `path`; a
+    # null `data` after a field error always has one, and must stay a 200 with `data`.
+    errors = data.get("errors")
+    return (
+        data.get("data") is None
+        and bool(errors)
+        and all(not (isinstance(e, dict) and e.get("path")) for e in errors or ())
+    )
+
+
+def _error_body(message: str, code: str | None) -> dict[str, Any]:
+    error: dict[str, Any] = {"message": message}
+    if code:
+        error["extensions"] = {"code": code}
+    return {"errors": [error]}
+
+
+class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
+    """Strawberry's ASGI view with spec-level content negotiation, local GraphiQL, a body cap."""
+
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        *,
+        context_getter: ContextGetter,
+        graphiql: bool,
+        allowed_origins: Sequence[str] | None,
+        keep_alive_interval: float = DEFAULT_KEEP_ALIVE_INTERVAL,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if graphiql else None,
+            keep_alive=True,
+            keep_alive_interval=keep_alive_interval,
+            subscription_protocols=ALL_SUBSCRIPTION_PROTOCOLS,
+            allowed_origins=tuple(allowed_origins or ()),
+        )
+        self.context_getter = context_getter
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive=self._capped_receive(receive))
+        response: Response
+        try:
+            declared = int(request.headers.get("content-length") or 0)
+        except ValueError:
+            declared = -1
+        try:
+            if declared < 0:
+                raise HTTPException(400, "Invalid Content-Length header")
+            if declared > self.max_body_bytes:
+                raise _BodyTooLargeError
+            response = await self.run(request)
+        except _BodyTooLargeError:
+            response = self.error_response(
+                request, 413, f"Request body is larger than {self.max_body_bytes} bytes"
+            )
+        except HTTPException as e:
+            response = self.error_response(request, e.status_code, e.reason)
+        await response(scope, receive, send)
+
+    def _capped_receive(self, receive: Receive) -> Receive:
+        # Content-Length can be absent (chunked uploads), so count what actually arrives.
+        received = 0
+
+        async def capped() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLargeError
+            return message
+
+        return capped
+
+    def error_response(self, request: Request, status_code: int, message: str) -> Response:
+        """A transport-level error (before any GraphQL execution) as a GraphQL-shaped body."""
+        response = JSONResponse(
+            _error_body(message, _HTTP_ERROR_CODES.get(status_code)),
+            status_code=status_code,
+            media_type=negotiate_media_type(request.headers.get("accept")),
+        )
+        if status_code == 405:
+            response.headers["allow"] = "GET, POST"
+        return response
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Any:
+        return await self.context_getter(
+            request, response if isinstance(response, Response) else None
+        )
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        # The sub-response is never sent itself: its media_type carries the negotiated type
+        # to create_response, which Strawberry calls without the request.
+        sub_response.media_type = negotiate_media_type(request.headers.get("accept"))
+        return sub_response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        media_type = sub_response.media_type or JSON_MEDIA_TYPE
+        status_code = 200
+        if (
+            media_type == GRAPHQL_RESPONSE_MEDIA_TYPE
+            and not isinstance(response_data, list)
+            and _is_request_error(response_data)
+        ):
+            status_code = 400
+            response_data = response_data.copy()
+            response_data.pop("data", None)
+        response = Response(
+            self.encode_json(response_data), status_code=status_code, media_type=media_type
+        )
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        assets = html.escape(request.scope.get("root_path", "") + GRAPHIQL_STATIC_PATH)
+        return HTMLResponse(GRAPHIQL_HTML.replace("{{ASSETS}}", assets))
+
+
+def make_graphql_app(
+    schema: strawberry.Schema,
+    *,
+    context_getter: ContextGetter,
+    graphiql: bool,
+    allowed_origins: Sequence[str] | None,
+    keep_alive_interval: float = DEFAULT_KEEP_ALIVE_INTERVAL,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> LgqlGraphQL:
+    """Build the `/graphql` ASGI app with every transport switched on.
+
+    Args:
+        schema: the Strawberry schema to serve.
+        context_getter: builds the per-operation context from the HTTP request (with the
+            sub-response whose status, headers and background tasks are merged into the
+            answer) or from the WebSocket (response `None`; called once per connection).
+            Raising `cross_web.HTTPException(401, reason)` refuses an HTTP request with a
+            GraphQL-shaped error (`UNAUTHENTICATED`; 403 gives `FORBIDDEN`).
+        graphiql: serve GraphiQL on GET with `Accept: text/html`; mount
+            `graphiql_static_mount()` beside it for its assets.
+        allowed_origins: origins whose pages may open a WebSocket cross-origin (`"*"` for
+            any); same-origin and non-browser clients are always allowed.
+        keep_alive_interval: seconds between legacy `graphql-ws` keep-alive (`ka`) messages.
+        max_body_bytes: larger request bodies are refused with 413.
+    """
+    return LgqlGraphQL(
+        schema,
+        context_getter=context_getter,
+        graphiql=graphiql,
+        allowed_origins=allowed_origins,
+        keep_alive_interval=keep_alive_interval,
+        max_body_bytes=max_body_bytes,
+    )
+
+
+def graphql_routes(app: LgqlGraphQL, path: str = "/graphql") -> list[BaseRoute]:
+    """HTTP and WebSocket routes for `app` at `path` (Starlette needs one route per scope)."""
+    # No `methods=`: other verbs must reach the view to get its GraphQL-shaped 405.
+    return [Route(path, app), WebSocketRoute(path, app)]
+
+
+def graphiql_static_mount() -> Mount:
+    """The mount serving GraphiQL's vendored JS and CSS at `/static/graphiql`."""
+    return Mount(
+        GRAPHIQL_STATIC_PATH, app=StaticFiles(directory=GRAPHIQL_STATIC_DIR), name="graphiql"
+    )
+
+
+# Our own page rather than Strawberry's: every asset is local, the endpoint is the page's own
+# URL (so mounts and proxies keep working), and subscriptions use graphql-transport-ws.
+GRAPHIQL_HTML = """<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <title>lgql GraphiQL</title>
+    <style>
+      body { height: 100%; margin: 0; width: 100%; overflow: hidden; }
+      #graphiql { height: 100vh; }
+    </style>
+    <link rel="stylesheet" href="{{ASSETS}}/graphiql.min.css" />
+    <script src="{{ASSETS}}/react.production.min.js"></script>
+    <script src="{{ASSETS}}/react-dom.production.min.js"></script>
+    <script src="{{ASSETS}}/graphiql.min.js"></script>
+  </head>
+  <body>
+    <div id="graphiql">Loading GraphiQL...</div>
+    <script>
+      const endpoint = new URL(window.location.href);
+      endpoint.search = "";
+      endpoint.hash = "";
+      const subscriptionUrl = new URL(endpoint.href);
+      subscriptionUrl.protocol = endpoint.protocol === "https:" ? "wss:" : "ws:";
+      // WebSocket subscriptions speak graphql-transport-ws (the bundled graphql-ws client);
+      // the headers typed in GraphiQL travel as its connection_init payload.
+      const fetcher = GraphiQL.createFetcher({
+        url: endpoint.href,
+        subscriptionUrl: subscriptionUrl.href,
+      });
+      const defaultQuery = [
+        "# lgql: LangGraph agents over GraphQL.",
+        "# Ctrl-Enter runs the operation; the Docs pane describes every type and field.",
+        "",
+        "{",
+        "  __typename",
+        "}",
+        "",
+      ].join("\\n");
+      ReactDOM.createRoot(document.getElementById("graphiql")).render(
+        React.createElement(GraphiQL, {
+          fetcher,
+          defaultQuery,
+          defaultEditorToolsVisibility: true,
+          isHeadersEditorEnabled: true,
+          inputValueDeprecation: true,
+        }),
+      );
+    </script>
+  </body>
+</html>
+"""

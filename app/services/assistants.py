@@ -1,0 +1,307 @@
+"""Assistants: versioned configurations of a graph, as on LangGraph Server."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+
+from app.db import assistants as db
+from app.db.engine import Database
+from app.db.models import Assistant as AssistantRecord
+from app.db.models import AssistantVersion as AssistantVersionRecord
+from app.db.pagination import count, fetch_page
+from app.runtime.graphs import GraphRegistry, GraphVisualizationError, default_assistant_id
+from app.services.common import (
+    UNSET,
+    IfExists,
+    JsonValue,
+    Unset,
+    merge_metadata,
+    new_id,
+    parse_uuid,
+    require_object,
+    utcnow,
+)
+from app.services.errors import BadUserInput, Conflict, NotFound
+from app.services.pagination import Page, PageRequest, SortOrder
+
+__all__ = ["AssistantRecord", "AssistantService", "AssistantVersionRecord"]
+
+SORT_COLUMNS = {
+    "created_at": AssistantRecord.created_at,
+    "updated_at": AssistantRecord.updated_at,
+}
+
+
+@dataclass(frozen=True)
+class AssistantFilter:
+    graph_id: str | None = None
+    name: str | None = None
+    metadata: JsonValue = None
+
+
+def _config_and_context(
+    config: dict[str, Any] | None, context: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """LangGraph mirrors `config.configurable` and `context` into each other; giving both is an error."""
+    config = dict(require_object(config, "config") or {})
+    context = dict(require_object(context, "context") or {})
+    configurable = config.get("configurable")
+    if configurable is not None and not isinstance(configurable, dict):
+        raise BadUserInput("`config.configurable` must be a JSON object", field="config")
+    if configurable and context:
+        raise BadUserInput(
+            "Cannot specify both configurable and context. Prefer setting context alone.",
+            field="context",
+        )
+    if configurable:
+        context = dict(configurable)
+    elif context:
+        config["configurable"] = dict(context)
+    return config, context
+
+
+class AssistantService:
+    def __init__(self, db: Database, graphs: GraphRegistry) -> None:
+        self._db = db
+        self._graphs = graphs
+
+    def _check_graph(self, graph_id: str) -> None:
+        if graph_id not in self._graphs.graph_ids:
+            raise NotFound(f"Graph '{graph_id}' not found", graph_id=graph_id)
+
+    def resolve_id(self, id_or_graph: str) -> uuid.UUID:
+        """An assistant id, or a graph id standing for that graph's default assistant."""
+        if id_or_graph in self._graphs.graph_ids:
+            return default_assistant_id(id_or_graph)
+        return parse_uuid(id_or_graph, "assistant")
+
+    async def create(
+        self,
+        *,
+        graph_id: str,
+        assistant_id: str | None = None,
+        config: JsonValue = None,
+        context: JsonValue = None,
+        metadata: JsonValue = None,
+        name: str | None = None,
+        description: str | None = None,
+        if_exists: IfExists = IfExists.RAISE,
+    ) -> AssistantRecord:
+        """Create version 1. Raises NotFound (graph), Conflict (id taken, `RAISE`), BadUserInput."""
+        self._check_graph(graph_id)
+        aid = parse_uuid(assistant_id, "assistant") if assistant_id else new_id()
+        config, context = _config_and_context(config, context)
+        fields = {
+            "assistant_id": aid,
+            "graph_id": graph_id,
+            "name": name or "Untitled",
+            "description": description,
+            "config": config,
+            "context": context,
+            "metadata": dict(require_object(metadata, "metadata") or {}),
+        }
+        async with self._db.sessions.begin() as session:
+            created = await db.insert_if_absent(session, fields, utcnow())
+            if created is not None:
+                return created
+            if if_exists is IfExists.DO_NOTHING:
+                existing = await db.get(session, aid, self._graphs.graph_ids)
+                if existing is not None:
+                    return existing
+        raise Conflict(f"Assistant {aid} already exists", assistant_id=str(aid))
+
+    async def ensure_default_assistants(self) -> None:
+        """One system assistant per graph, with LangGraph's deterministic id; idempotent."""
+        for graph_id in self._graphs.graph_ids:
+            info = self._graphs.info(graph_id)
+            fields = {
+                "assistant_id": default_assistant_id(graph_id),
+                "graph_id": graph_id,
+                "name": info.name,
+                "description": info.description,
+                "config": {},
+                "context": {},
+                "metadata": {"created_by": "system"},
+            }
+            async with self._db.sessions.begin() as session:
+                if await db.insert_if_absent(session, fields, utcnow()) is None:
+                    # As LangGraph Server: a renamed or re-described graph updates its assistant.
+                    await db.refresh_system_assistant(
+                        session,
+                        default_assistant_id(graph_id),
+                        name=info.name,
+                        description=info.description,
+                    )
+
+    async def get(self, assistant_id: str | uuid.UUID) -> AssistantRecord:
+        aid = assistant_id if isinstance(assistant_id, uuid.UUID) else self.resolve_id(assistant_id)
+        async with self._db.sessions() as session:
+            found = await db.get(session, aid, self._graphs.graph_ids)
+        if found is None:
+            raise NotFound(f"Assistant {aid} not found", assistant_id=str(aid))
+        return found
+
+    async def update(
+        self,
+        assistant_id: str,
+        *,
+        graph_id: str | None = None,
+        config: JsonValue = None,
+        context: JsonValue = None,
+        metadata: JsonValue = None,
+        name: str | None = None,
+        description: str | Unset | None = UNSET,
+    ) -> AssistantRecord:
+        """Append a new version with the given changes (metadata merged, others replaced)."""
+        aid = self.resolve_id(assistant_id)
+        if graph_id is not None:
+            self._check_graph(graph_id)
+        patch_metadata = require_object(metadata, "metadata")
+        async with self._db.sessions.begin() as session:
+            current = await db.get_for_update(session, aid, self._graphs.graph_ids)
+            if current is None:
+                raise NotFound(f"Assistant {aid} not found", assistant_id=str(aid))
+            fields = db.version_fields(current)
+            if config is not None or context is not None:
+                new_config, new_context = _config_and_context(
+                    config if config is not None else _without_configurable(current.config),
+                    context,
+                )
+                fields["config"], fields["context"] = new_config, new_context
+            if graph_id is not None:
+                fields["graph_id"] = graph_id
+            if name is not None:
+                fields["name"] = name
+            if not isinstance(description, Unset):
+                fields["description"] = description
+            fields["metadata"] = merge_metadata(current.metadata_, patch_metadata)
+            return await db.add_version(session, aid, fields, utcnow())
+
+    async def set_latest_version(self, assistant_id: str, version: int) -> AssistantRecord:
+        aid = self.resolve_id(assistant_id)
+        async with self._db.sessions.begin() as session:
+            if await db.get_for_update(session, aid, self._graphs.graph_ids) is None:
+                raise NotFound(f"Assistant {aid} not found", assistant_id=str(aid))
+            row = await db.get_version(session, aid, version)
+            if row is None:
+                raise NotFound(f"Assistant {aid} has no version {version}", version=version)
+            return await db.set_latest(session, row, utcnow())
+
+    async def delete(self, assistant_id: str) -> uuid.UUID:
+        aid = self.resolve_id(assistant_id)
+        async with self._db.sessions.begin() as session:
+            if not await db.delete_one(session, aid, self._graphs.graph_ids):
+                raise NotFound(f"Assistant {aid} not found", assistant_id=str(aid))
+        return aid
+
+    async def search(
+        self,
+        filter: AssistantFilter,
+        page: PageRequest,
+        *,
+        sort_by: str = "created_at",
+        order: SortOrder = SortOrder.DESC,
+    ) -> Page[AssistantRecord]:
+        stmt = self._search_stmt(filter)
+        async with self._db.sessions() as session:
+            return await fetch_page(
+                session,
+                stmt,
+                sort_by=sort_by,
+                sort_column=SORT_COLUMNS[sort_by],  # type: ignore[arg-type]
+                id_column=AssistantRecord.assistant_id,  # type: ignore[arg-type]
+                order=order,
+                page=page,
+                to_item=lambda row: row,
+            )
+
+    async def count(self, filter: AssistantFilter) -> int:
+        async with self._db.sessions() as session:
+            return await count(session, self._search_stmt(filter))
+
+    def _search_stmt(self, filter: AssistantFilter) -> Any:
+        return db.search(
+            self._graphs.graph_ids,
+            graph_id=filter.graph_id,
+            name=filter.name,
+            metadata=require_object(filter.metadata, "metadata"),
+        )
+
+    async def versions(
+        self, assistant_id: uuid.UUID, page: PageRequest, *, metadata: JsonValue = None
+    ) -> Page[AssistantVersionRecord]:
+        stmt = db.versions(assistant_id, require_object(metadata, "metadata"))
+        async with self._db.sessions() as session:
+            return await fetch_page(
+                session,
+                stmt,
+                sort_by="version",
+                sort_column=AssistantVersionRecord.version,  # type: ignore[arg-type]
+                id_column=AssistantVersionRecord.assistant_id,  # type: ignore[arg-type]
+                order=SortOrder.DESC,
+                page=page,
+                to_item=lambda row: row,
+            )
+
+    async def count_versions(
+        self, assistant_id: uuid.UUID, metadata: dict[str, Any] | None = None
+    ) -> int:
+        async with self._db.sessions() as session:
+            return await count(
+                session, db.versions(assistant_id, require_object(metadata, "metadata"))
+            )
+
+    # --- graph introspection -------------------------------------------------------------------
+
+    @staticmethod
+    def graph_config(assistant: AssistantRecord) -> RunnableConfig:
+        """The config a factory graph is built with for this assistant."""
+        config: dict[str, Any] = dict(assistant.config)
+        config["configurable"] = {
+            **(config.get("configurable") or {}),
+            "assistant_id": str(assistant.assistant_id),
+            "graph_id": assistant.graph_id,
+        }
+        return cast(RunnableConfig, config)
+
+    async def graph(self, assistant: AssistantRecord, *, xray: bool | int) -> dict[str, Any]:
+        _check_xray(xray)
+        try:
+            return await self._graphs.draw(
+                assistant.graph_id, self.graph_config(assistant), xray=xray
+            )
+        except GraphVisualizationError as exc:
+            raise BadUserInput(str(exc), argument="xray") from exc
+
+    async def mermaid(self, assistant: AssistantRecord, *, xray: bool | int) -> str:
+        _check_xray(xray)
+        try:
+            return await self._graphs.mermaid(
+                assistant.graph_id, self.graph_config(assistant), xray=xray
+            )
+        except GraphVisualizationError as exc:
+            raise BadUserInput(str(exc), argument="xray") from exc
+
+    async def schemas(self, assistant: AssistantRecord) -> dict[str, Any]:
+        return await self._graphs.schemas(assistant.graph_id, self.graph_config(assistant))
+
+    async def subgraphs(
+        self, assistant: AssistantRecord, *, namespace: str | None, recurse: bool
+    ) -> dict[str, dict[str, Any]]:
+        return await self._graphs.subgraphs(
+            assistant.graph_id, self.graph_config(assistant), namespace=namespace, recurse=recurse
+        )
+
+
+def _without_configurable(config: dict[str, Any]) -> dict[str, Any]:
+    # When only `context` is updated, the old configurable mirror must not conflict with it.
+    return {k: v for k, v in config.items() if k != "configurable"}
+
+
+def _check_xray(xray: bool | int) -> None:
+    if not isinstance(xray, bool) and xray <= 0:
+        raise BadUserInput("`xray` must be true, false or a positive depth", argument="xray")

@@ -1,0 +1,96 @@
+"""All services of one process, opened together and closed together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from app.db.engine import Database
+from app.db.migrate import ensure_up_to_date, upgrade
+from app.runtime.checkpointer import PostgresCheckpointer
+from app.runtime.graphs import GraphRegistry
+from app.runtime.langgraph_config import LanggraphConfig
+from app.services.assistants import AssistantService
+from app.services.threads import ThreadService
+from app.settings import Settings
+
+log = logging.getLogger("lgql.services")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    langgraph_config: LanggraphConfig
+    database_uri: str
+    redis_uri: str
+    db: Database
+    redis: aioredis.Redis
+    graphs: GraphRegistry
+    checkpointer: PostgresCheckpointer
+    assistants: AssistantService
+    threads: ThreadService
+
+    async def health(self) -> dict[str, str]:
+        """Reachability of Postgres and Redis, for `/ok`."""
+        status: dict[str, str] = {}
+        try:
+            async with self.db.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+            status["postgres"] = "ok"
+        except Exception as exc:  # reported, not raised: /ok must answer even when a store is down
+            status["postgres"] = f"error: {type(exc).__name__}"
+        try:
+            await self.redis.ping()
+            status["redis"] = "ok"
+        except Exception as exc:
+            status["redis"] = f"error: {type(exc).__name__}"
+        return status
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    langgraph_config: LanggraphConfig,
+    *,
+    database_uri: str,
+    redis_uri: str,
+    migrate: bool = False,
+) -> AsyncIterator[Services]:
+    """Connect, check (or apply, with `migrate`) the migrations, load graphs, sync default assistants.
+
+    Raises DatabaseBehindError when the database is behind and `migrate` is false, GraphLoadError
+    when a graph cannot be imported.
+    """
+    if migrate:
+        before, after = await upgrade(database_uri)
+        if before != after:
+            log.info("database migrated from %s to %s", before or "(empty)", after)
+    else:
+        await ensure_up_to_date(database_uri)
+    graphs = await GraphRegistry.load(langgraph_config)
+    db = await Database.connect(database_uri, pool_size=settings.db_pool_size)
+    redis = aioredis.from_url(redis_uri)
+    try:
+        await redis.ping()
+        checkpointer = PostgresCheckpointer(db.pool)
+        services = Services(
+            settings=settings,
+            langgraph_config=langgraph_config,
+            database_uri=database_uri,
+            redis_uri=redis_uri,
+            db=db,
+            redis=redis,
+            graphs=graphs,
+            checkpointer=checkpointer,
+            assistants=AssistantService(db, graphs),
+            threads=ThreadService(db, graphs, checkpointer),
+        )
+        await services.assistants.ensure_default_assistants()
+        yield services
+    finally:
+        await redis.aclose()
+        await db.close()

@@ -1,0 +1,330 @@
+"""Threads: conversations with their checkpointed state, as on LangGraph Server."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import EmptyInputError, InvalidUpdateError
+from langgraph.types import StateSnapshot
+
+from app.db import threads as db
+from app.db.engine import Database
+from app.db.models import Thread as ThreadRecord
+from app.db.pagination import count, fetch_page
+from app.runtime.checkpointer import PostgresCheckpointer
+from app.runtime.graphs import AccessContext, AnyPregel, GraphRegistry
+from app.runtime.serialization import to_jsonable
+from app.runtime.state import empty_state, interrupts_by_task, snapshot_to_dict
+from app.services.common import (
+    IfExists,
+    JsonValue,
+    merge_metadata,
+    new_id,
+    parse_uuid,
+    require_object,
+    utcnow,
+)
+from app.services.errors import BadUserInput, Conflict, NotFound
+from app.services.pagination import Page, PageRequest, SortOrder
+
+__all__ = ["ThreadFilter", "ThreadRecord", "ThreadService", "ThreadStatus"]
+
+log = logging.getLogger("lgql.threads")
+
+THREAD_STATUSES = ("idle", "busy", "interrupted", "error")
+ThreadStatus = str
+
+SORT_COLUMNS = {
+    "created_at": ThreadRecord.created_at,
+    "updated_at": ThreadRecord.updated_at,
+    "state_updated_at": ThreadRecord.state_updated_at,
+}
+
+
+@dataclass(frozen=True)
+class ThreadFilter:
+    ids: list[str] | None = None
+    metadata: JsonValue = None
+    values: JsonValue = None
+    status: str | None = None
+
+
+def derived_state(snapshot: StateSnapshot) -> dict[str, Any]:
+    """Status, values and interrupts a thread shows for its latest checkpoint."""
+    return {
+        "status": "interrupted" if snapshot.next else "idle",
+        "values": to_jsonable(snapshot.values),
+        "interrupts": interrupts_by_task(snapshot),
+    }
+
+
+class ThreadService:
+    def __init__(
+        self, db: Database, graphs: GraphRegistry, checkpointer: PostgresCheckpointer
+    ) -> None:
+        self._db = db
+        self._graphs = graphs
+        self._checkpointer = checkpointer
+
+    async def create(
+        self,
+        *,
+        thread_id: str | None = None,
+        metadata: JsonValue = None,
+        if_exists: IfExists = IfExists.RAISE,
+        graph_id: str | None = None,
+    ) -> ThreadRecord:
+        """Create an idle thread. Raises Conflict (id taken, `RAISE`), BadUserInput, NotFound (graph)."""
+        tid = parse_uuid(thread_id, "thread") if thread_id else new_id()
+        meta = dict(require_object(metadata, "metadata") or {})
+        if graph_id is not None:
+            if graph_id not in self._graphs.graph_ids:
+                raise NotFound(f"Graph '{graph_id}' not found", graph_id=graph_id)
+            meta["graph_id"] = graph_id
+        async with self._db.sessions.begin() as session:
+            created = await db.insert_if_absent(session, thread_id=tid, metadata=meta, now=utcnow())
+            if created is not None:
+                return created
+            if if_exists is IfExists.DO_NOTHING:
+                existing = await db.get(session, tid)
+                if existing is not None:
+                    return existing
+        raise Conflict(f"Thread {tid} already exists", thread_id=str(tid))
+
+    async def get(self, thread_id: str | uuid.UUID) -> ThreadRecord:
+        tid = parse_uuid(thread_id, "thread")
+        async with self._db.sessions() as session:
+            found = await db.get(session, tid)
+        if found is None:
+            raise NotFound(f"Thread {tid} not found", thread_id=str(tid))
+        return found
+
+    async def update(
+        self, thread_id: str, *, metadata: dict[str, Any] | None = None
+    ) -> ThreadRecord:
+        """Merge `metadata` into the thread's (given keys replace, others stay)."""
+        tid = parse_uuid(thread_id, "thread")
+        patch = require_object(metadata, "metadata")
+        async with self._db.sessions.begin() as session:
+            current = await db.get(session, tid, for_update=True)
+            if current is None:
+                raise NotFound(f"Thread {tid} not found", thread_id=str(tid))
+            updated = await db.update_fields(
+                session, tid, metadata=merge_metadata(current.metadata_, patch), updated_at=utcnow()
+            )
+        assert updated is not None
+        return updated
+
+    async def delete(self, thread_id: str) -> uuid.UUID:
+        """Delete the thread, its runs, crons and checkpoints, all in one transaction."""
+        tid = parse_uuid(thread_id, "thread")
+        async with self._db.sessions.begin() as session:
+            if not await db.delete_one(session, tid):
+                raise NotFound(f"Thread {tid} not found", thread_id=str(tid))
+            conn = await _driver_connection(session)
+            await self._checkpointer.delete_thread_in(conn, str(tid))
+        return tid
+
+    async def copy(self, thread_id: str) -> ThreadRecord:
+        """A new thread with the same metadata and the whole checkpoint history of the source."""
+        tid = parse_uuid(thread_id, "thread")
+        new_tid = new_id()
+        async with self._db.sessions.begin() as session:
+            source = await db.get(session, tid, for_update=True)
+            if source is None:
+                raise NotFound(f"Thread {tid} not found", thread_id=str(tid))
+            conn = await _driver_connection(session)
+            await self._checkpointer.copy_thread_in(conn, str(tid), str(new_tid))
+            copied = await db.insert_if_absent(
+                session,
+                thread_id=new_tid,
+                metadata=dict(source.metadata_),
+                config=dict(source.config),
+                # A copy has no runs, so it cannot be busy; otherwise it shows what its state shows.
+                status="idle" if source.status == "busy" else source.status,
+                values=source.values,
+                interrupts=source.interrupts,
+                now=utcnow(),
+            )
+        assert copied is not None
+        return copied
+
+    async def search(
+        self,
+        filter: ThreadFilter,
+        page: PageRequest,
+        *,
+        sort_by: str = "created_at",
+        order: SortOrder = SortOrder.DESC,
+    ) -> Page[ThreadRecord]:
+        stmt = self._search_stmt(filter)
+        async with self._db.sessions() as session:
+            return await fetch_page(
+                session,
+                stmt,
+                sort_by=sort_by,
+                sort_column=SORT_COLUMNS[sort_by],  # type: ignore[arg-type]
+                id_column=ThreadRecord.thread_id,  # type: ignore[arg-type]
+                order=order,
+                page=page,
+                to_item=lambda row: row,
+            )
+
+    async def count(self, filter: ThreadFilter) -> int:
+        async with self._db.sessions() as session:
+            return await count(session, self._search_stmt(filter))
+
+    def _search_stmt(self, filter: ThreadFilter) -> Any:
+        if filter.status is not None and filter.status not in THREAD_STATUSES:
+            raise BadUserInput(f"unknown thread status {filter.status!r}", field="status")
+        ids = [parse_uuid(i, "thread") for i in filter.ids] if filter.ids is not None else None
+        return db.search(
+            ids=ids,
+            metadata=require_object(filter.metadata, "metadata"),
+            values=require_object(filter.values, "values"),
+            status=filter.status,
+        )
+
+    # --- state -------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _graph_for(
+        self, thread: ThreadRecord, access: AccessContext
+    ) -> AsyncIterator[AnyPregel | None]:
+        """The thread's graph (from `metadata.graph_id`) for one use, or None if it has none."""
+        graph_id = thread.metadata_.get("graph_id")
+        if not isinstance(graph_id, str) or graph_id not in self._graphs.graph_ids:
+            yield None
+            return
+        configurable = {
+            **(thread.config.get("configurable") or {}),
+            "thread_id": str(thread.thread_id),
+            "graph_id": graph_id,
+        }
+        if "assistant_id" in thread.metadata_:
+            configurable["assistant_id"] = thread.metadata_["assistant_id"]
+        config: RunnableConfig = {"configurable": configurable}
+        async with self._graphs.open(
+            graph_id, config, checkpointer=self._checkpointer, access_context=access
+        ) as graph:
+            yield graph
+
+    def _config(self, thread: ThreadRecord, checkpoint_id: str | None = None) -> RunnableConfig:
+        conf: dict[str, Any] = {"thread_id": str(thread.thread_id), "checkpoint_ns": ""}
+        if checkpoint_id is not None:
+            conf["checkpoint_id"] = checkpoint_id
+        return {"configurable": conf}
+
+    async def _require_checkpoint(self, thread: ThreadRecord, checkpoint_id: str) -> None:
+        if await self._checkpointer.aget_tuple(self._config(thread, checkpoint_id)) is None:
+            raise NotFound(
+                f"Checkpoint {checkpoint_id} not found on thread {thread.thread_id}",
+                checkpoint_id=checkpoint_id,
+            )
+
+    async def state(
+        self, thread: ThreadRecord, *, checkpoint_id: str | None = None, subgraphs: bool = False
+    ) -> dict[str, Any]:
+        """The thread's state at its latest checkpoint, or at `checkpoint_id` (NotFound if absent)."""
+        if checkpoint_id is not None:
+            await self._require_checkpoint(thread, checkpoint_id)
+        async with self._graph_for(thread, "threads.read") as graph:
+            if graph is None:
+                return empty_state()
+            snapshot = await graph.aget_state(
+                self._config(thread, checkpoint_id), subgraphs=subgraphs
+            )
+        if not snapshot.config:
+            return empty_state()
+        return snapshot_to_dict(snapshot)
+
+    async def history(
+        self,
+        thread: ThreadRecord,
+        *,
+        limit: int = 10,
+        before: str | None = None,
+        metadata: JsonValue = None,
+    ) -> list[dict[str, Any]]:
+        """Past states, newest first; `before` is a checkpoint id (exclusive)."""
+        if limit < 1:
+            raise BadUserInput("`limit` must be at least 1", argument="limit")
+        flt = require_object(metadata, "metadata")
+        before_config = self._config(thread, before) if before is not None else None
+        async with self._graph_for(thread, "threads.read") as graph:
+            if graph is None:
+                return []
+            return [
+                snapshot_to_dict(s)
+                async for s in graph.aget_state_history(
+                    self._config(thread), filter=flt, before=before_config, limit=limit
+                )
+            ]
+
+    async def update_state(
+        self,
+        thread_id: str,
+        *,
+        values: Any,
+        as_node: str | None = None,
+        checkpoint_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Apply `values` as if `as_node` had run (reducers apply), making a new checkpoint.
+
+        Raises NotFound (thread, checkpoint), Conflict (thread has an active run), BadUserInput
+        (no graph on the thread, unknown node, invalid update).
+        """
+        tid = parse_uuid(thread_id, "thread")
+        async with self._db.sessions.begin() as session:
+            # The row lock keeps a run from starting between the busy check and the state write.
+            thread = await db.get(session, tid, for_update=True)
+            if thread is None:
+                raise NotFound(f"Thread {tid} not found", thread_id=str(tid))
+            if await db.has_active_runs(session, tid):
+                raise Conflict(
+                    "Thread is busy with a run; wait for it to finish before updating its state",
+                    thread_id=str(tid),
+                )
+            if checkpoint_id is not None:
+                await self._require_checkpoint(thread, checkpoint_id)
+            async with self._graph_for(thread, "threads.update") as graph:
+                if graph is None:
+                    raise BadUserInput(
+                        "Thread has no graph: create it with a graphId or run it once first",
+                        thread_id=str(tid),
+                    )
+                if as_node is not None and as_node not in graph.nodes:
+                    raise BadUserInput(
+                        f"Node '{as_node}' does not exist in the graph", field="asNode"
+                    )
+                try:
+                    next_config = await graph.aupdate_state(
+                        self._config(thread, checkpoint_id), values, as_node=as_node
+                    )
+                except (
+                    InvalidUpdateError,
+                    EmptyInputError,
+                    ValueError,
+                    KeyError,
+                    TypeError,
+                ) as exc:
+                    raise BadUserInput(f"Invalid state update: {exc}", field="values") from exc
+                snapshot = await graph.aget_state(next_config)
+            now = utcnow()
+            await db.update_fields(
+                session, tid, **derived_state(snapshot), updated_at=now, state_updated_at=now
+            )
+        return {"checkpoint": snapshot_to_dict(snapshot)["checkpoint"]}
+
+
+async def _driver_connection(session: Any) -> Any:
+    """The asyncpg connection under a SQLAlchemy session, to share its transaction."""
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection

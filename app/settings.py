@@ -1,0 +1,62 @@
+"""Settings read from the environment.
+
+LangGraph Server's variable names are kept where a concept is shared (``DATABASE_URI``, ``REDIS_URI``,
+``N_JOBS_PER_WORKER``, ``LOG_LEVEL``…) so existing deployments carry over; lgql's own start with ``LGQL_``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URI", "DATABASE_URL", "POSTGRES_URI"),
+        description="Postgres URL; unset under `lgql dev` means the embedded Postgres.",
+    )
+    redis_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URI", "REDIS_URL"),
+        description="Redis/Valkey URL; unset under `lgql dev` means the embedded Valkey.",
+    )
+    redis_key_prefix: str = Field(default="lgql", validation_alias="REDIS_KEY_PREFIX")
+    config: Path = Field(default=Path("langgraph.json"), validation_alias="LGQL_CONFIG")
+    host: str = Field(default="127.0.0.1", validation_alias="LGQL_HOST")
+    port: int = Field(default=2024, validation_alias="LGQL_PORT")
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    data_dir: Path = Field(
+        default=Path(".lgql"),
+        validation_alias="LGQL_DATA_DIR",
+        description="Where the embedded engines keep their data (relative to the working directory).",
+    )
+    # GraphQL limits: on by default, a public API must not need configuring to be safe.
+    max_page_size: int = Field(default=100, validation_alias="LGQL_MAX_PAGE_SIZE")
+    max_query_depth: int = Field(default=12, validation_alias="LGQL_MAX_QUERY_DEPTH")
+    max_aliases: int = Field(default=30, validation_alias="LGQL_MAX_ALIASES")
+    max_tokens: int = Field(default=5000, validation_alias="LGQL_MAX_TOKENS")
+    introspection: bool = Field(default=True, validation_alias="LGQL_INTROSPECTION")
+    allowed_origins: str = Field(
+        default="",
+        validation_alias="LGQL_ALLOWED_ORIGINS",
+        description="Comma-separated origins whose pages may open cross-origin WebSockets (* for any).",
+    )
+    graphiql: bool = Field(default=True, validation_alias="LGQL_GRAPHIQL")
+    db_pool_size: int = Field(default=10, validation_alias="LGQL_DB_POOL_SIZE")
+    n_jobs_per_worker: int = Field(default=10, validation_alias="N_JOBS_PER_WORKER")
+    bg_job_timeout_secs: float = Field(default=86400, validation_alias="BG_JOB_TIMEOUT_SECS")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def origins(settings: Settings) -> list[str]:
+    return [o.strip() for o in settings.allowed_origins.split(",") if o.strip()]

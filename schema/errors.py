@@ -1,0 +1,79 @@
+"""Every error a client sees carries `extensions.code`; unexpected ones are masked and logged."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from app.services.errors import ServiceError
+
+log = logging.getLogger("lgql.graphql")
+
+INTERNAL_MESSAGE = "Unexpected error."
+
+
+def _code_for(error: GraphQLError, *, phase: str) -> str:
+    original = error.original_error
+    if isinstance(original, ServiceError):
+        return original.code
+    if original is not None and not isinstance(original, GraphQLError):
+        return "INTERNAL_SERVER_ERROR"
+    if phase == "parse":
+        return "GRAPHQL_PARSE_FAILED"
+    if phase == "validate":
+        # Variables that do not fit their declared types are bad input, not a bad document.
+        if error.message.startswith("Variable '$"):
+            return "BAD_USER_INPUT"
+        return "GRAPHQL_VALIDATION_FAILED"
+    # Errors from the executor itself with no original error are variable/argument coercion.
+    return "BAD_USER_INPUT"
+
+
+def _with_code(error: GraphQLError, *, phase: str) -> GraphQLError:
+    if error.extensions and "code" in error.extensions:
+        return error
+    code = _code_for(error, phase=phase)
+    extensions = dict(error.extensions or {})
+    extensions["code"] = code
+    message = error.message
+    original = error.original_error
+    if isinstance(original, ServiceError):
+        extensions.update({k: v for k, v in original.details.items() if _plain(v)})
+    elif code == "INTERNAL_SERVER_ERROR":
+        log.error("unexpected error in %s", error.path, exc_info=original)
+        message = INTERNAL_MESSAGE
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None if code == "INTERNAL_SERVER_ERROR" else original,
+        extensions=extensions,
+    )
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+class ErrorCodes(SchemaExtension):
+    """Adds `extensions.code` to every error and masks unexpected ones."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        ctx = self.execution_context
+        if ctx.graphql_document is None:
+            phase = "parse"
+        elif ctx.pre_execution_errors:
+            phase = "validate"
+        else:
+            phase = "execute"
+        result.errors = [_with_code(e, phase=phase) for e in result.errors]

@@ -1,0 +1,114 @@
+"""Root `Mutation`: thin resolvers that call services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from app.services.common import UNSET
+from schema.context import Context, services
+from schema.scalars import JSON
+from schema.types.assistant import Assistant, CreateAssistantInput, UpdateAssistantInput
+from schema.types.state import Checkpoint
+from schema.types.thread import CreateThreadInput, Thread, ThreadStateUpdate, UpdateThreadInput
+
+Info = strawberry.Info[Context, Any]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Create an assistant (version 1).")
+    async def create_assistant(self, info: Info, input: CreateAssistantInput) -> Assistant:
+        record = await services(info).assistants.create(
+            graph_id=input.graph_id,
+            assistant_id=str(input.assistant_id) if input.assistant_id else None,
+            config=input.config,
+            context=input.context,
+            metadata=input.metadata,
+            name=input.name,
+            description=input.description,
+            if_exists=input.if_exists.to_service(),
+        )
+        return Assistant.from_record(record)
+
+    @strawberry.mutation(
+        description="Update an assistant: saves a new version and makes it current."
+    )
+    async def update_assistant(
+        self, info: Info, id: strawberry.ID, input: UpdateAssistantInput
+    ) -> Assistant:
+        record = await services(info).assistants.update(
+            str(id),
+            graph_id=input.graph_id,
+            config=input.config,
+            context=input.context,
+            metadata=input.metadata,
+            name=input.name,
+            description=input.description.value if input.description is not None else UNSET,
+        )
+        return Assistant.from_record(record)
+
+    @strawberry.mutation(description="Make an earlier version of an assistant the current one.")
+    async def set_assistant_latest_version(
+        self, info: Info, id: strawberry.ID, version: int
+    ) -> Assistant:
+        return Assistant.from_record(
+            await services(info).assistants.set_latest_version(str(id), version)
+        )
+
+    @strawberry.mutation(description="Delete an assistant and all its versions. Returns its id.")
+    async def delete_assistant(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        return strawberry.ID(str(await services(info).assistants.delete(str(id))))
+
+    @strawberry.mutation(description="Create a thread (idle, no state yet).")
+    async def create_thread(self, info: Info, input: CreateThreadInput | None = None) -> Thread:
+        data = input or CreateThreadInput()
+        record = await services(info).threads.create(
+            thread_id=str(data.thread_id) if data.thread_id else None,
+            metadata=data.metadata,
+            if_exists=data.if_exists.to_service(),
+            graph_id=data.graph_id,
+        )
+        return Thread.from_record(record)
+
+    @strawberry.mutation(description="Update a thread's metadata (merged).")
+    async def update_thread(
+        self, info: Info, id: strawberry.ID, input: UpdateThreadInput
+    ) -> Thread:
+        return Thread.from_record(
+            await services(info).threads.update(str(id), metadata=input.metadata)
+        )
+
+    @strawberry.mutation(
+        description="Delete a thread with its runs, crons and checkpoints. Returns its id."
+    )
+    async def delete_thread(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        return strawberry.ID(str(await services(info).threads.delete(str(id))))
+
+    @strawberry.mutation(
+        description="Copy a thread: a new id with the same metadata and state history."
+    )
+    async def copy_thread(self, info: Info, id: strawberry.ID) -> Thread:
+        return Thread.from_record(await services(info).threads.copy(str(id)))
+
+    @strawberry.mutation(
+        description="Update a thread's state as if `asNode` had run (LangGraph `update_state`), making a "
+        "new checkpoint; from `checkpointId` to fork an earlier one."
+    )
+    async def update_thread_state(
+        self,
+        info: Info,
+        thread_id: strawberry.ID,
+        values: JSON | None = None,
+        as_node: str | None = None,
+        checkpoint_id: str | None = None,
+    ) -> ThreadStateUpdate:
+        svc = services(info).threads
+        result = await svc.update_state(
+            str(thread_id), values=values, as_node=as_node, checkpoint_id=checkpoint_id
+        )
+        thread = await svc.get(str(thread_id))
+        return ThreadStateUpdate(
+            checkpoint=Checkpoint.from_dict(result["checkpoint"]), thread=Thread.from_record(thread)
+        )

@@ -1,0 +1,56 @@
+"""The schema: root types assembled with the limits and error handling every request gets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
+from strawberry.extensions.base_extension import SchemaExtension
+from strawberry.types.execution import ExecutionContext
+
+from app.settings import Settings, get_settings
+from schema.errors import ErrorCodes
+from schema.mutation import Mutation
+from schema.query import Query
+
+SDL_PATH = Path(__file__).with_name("schema.graphql")
+
+
+class LgqlSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Strawberry logs every error with a traceback, client mistakes included; `ErrorCodes`
+        # already logs the unexpected ones, which are the only ones an operator must see.
+        return None
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    settings = settings or get_settings()
+    max_tokens, max_aliases, max_depth = (
+        settings.max_tokens,
+        settings.max_aliases,
+        settings.max_query_depth,
+    )
+    # Factories, not instances: Strawberry builds a fresh extension per request (strawberry#4369).
+    extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        ErrorCodes,
+        lambda: MaxTokensLimiter(max_token_count=max_tokens),
+        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+        lambda: QueryDepthLimiter(max_depth=max_depth),
+    ]
+    if not settings.introspection:
+        extensions.append(DisableIntrospection)
+    return LgqlSchema(query=Query, mutation=Mutation, extensions=extensions)
+
+
+def export_sdl() -> str:
+    return str(strawberry.Schema(query=Query, mutation=Mutation)) + "\n"

@@ -1,0 +1,148 @@
+"""`Thread`: a conversation and its checkpointed state; its inputs, filters and connection."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import strawberry
+
+from app.services.threads import ThreadFilter as ServiceThreadFilter
+from app.services.threads import ThreadRecord
+from schema.context import Context, services
+from schema.pagination import Connection
+from schema.scalars import JSON
+from schema.types.common import IfExists
+from schema.types.state import Checkpoint, Interrupt, ThreadState
+
+Info = strawberry.Info[Context, Any]
+
+
+@strawberry.enum(description="A thread's status, kept up to date by runs and state updates.")
+class ThreadStatus(enum.Enum):
+    IDLE = strawberry.enum_value(
+        "idle", description="No active run; the last run (if any) completed."
+    )
+    BUSY = strawberry.enum_value("busy", description="A run is pending or running.")
+    INTERRUPTED = strawberry.enum_value(
+        "interrupted",
+        description="The graph stopped at an interrupt or breakpoint; resume with a run.",
+    )
+    ERROR = strawberry.enum_value("error", description="The last run failed.")
+
+
+@strawberry.enum(description="Fields threads can be sorted by.")
+class ThreadSortBy(enum.Enum):
+    CREATED_AT = "created_at"
+    UPDATED_AT = "updated_at"
+    STATE_UPDATED_AT = "state_updated_at"
+
+
+@strawberry.type(description="A thread: a conversation whose state LangGraph checkpoints.")
+class Thread:
+    id: strawberry.ID = strawberry.field(description="The thread id (a UUID).")
+    status: ThreadStatus
+    metadata: JSON
+    values: JSON | None = strawberry.field(description="The state values at the latest checkpoint.")
+    created_at: datetime
+    updated_at: datetime
+    state_updated_at: datetime = strawberry.field(description="When the state last changed.")
+    _record: strawberry.Private[ThreadRecord]
+
+    @classmethod
+    def from_record(cls, row: ThreadRecord) -> Thread:
+        return cls(
+            id=strawberry.ID(str(row.thread_id)),
+            status=ThreadStatus(row.status),
+            metadata=row.metadata_,
+            values=row.values,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            state_updated_at=row.state_updated_at,
+            _record=row,
+        )
+
+    @strawberry.field(description="Pending interrupts at the latest checkpoint, across all tasks.")
+    def interrupts(self) -> list[Interrupt]:
+        return [
+            Interrupt.from_dict(item)
+            for items in (self._record.interrupts or {}).values()
+            for item in items
+        ]
+
+    @strawberry.field(description="The state at the latest checkpoint, or at `checkpointId`.")
+    async def state(
+        self, info: Info, checkpoint_id: str | None = None, subgraphs: bool = False
+    ) -> ThreadState:
+        data = await services(info).threads.state(
+            self._record, checkpoint_id=checkpoint_id, subgraphs=subgraphs
+        )
+        return ThreadState.from_dict(data)
+
+    @strawberry.field(
+        description="Past states, newest first. `before` is a checkpoint id; `metadata` filters on "
+        'checkpoint metadata (e.g. `{source: "update"}`).'
+    )
+    async def history(
+        self,
+        info: Info,
+        limit: int = 10,
+        before: str | None = None,
+        metadata: JSON | None = None,
+    ) -> list[ThreadState]:
+        states = await services(info).threads.history(
+            self._record,
+            limit=min(limit, services(info).settings.max_page_size),
+            before=before,
+            metadata=metadata,
+        )
+        return [ThreadState.from_dict(s) for s in states]
+
+
+@strawberry.input(description="Which threads to list; all given conditions must hold.")
+class ThreadFilter:
+    ids: list[strawberry.ID] | None = None
+    metadata: JSON | None = strawberry.field(
+        default=None, description="Metadata containing these keys/values."
+    )
+    values: JSON | None = strawberry.field(
+        default=None, description="State values containing these keys/values."
+    )
+    status: ThreadStatus | None = None
+
+    def to_service(self) -> ServiceThreadFilter:
+        return ServiceThreadFilter(
+            ids=[str(i) for i in self.ids] if self.ids is not None else None,
+            metadata=self.metadata,
+            values=self.values,
+            status=self.status.name.lower() if self.status else None,
+        )
+
+
+@strawberry.input(description="A new thread.")
+class CreateThreadInput:
+    thread_id: strawberry.ID | None = strawberry.field(
+        default=None, description="A UUID; generated when absent."
+    )
+    metadata: JSON | None = None
+    if_exists: IfExists = IfExists.RAISE
+    graph_id: str | None = strawberry.field(
+        default=None, description="Bind the thread to a graph now (stored as `metadata.graph_id`)."
+    )
+
+
+@strawberry.input(description="Changes to a thread.")
+class UpdateThreadInput:
+    metadata: JSON | None = strawberry.field(default=None, description="Merged into the metadata.")
+
+
+@strawberry.type(
+    description="The result of `updateThreadState`: the new checkpoint and the thread."
+)
+class ThreadStateUpdate:
+    checkpoint: Checkpoint | None
+    thread: Thread
+
+
+ThreadConnection = Connection[Thread]

@@ -1,0 +1,1 @@
+"""Conformance suites run against lgql's GraphQL endpoint (graphql-http audit via Node)."""

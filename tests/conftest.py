@@ -1,0 +1,226 @@
+"""Shared fixtures: the engines (the machine's when DATABASE_URI/REDIS_URI are set, else embedded),
+a fresh migrated database per test run, and a live lgql server on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+import uvicorn
+
+from app.db.engine import asyncpg_url
+from app.db.migrate import upgrade
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_GRAPHS = ROOT / "tests" / "fixtures" / "graphs" / "langgraph.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class EngineUrls:
+    database_uri: str  # the server's admin database; tests create their own beside it
+    redis_uri: str
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def engines() -> AsyncIterator[EngineUrls]:
+    database_uri = os.environ.get("DATABASE_URI")
+    redis_uri = os.environ.get("REDIS_URI")
+    if database_uri and redis_uri:
+        yield EngineUrls(database_uri, redis_uri)
+        return
+    from app.engines import EmbeddedEngines
+
+    # Not pytest's tmp_path: pytest resets its base folder to 0700 at each session, and the
+    # embedded Postgres runs as its own system user, which must reach its data folder.
+    data_dir = Path(tempfile.mkdtemp(prefix="lgql-test-engines-"))
+    embedded = EmbeddedEngines(data_dir)
+    urls = await embedded.start()
+    try:
+        yield EngineUrls(database_uri or urls.database_uri, redis_uri or urls.redis_uri)
+    finally:
+        await embedded.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = asyncpg_url(url).rpartition("/")
+    return f"{base}/{name}"
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(admin_url: str, *, prefix: str = "lgql_test") -> AsyncIterator[str]:
+    """A new empty database on the server of `admin_url`, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(asyncpg_url(admin_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield _with_database(admin_url, name)
+    finally:
+        admin = await asyncpg.connect(asyncpg_url(admin_url))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def database_uri(engines: EngineUrls) -> AsyncIterator[str]:
+    """A database of this test run's own, migrated to head."""
+    async with scratch_database(engines.database_uri) as url:
+        await upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_prefix() -> str:
+    return f"lgql_test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=False)
+async def redis_cleanup(engines: EngineUrls, redis_prefix: str) -> AsyncIterator[None]:
+    yield
+    client = aioredis.from_url(engines.redis_uri)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{redis_prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+def make_settings(redis_prefix: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "config": FIXTURE_GRAPHS,
+        "redis_key_prefix": redis_prefix,
+        "port": 0,
+        **overrides,
+    }
+    return Settings.model_validate(values)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.url}/graphql"
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def start_server(
+    settings: Settings, *, database_uri: str, redis_uri: str, migrate: bool = False
+) -> LiveServer:
+    """lgql's app under uvicorn on a free port, in this event loop."""
+    from app.runtime.langgraph_config import load_langgraph_config
+    from app.server import create_app
+    from app.services.container import open_services
+
+    lg_config = load_langgraph_config(settings.config)
+    app = create_app(
+        settings,
+        lambda: open_services(
+            settings, lg_config, database_uri=database_uri, redis_uri=redis_uri, migrate=migrate
+        ),
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server stopped before it started")
+        await asyncio.sleep(0.02)
+    return LiveServer(url=f"http://127.0.0.1:{port}", server=server, task=task)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def live_server(
+    engines: EngineUrls, database_uri: str, redis_prefix: str, redis_cleanup: None
+) -> AsyncIterator[LiveServer]:
+    server = await start_server(
+        make_settings(redis_prefix), database_uri=database_uri, redis_uri=engines.redis_uri
+    )
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+class GraphQLClient:
+    """A thin GraphQL-over-HTTP client on httpx; returns the whole response body."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.AsyncClient(timeout=30)
+
+    async def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = await self.http.post(
+            self.url, json={"query": query, "variables": variables or {}}
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The `data` of a response that must have no errors."""
+        body = await self.execute(query, variables)
+        assert "errors" not in body, body.get("errors")
+        data: dict[str, Any] = body["data"]
+        return data
+
+    async def error_code(self, query: str, variables: dict[str, Any] | None = None) -> str:
+        """The `extensions.code` of the first error of a response that must fail."""
+        body = await self.execute(query, variables)
+        assert body.get("errors"), body
+        code: str = body["errors"][0]["extensions"]["code"]
+        return code
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def gql_client(live_server: LiveServer) -> AsyncIterator[GraphQLClient]:
+    client = GraphQLClient(live_server.graphql_url)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def unique() -> Iterator[str]:
+    yield uuid.uuid4().hex[:8]

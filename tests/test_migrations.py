@@ -1,0 +1,74 @@
+"""Alembic migrations: idempotent upgrade, start-up refusal on a database that is behind."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from app.db.engine import asyncpg_url
+from app.db.migrate import (
+    DatabaseBehindError,
+    current_revision,
+    ensure_up_to_date,
+    head_revision,
+    upgrade,
+)
+from app.runtime.langgraph_config import load_langgraph_config
+from app.services.container import open_services
+from tests.conftest import EngineUrls, make_settings, scratch_database
+
+TABLES = {
+    "assistants",
+    "assistant_versions",
+    "threads",
+    "runs",
+    "crons",
+    "store_items",
+    "checkpoints",
+    "checkpoint_blobs",
+    "checkpoint_writes",
+    "alembic_version",
+}
+
+
+async def test_upgrade_creates_every_table_and_is_idempotent(engines: EngineUrls) -> None:
+    async with scratch_database(engines.database_uri) as url:
+        assert await current_revision(url) is None
+        before, after = await upgrade(url)
+        assert (before, after) == (None, head_revision())
+        assert await upgrade(url) == (head_revision(), head_revision())
+        conn = await asyncpg.connect(asyncpg_url(url))
+        try:
+            rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        finally:
+            await conn.close()
+        assert {r["tablename"] for r in rows} == TABLES
+
+
+async def test_concurrent_upgrades_do_not_collide(engines: EngineUrls) -> None:
+    import asyncio
+
+    async with scratch_database(engines.database_uri) as url:
+        results = await asyncio.gather(*(upgrade(url) for _ in range(3)))
+        assert all(after == head_revision() for _, after in results)
+
+
+async def test_services_refuse_a_database_that_is_behind(
+    engines: EngineUrls, redis_prefix: str
+) -> None:
+    settings = make_settings(redis_prefix)
+    lg_config = load_langgraph_config(settings.config)
+    async with scratch_database(engines.database_uri) as url:
+        with pytest.raises(DatabaseBehindError, match="lgql migrate"):
+            await ensure_up_to_date(url)
+        with pytest.raises(DatabaseBehindError, match="lgql migrate"):
+            async with open_services(
+                settings, lg_config, database_uri=url, redis_uri=engines.redis_uri
+            ):
+                pass
+        # `lgql dev` migrates by itself.
+        async with open_services(
+            settings, lg_config, database_uri=url, redis_uri=engines.redis_uri, migrate=True
+        ) as services:
+            assert services.graphs.graph_ids
+        await ensure_up_to_date(url)

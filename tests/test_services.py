@@ -1,0 +1,142 @@
+"""The service layer on its own: what GraphQL clients rely on, without the transport."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from app.runtime.graphs import default_assistant_id
+from app.runtime.langgraph_config import load_langgraph_config
+from app.services.assistants import AssistantFilter
+from app.services.common import IfExists
+from app.services.container import Services, open_services
+from app.services.errors import BadUserInput, Conflict, NotFound
+from app.services.pagination import PageRequest
+from app.services.threads import ThreadFilter
+from tests.conftest import EngineUrls, make_settings
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def services(
+    engines: EngineUrls, database_uri: str, redis_prefix: str
+) -> AsyncIterator[Services]:
+    settings = make_settings(redis_prefix)
+    async with open_services(
+        settings,
+        load_langgraph_config(settings.config),
+        database_uri=database_uri,
+        redis_uri=engines.redis_uri,
+    ) as opened:
+        yield opened
+
+
+async def test_default_assistants_are_created_once_even_concurrently(services: Services) -> None:
+    await asyncio.gather(*(services.assistants.ensure_default_assistants() for _ in range(4)))
+    page = await services.assistants.search(
+        AssistantFilter(metadata={"created_by": "system"}), PageRequest(first=100)
+    )
+    ids = [a.assistant_id for a in page.items]
+    assert len(ids) == len(set(ids)) == len(services.graphs.graph_ids)
+    assert set(ids) == {default_assistant_id(g) for g in services.graphs.graph_ids}
+
+
+async def test_concurrent_updates_get_distinct_versions(services: Services) -> None:
+    created = await services.assistants.create(graph_id="echo")
+    results = await asyncio.gather(
+        *(services.assistants.update(str(created.assistant_id), name=f"n{i}") for i in range(8))
+    )
+    assert sorted(r.version for r in results) == list(range(2, 10))
+    assert await services.assistants.count_versions(created.assistant_id) == 9
+
+
+async def test_concurrent_creates_with_one_id_give_one_assistant(services: Services) -> None:
+    import uuid
+
+    aid = str(uuid.uuid4())
+    outcomes = await asyncio.gather(
+        *(
+            services.assistants.create(graph_id="echo", assistant_id=aid, name=str(i))
+            for i in range(5)
+        ),
+        return_exceptions=True,
+    )
+    created = [o for o in outcomes if not isinstance(o, BaseException)]
+    conflicts = [o for o in outcomes if isinstance(o, Conflict)]
+    assert len(created) == 1 and len(conflicts) == 4
+    same = await asyncio.gather(
+        *(
+            services.assistants.create(
+                graph_id="echo", assistant_id=aid, if_exists=IfExists.DO_NOTHING
+            )
+            for _ in range(3)
+        )
+    )
+    assert {s.name for s in same} == {created[0].name}
+
+
+async def test_assistant_errors(services: Services) -> None:
+    with pytest.raises(NotFound):
+        await services.assistants.create(graph_id="missing")
+    with pytest.raises(BadUserInput):
+        await services.assistants.create(graph_id="echo", metadata=[1])  # type: ignore[arg-type]
+    with pytest.raises(BadUserInput):
+        await services.assistants.get("not-a-uuid")
+    with pytest.raises(NotFound):
+        await services.assistants.delete("00000000-0000-0000-0000-000000000001")
+
+
+async def test_thread_update_state_conflicts_while_a_run_is_active(services: Services) -> None:
+    thread = await services.threads.create(graph_id="steps")
+    async with services.db.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO runs (run_id, thread_id, assistant_id, status) VALUES (gen_random_uuid(), $1, $2, 'running')",
+            thread.thread_id,
+            default_assistant_id("steps"),
+        )
+    with pytest.raises(Conflict):
+        await services.threads.update_state(
+            str(thread.thread_id), values={"count": 1}, as_node="step_1"
+        )
+    assert await services.threads.history(thread) == []
+
+
+async def test_delete_thread_cascades_runs_and_checkpoints(services: Services) -> None:
+    thread = await services.threads.create(graph_id="steps")
+    await services.threads.update_state(
+        str(thread.thread_id), values={"count": 1}, as_node="step_1"
+    )
+    async with services.db.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO runs (run_id, thread_id, assistant_id, status) VALUES (gen_random_uuid(), $1, $2, 'success')",
+            thread.thread_id,
+            default_assistant_id("steps"),
+        )
+    await services.threads.delete(str(thread.thread_id))
+    async with services.db.pool.acquire() as conn:
+        runs = await conn.fetchval(
+            "SELECT count(*) FROM runs WHERE thread_id = $1", thread.thread_id
+        )
+        checkpoints = await conn.fetchval(
+            "SELECT count(*) FROM checkpoints WHERE thread_id = $1", str(thread.thread_id)
+        )
+    assert (runs, checkpoints) == (0, 0)
+    with pytest.raises(NotFound):
+        await services.threads.get(thread.thread_id)
+
+
+async def test_thread_search_counts_match_pages(services: Services) -> None:
+    import uuid
+
+    tag = uuid.uuid4().hex
+    for _ in range(7):
+        await services.threads.create(metadata={"tag": tag})
+    flt = ThreadFilter(metadata={"tag": tag})
+    assert await services.threads.count(flt) == 7
+    first = await services.threads.search(flt, PageRequest(first=5))
+    assert len(first.items) == 5 and first.has_next_page
+    rest = await services.threads.search(flt, PageRequest(first=5, after=first.cursors[-1]))
+    assert len(rest.items) == 2 and not rest.has_next_page
+    assert not {t.thread_id for t in first.items} & {t.thread_id for t in rest.items}
