@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any, TypedDict
-from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import asyncpg
 import pytest
+import pytest_asyncio
 from langchain_core.runnables import RunnableConfig
 from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import WRITES_IDX_MAP, BaseCheckpointSaver
@@ -25,43 +23,24 @@ from langgraph.checkpoint.serde.types import ERROR, INTERRUPT
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from app.runtime.checkpoint_schema import CHECKPOINT_DDL
+from app.db.engine import asyncpg_url
+from app.db.migrate import upgrade
 from app.runtime.checkpointer import PostgresCheckpointer
+from tests.conftest import EngineUrls, scratch_database
 
-DATABASE_URI = os.environ.get("DATABASE_URI", "postgresql://postgres@127.0.0.1:5432/test")
 CONFORMANCE_TESTS = 81
 
 
-def _with_database(uri: str, name: str) -> str:
-    parts = urlsplit(uri.replace("postgresql+asyncpg://", "postgresql://"))
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-@pytest.fixture(scope="module")
-async def pool() -> AsyncIterator[asyncpg.Pool]:
-    """A fresh database with the checkpointer's tables, dropped afterwards."""
-    name = f"lgql_test_ckpt_{secrets.token_hex(6)}"
-    admin_uri = DATABASE_URI.replace("postgresql+asyncpg://", "postgresql://")
-    admin = await asyncpg.connect(admin_uri)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        pool = await asyncpg.create_pool(_with_database(DATABASE_URI, name), min_size=1, max_size=4)
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pool(engines: EngineUrls) -> AsyncIterator[asyncpg.Pool]:
+    """A database of its own (some conformance tests list every thread), migrated by Alembic."""
+    async with scratch_database(engines.database_uri, prefix="lgql_test_ckpt") as url:
+        await upgrade(url)
+        pool = await asyncpg.create_pool(asyncpg_url(url), min_size=1, max_size=4)
         try:
-            async with pool.acquire() as conn:
-                for statement in CHECKPOINT_DDL:
-                    await conn.execute(statement)
             yield pool
         finally:
             await pool.close()
-    finally:
-        admin = await asyncpg.connect(admin_uri)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from arq.worker import Worker
 from app.runtime.langgraph_config import load_langgraph_config
 from app.services.container import Services, open_services
 from app.settings import Settings, get_settings
-from workers.heartbeat import report_heartbeat
+from workers.heartbeat import heartbeat_key, report_heartbeat
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -59,6 +59,8 @@ def build_worker(
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        # A stopped worker leaves the count at once instead of when its heartbeat expires.
+        await ctx["redis"].delete(heartbeat_key(ctx["prefix"], ctx["worker_id"]))
         await stack.aclose()
 
     return Worker(
