@@ -64,8 +64,17 @@ def alive(pid: int) -> bool:
         return False
 
 
-def engine_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if p.name() in ENGINE_NAMES]
+def engine_children(data_dir: Path) -> list[psutil.Process]:
+    """Our engine processes serving `data_dir` (both chdir into it); other engines, such as a
+    test session's own, are not this test's business."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.name() in ENGINE_NAMES and proc.cwd().startswith(str(data_dir)):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
 
 
 async def read_back(urls: EngineUrls) -> tuple[list[str], bytes | None]:
@@ -114,12 +123,12 @@ async def test_data_survives_a_restart_and_no_child_outlives_stop(data_dir: Path
     finally:
         await engines.stop()
     await engines.stop()  # safe twice
-    assert engine_children() == []
+    assert engine_children(data_dir) == []
     assert not any(alive(pid) for pid in pids if pid)
 
     async with EmbeddedEngines(data_dir) as urls2:
         assert await read_back(urls2) == (["hello"], b"hello")
-    assert engine_children() == []
+    assert engine_children(data_dir) == []
 
 
 async def kill_holder(data_dir: Path, die_with_parent: bool) -> dict[str, int]:
@@ -144,7 +153,7 @@ async def test_leftovers_of_a_sigkilled_run_do_not_block_the_next_start(data_dir
     async with EmbeddedEngines(data_dir) as urls:
         assert not alive(pids["postgres"]) and not alive(pids["valkey"])
         assert await read_back(urls) == (["before kill"], b"before kill")
-    assert engine_children() == []
+    assert engine_children(data_dir) == []
 
 
 async def test_children_die_with_a_sigkilled_parent(data_dir: Path) -> None:
@@ -166,7 +175,7 @@ async def test_failure_is_a_clear_engine_error(data_dir: Path) -> None:
     (data_dir / "postgres" / "stray.txt").write_text("not a cluster")
     with pytest.raises(EngineError, match="holds no PostgreSQL cluster"):
         await EmbeddedEngines(data_dir).start()
-    assert engine_children() == []  # valkey, started alongside, was stopped again
+    assert engine_children(data_dir) == []  # valkey, started alongside, was stopped again
     # ... and the lock was released with it.
     os.remove(data_dir / "postgres" / "stray.txt")
     async with EmbeddedEngines(data_dir):
