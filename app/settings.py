@@ -50,7 +50,31 @@ class Settings(BaseSettings):
     graphiql: bool = Field(default=True, validation_alias="LGQL_GRAPHIQL")
     db_pool_size: int = Field(default=10, validation_alias="LGQL_DB_POOL_SIZE")
     n_jobs_per_worker: int = Field(default=10, validation_alias="N_JOBS_PER_WORKER")
-    bg_job_timeout_secs: float = Field(default=86400, validation_alias="BG_JOB_TIMEOUT_SECS")
+    bg_job_timeout_secs: float = Field(
+        default=86400,
+        validation_alias="BG_JOB_TIMEOUT_SECS",
+        description="Wall-clock limit of a run; past it the run ends TIMEOUT.",
+    )
+    bg_job_max_retries: int = Field(
+        default=3,
+        validation_alias="BG_JOB_MAX_RETRIES",
+        description="Attempts a run gets when its worker dies under it; then it ends ERROR.",
+    )
+    bg_job_shutdown_grace_period_secs: float = Field(
+        default=180,
+        validation_alias="BG_JOB_SHUTDOWN_GRACE_PERIOD_SECS",
+        description="On SIGTERM a worker lets its runs finish this long, then hands them back.",
+    )
+    run_lease_seconds: float = Field(
+        default=10,
+        validation_alias="LGQL_RUN_LEASE_SECONDS",
+        description="A running run's lease; its worker renews it, another takes over when it lapses.",
+    )
+    sweep_interval_seconds: float = Field(
+        default=2,
+        validation_alias="LGQL_SWEEP_INTERVAL_SECONDS",
+        description="How often workers look for lapsed leases and due delayed runs.",
+    )
 
 
 @lru_cache

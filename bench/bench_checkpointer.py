@@ -1,24 +1,29 @@
 """Time lgql's PostgresCheckpointer against langgraph-checkpoint-postgres's AsyncPostgresSaver.
 
-    python bench/bench_checkpointer.py [--n 300] [--steps 25]
+    python bench/bench_checkpointer.py [--n 300] [--steps 25] [--fenced]
 
 Both run on the Postgres at DATABASE_URI (default postgresql://postgres@127.0.0.1:5432/test), each
 in a scratch database of its own (their tables have the same names) that is dropped at the end. The
 workload imitates a chat agent: a thread is a conversation of `--steps` supersteps; each step saves
 a checkpoint whose message list has grown by one message (plus a counter, a static context dict and
 a branch channel), saves the task's writes, reads the latest checkpoint back and lists the last ten,
-as LangGraph Server's state and history views do. The two savers take turns on every operation, in
+as LangGraph Server's state and history views do. The savers take turns on every operation, in
 alternating order, so drift on a noisy machine hits both alike. Prints the median per operation.
 
 Ours runs on an asyncpg pool created with `reset=skip_session_reset` (see app.runtime.checkpointer),
 theirs on the single autocommit connection of `AsyncPostgresSaver.from_conn_string`, each library's
 fastest setup; `--asyncpg-reset` shows ours on a pool with asyncpg's default reset query instead.
+
+`--fenced` adds a third saver to the rotation: ours through `PostgresCheckpointer.fenced` (same
+pool, threads of its own), writing as a run still 'running' at its attempt, and prints its medians
+next to the unfenced ones. Reads are not fenced: their rows show the noise between the two.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import secrets
 import statistics
@@ -46,6 +51,8 @@ from app.runtime.checkpointer import PostgresCheckpointer, skip_session_reset
 DATABASE_URI = os.environ.get("DATABASE_URI", "postgresql://postgres@127.0.0.1:5432/test")
 WARMUP = 20
 OPS = ("put", "put_writes", "get_tuple", "list")
+# The fence reads only these columns of the app's `runs` table (migrations/versions/0001_initial.py).
+RUNS_DDL = "CREATE TABLE runs (run_id uuid PRIMARY KEY, status text NOT NULL, attempt int NOT NULL)"
 TEXT = "The quick brown fox jumps over the lazy dog. " * 6
 
 
@@ -135,7 +142,9 @@ async def _timed(fn: Callable[[], Awaitable[None]]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-async def run(n: int, steps: int, asyncpg_reset: bool) -> dict[str, dict[str, list[float]]]:
+async def run(
+    n: int, steps: int, asyncpg_reset: bool, fenced: bool
+) -> dict[str, dict[str, list[float]]]:
     names = {side: f"lgql_bench_ckpt_{secrets.token_hex(4)}_{side}" for side in ("ours", "theirs")}
     admin = await asyncpg.connect(_uri(urlsplit(DATABASE_URI).path.lstrip("/") or "postgres"))
     for name in names.values():
@@ -145,18 +154,24 @@ async def run(n: int, steps: int, asyncpg_reset: bool) -> dict[str, dict[str, li
         pool = await asyncpg.create_pool(_uri(names["ours"]), min_size=1, max_size=4, **reset)
         for statement in CHECKPOINT_DDL:
             await pool.execute(statement)
+        ours = PostgresCheckpointer(pool)
         async with AsyncPostgresSaver.from_conn_string(_uri(names["theirs"])) as theirs:
             await theirs.setup()
-            savers: dict[str, BaseCheckpointSaver[Any]] = {
-                "ours": PostgresCheckpointer(pool),
-                "theirs": theirs,
-            }
+            savers: dict[str, BaseCheckpointSaver[Any]] = {"ours": ours, "theirs": theirs}
+            if fenced:
+                run_id = uuid4()
+                await pool.execute(RUNS_DDL)
+                await pool.execute("INSERT INTO runs VALUES ($1, 'running', 1)", run_id)
+                savers["fenced"] = ours.fenced(str(run_id), 1)
             times: dict[str, dict[str, list[float]]] = {s: {op: [] for op in OPS} for s in savers}
             convs = {s: Conversation(saver) for s, saver in savers.items()}
+            # Every order in turn, so each saver follows each other one equally often (after the
+            # other library's connection, ours pays for the switch).
+            orders = list(itertools.permutations(savers))
             for it in range(WARMUP + n):
                 if it % steps == 0:
                     convs = {s: Conversation(saver) for s, saver in savers.items()}
-                order = ["ours", "theirs"] if it % 2 == 0 else ["theirs", "ours"]
+                order = orders[it % len(orders)]
                 for op in OPS:
                     for side in order:
                         ms = await _timed(getattr(convs[side], op))
@@ -179,8 +194,13 @@ def main() -> None:
         action="store_true",
         help="let our pool run asyncpg's default reset query on every release",
     )
+    parser.add_argument(
+        "--fenced",
+        action="store_true",
+        help="also time our checkpointer through a fenced view (PostgresCheckpointer.fenced)",
+    )
     args = parser.parse_args()
-    times = asyncio.run(run(args.n, args.steps, args.asyncpg_reset))
+    times = asyncio.run(run(args.n, args.steps, args.asyncpg_reset, args.fenced))
     pool = "asyncpg default reset" if args.asyncpg_reset else "reset=skip_session_reset"
     print(
         f"\nmedian ms over {args.n} iterations, {args.steps} steps per thread, our pool: {pool}\n"
@@ -190,6 +210,12 @@ def main() -> None:
         ours = statistics.median(times["ours"][op])
         theirs = statistics.median(times["theirs"][op])
         print(f"{op:<12}{ours:>10.3f}{theirs:>20.3f}{theirs / ours:>12.2f}x")
+    if args.fenced:
+        print(f"\n{'operation':<12}{'lgql':>10}{'lgql fenced':>14}{'fence cost':>13}")
+        for op in OPS:
+            ours = statistics.median(times["ours"][op])
+            fenced = statistics.median(times["fenced"][op])
+            print(f"{op:<12}{ours:>10.3f}{fenced:>14.3f}{fenced - ours:>+10.3f} ms")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,33 @@
-"""Per-request context: the services and the request the operation came with."""
+"""Per-request context: the services, the request, and this request's DataLoaders."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import strawberry
+from strawberry.dataloader import DataLoader
 
+from app.services.assistants import AssistantRecord
 from app.services.container import Services
+from app.services.threads import ThreadRecord
+
+
+class Loaders:
+    """Batch the lookups of nested fields (`run.thread`, `run.assistant`) within one request;
+    never shared between requests, so nothing is cached across users or time."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    @cached_property
+    def thread(self) -> DataLoader[str, ThreadRecord | None]:
+        return DataLoader(load_fn=self._services.threads.get_many)
+
+    @cached_property
+    def assistant(self) -> DataLoader[str, AssistantRecord | None]:
+        return DataLoader(load_fn=self._services.assistants.get_many)
 
 
 @dataclass
@@ -15,6 +35,10 @@ class Context:
     services: Services
     request: Any
     response: Any = None
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.services)
 
 
 def services(info: strawberry.Info[Context, Any]) -> Services:

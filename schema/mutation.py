@@ -7,10 +7,12 @@ from typing import Any
 import strawberry
 
 from app.services.common import UNSET
+from app.services.runs import record_from_snapshot
 from schema.context import Context, services
 from schema.scalars import JSON
 from schema.types.assistant import Assistant, CreateAssistantInput, UpdateAssistantInput
-from schema.types.state import Checkpoint
+from schema.types.run import CancelAction, Run, RunError, RunInput, RunResult
+from schema.types.state import Checkpoint, Interrupt
 from schema.types.thread import CreateThreadInput, Thread, ThreadStateUpdate, UpdateThreadInput
 
 Info = strawberry.Info[Context, Any]
@@ -112,3 +114,48 @@ class Mutation:
         return ThreadStateUpdate(
             checkpoint=Checkpoint.from_dict(result["checkpoint"]), thread=Thread.from_record(thread)
         )
+
+    @strawberry.mutation(description="Start a run in the background; returns it at once (PENDING).")
+    async def create_run(self, info: Info, input: RunInput) -> Run:
+        return Run.from_record(await services(info).runs.create(input.to_request()))
+
+    @strawberry.mutation(
+        description="Start a run and wait for it to end: its final values, its interrupts, or its error."
+    )
+    async def run_and_wait(self, info: Info, input: RunInput) -> RunResult:
+        svc = services(info).runs
+        run = await svc.create(input.to_request())
+        return run_result(await svc.wait(run))
+
+    @strawberry.mutation(description="Start a batch of stateless runs in the background.")
+    async def create_runs(self, info: Info, inputs: list[RunInput]) -> list[Run]:
+        records = await services(info).runs.create_many([i.to_request() for i in inputs])
+        return [Run.from_record(r) for r in records]
+
+    @strawberry.mutation(
+        description="Cancel a pending or running run and wait for it to stop. INTERRUPT keeps its "
+        "progress (the run ends INTERRUPTED); ROLLBACK deletes it with its checkpoints (returns null)."
+    )
+    async def cancel_run(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        action: CancelAction = CancelAction.INTERRUPT,
+        wait: bool = True,
+    ) -> Run | None:
+        record = await services(info).runs.cancel(str(id), action.name.lower(), wait=wait)
+        return Run.from_record(record) if record is not None else None
+
+    @strawberry.mutation(description="Delete an ended run and its checkpoints. Returns its id.")
+    async def delete_run(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        return strawberry.ID(str(await services(info).runs.delete(str(id))))
+
+
+def run_result(outcome: dict[str, Any]) -> RunResult:
+    record = record_from_snapshot(outcome["run"])
+    return RunResult(
+        run=Run.from_record(record),
+        values=outcome.get("values"),
+        interrupts=[Interrupt.from_dict(i) for i in outcome.get("interrupts") or []],
+        error=RunError.from_dict(outcome.get("error")),
+    )

@@ -14,6 +14,7 @@ from schema.pagination import Connection, connection, page_request
 from schema.scalars import JSON
 from schema.types.assistant import Assistant, AssistantFilter, AssistantSortBy
 from schema.types.common import SortOrder
+from schema.types.run import Run, RunStatus
 from schema.types.server_info import GraphInfo, ServerInfo
 from schema.types.thread import Thread, ThreadFilter, ThreadSortBy
 
@@ -65,6 +66,25 @@ class Query:
             flt, page_request(first, after), sort_by=sort_by.value, order=sort_order.to_service()
         )
         return connection(page, Thread.from_record, lambda: svc.count(flt))
+
+    @strawberry.field(description="A run by id.")
+    async def run(self, info: Info, id: strawberry.ID) -> Run | None:
+        return Run.from_record(await services(info).runs.get(str(id)))
+
+    @strawberry.field(description="Runs, newest first; of one thread with `threadId`.")
+    async def runs(
+        self,
+        info: Info,
+        thread_id: strawberry.ID | None = None,
+        status: RunStatus | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Run]:
+        svc = services(info).runs
+        tid = str(thread_id) if thread_id is not None else None
+        state = status.name.lower() if status else None
+        page = await svc.search(page_request(first, after), thread_id=tid, status=state)
+        return connection(page, Run.from_record, lambda: svc.count(thread_id=tid, status=state))
 
     @strawberry.field(description="This server's version and graphs.")
     def server_info(self, info: Info) -> ServerInfo:

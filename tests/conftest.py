@@ -117,6 +117,9 @@ def make_settings(redis_prefix: str, **overrides: Any) -> Settings:
         "config": FIXTURE_GRAPHS,
         "redis_key_prefix": redis_prefix,
         "port": 0,
+        # Short enough that crash recovery and delayed runs happen within a test.
+        "run_lease_seconds": 2,
+        "sweep_interval_seconds": 0.5,
         **overrides,
     }
     return Settings.model_validate(values)
@@ -138,9 +141,15 @@ class LiveServer:
 
 
 async def start_server(
-    settings: Settings, *, database_uri: str, redis_uri: str, migrate: bool = False
+    settings: Settings,
+    *,
+    database_uri: str,
+    redis_uri: str,
+    migrate: bool = False,
+    embedded_worker: bool = True,
 ) -> LiveServer:
-    """lgql's app under uvicorn on a free port, in this event loop."""
+    """lgql's app (with its in-process worker, as `lgql dev`) under uvicorn on a free port, in
+    this event loop."""
     from app.runtime.langgraph_config import load_langgraph_config
     from app.server import create_app
     from app.services.container import open_services
@@ -151,6 +160,7 @@ async def start_server(
         lambda: open_services(
             settings, lg_config, database_uri=database_uri, redis_uri=redis_uri, migrate=migrate
         ),
+        embedded_worker=embedded_worker,
     )
     port = free_port()
     server = uvicorn.Server(

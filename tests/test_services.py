@@ -82,7 +82,7 @@ async def test_assistant_errors(services: Services) -> None:
         await services.assistants.create(graph_id="missing")
     with pytest.raises(BadUserInput):
         await services.assistants.create(graph_id="echo", metadata=[1])  # type: ignore[arg-type]
-    with pytest.raises(BadUserInput):
+    with pytest.raises(NotFound, match="neither an assistant id nor a graph id"):
         await services.assistants.get("not-a-uuid")
     with pytest.raises(NotFound):
         await services.assistants.delete("00000000-0000-0000-0000-000000000001")

@@ -1,36 +1,63 @@
-"""The arq worker: its settings class, start-up and shutdown.
+"""The arq worker: its settings, start-up and shutdown.
 
-Tasks are plain async functions taking `ctx`; shared resources (services: database, Redis, graphs)
-are opened in `on_startup` and put on `ctx`, never created at import time.
+Tasks are plain async functions taking `ctx`; shared resources (services: database, Redis,
+graphs) are opened in `on_startup` and put on `ctx`, never created at import time. arq only
+wakes workers: which run may start, who owns it and how it ended live in Postgres.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 from contextlib import AsyncExitStack
 from typing import Any
 
-from arq import cron
-from arq.connections import RedisSettings
+from arq import cron, func
+from arq.connections import create_pool
 from arq.worker import Worker
 
+from app.broker import EXECUTE_RUN, redis_settings
 from app.runtime.langgraph_config import load_langgraph_config
 from app.services.container import Services, open_services
 from app.settings import Settings, get_settings
 from workers.heartbeat import heartbeat_key, report_heartbeat
-
-
-def redis_settings(url: str) -> RedisSettings:
-    # Retries keep a worker alive through a Redis restart (arq#386, #435).
-    settings = RedisSettings.from_dsn(url)
-    settings.retry_on_timeout = True
-    settings.conn_retries = 10
-    return settings
+from workers.runner import RunRunner
+from workers.sweeper import sweep_forever
+from workers.tasks import execute_run
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class DoorbellWorker(Worker):
+    """An arq worker that looks at the queue as soon as a run is enqueued (a Redis doorbell)
+    instead of only every `poll_delay`: a run starts in about a millisecond, not a poll period."""
+
+    async def main(self) -> None:
+        # arq's own main() with its fixed-period `poll()` replaced by the doorbell wait.
+        if self._pool is None:
+            self._pool = await create_pool(
+                self.redis_settings,
+                job_deserializer=self.job_deserializer,
+                job_serializer=self.job_serializer,
+                default_queue_name=self.queue_name,
+                expires_extra_ms=self.expires_extra_ms,
+            )
+        self.ctx["redis"] = self.pool
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        services: Services = self.ctx["services"]
+        while True:
+            await self._poll_iteration()
+            if self.burst and self.pool is not None:
+                queued = await self.pool.zcard(self.queue_name)
+                if queued == 0:
+                    await asyncio.gather(*self.tasks.values())
+                    return
+            await services.broker.wait_for_ring(self.poll_delay_s)
 
 
 def build_worker(
@@ -44,27 +71,43 @@ def build_worker(
     """An arq worker on `redis_uri`. Given `services`, it shares them (the embedded worker of
     `lgql dev`); otherwise it opens its own from `database_uri` on start-up."""
     stack = AsyncExitStack()
+    wid = worker_id()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["worker_id"] = worker_id()
+        ctx["worker_id"] = wid
         ctx["prefix"] = settings.redis_key_prefix
-        if services is not None:
-            ctx["services"] = services
-            return
-        if not database_uri:
-            raise RuntimeError("DATABASE_URI is not set: a worker needs Postgres")
-        config = load_langgraph_config(settings.config)
-        ctx["services"] = await stack.enter_async_context(
-            open_services(settings, config, database_uri=database_uri, redis_uri=redis_uri)
-        )
+        opened = services
+        if opened is None:
+            if not database_uri:
+                raise RuntimeError("DATABASE_URI is not set: a worker needs Postgres")
+            config = load_langgraph_config(settings.config)
+            opened = await stack.enter_async_context(
+                open_services(settings, config, database_uri=database_uri, redis_uri=redis_uri)
+            )
+        ctx["services"] = opened
+        ctx["runner"] = RunRunner(opened, wid)
+        ctx["sweeper"] = asyncio.create_task(sweep_forever(opened), name="lgql-sweeper")
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        sweeper = ctx.get("sweeper")
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         # A stopped worker leaves the count at once instead of when its heartbeat expires.
         await ctx["redis"].delete(heartbeat_key(ctx["prefix"], ctx["worker_id"]))
         await stack.aclose()
 
-    return Worker(
-        functions=[],
+    return DoorbellWorker(
+        functions=[
+            func(
+                execute_run,
+                name=EXECUTE_RUN,
+                # Our own timeout (BG_JOB_TIMEOUT_SECS) ends runs TIMEOUT; arq's is a backstop.
+                timeout=settings.bg_job_timeout_secs + 60,
+                max_tries=1_000_000,
+            )
+        ],
         cron_jobs=[cron(report_heartbeat, second=set(range(0, 60, 10)), run_at_startup=True)],
         queue_name=f"{settings.redis_key_prefix}:queue",
         redis_settings=redis_settings(redis_uri),
@@ -72,9 +115,13 @@ def build_worker(
         on_shutdown=on_shutdown,
         max_jobs=settings.n_jobs_per_worker,
         keep_result=0,
-        poll_delay=0.1,
+        poll_delay=0.5,
         handle_signals=handle_signals,
         health_check_interval=10,
+        # SIGTERM: stop taking jobs, let running ones finish this long, then hand them back.
+        job_completion_wait=int(settings.bg_job_shutdown_grace_period_secs),
+        retry_jobs=False,
+        allow_abort_jobs=False,
     )
 
 

@@ -123,6 +123,15 @@ class Run(SQLModel, table=True):  # type: ignore[no-redef]
     __table_args__ = (
         Index("ix_runs_thread_id_created_at", "thread_id", "created_at"),
         Index("ix_runs_status_created_at", "status", "created_at"),
+        # The queue's own lookups: a thread's active runs, due pending runs, lapsed leases.
+        Index(
+            "ix_runs_active_by_thread",
+            "thread_id",
+            "created_at",
+            postgresql_where=text("status IN ('pending', 'running')"),
+        ),
+        Index("ix_runs_pending_due", "available_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_runs_running_lease", "lease_until", postgresql_where=text("status = 'running'")),
     )
 
     run_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
@@ -142,6 +151,12 @@ class Run(SQLModel, table=True):  # type: ignore[no-redef]
     )
     attempt: int = Field(sa_column=Column(Integer, nullable=False, server_default="0"))
     lease_until: datetime | None = _ts(nullable=True)
+    # The worker holding the lease, for operators; ownership itself is the attempt number.
+    worker_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # When a pending run may start (creation time plus `afterSeconds`).
+    available_at: datetime = _ts()
+    # A cancel asked for while the run was running ("interrupt" or "rollback"), for the worker.
+    cancel_action: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     output: dict[str, Any] | None = _json("output", nullable=True)
     error: dict[str, Any] | None = _json("error", nullable=True)
     webhook: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

@@ -106,11 +106,71 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
 
 # A retried task re-saves the same regular writes: the first copy stands. Special writes (error,
 # interrupt, scheduled, resume) have fixed negative indexes and the newest one must win.
-INSERT_WRITES = _PUT_WRITES + "DO NOTHING"
-UPSERT_WRITES = (
-    _PUT_WRITES
-    + "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
+_KEEP_FIRST = "DO NOTHING"
+_KEEP_LAST = "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
+INSERT_WRITES = _PUT_WRITES + _KEEP_FIRST
+UPSERT_WRITES = _PUT_WRITES + _KEEP_LAST
+
+# Fenced twins of the statements above (`PostgresCheckpointer.fenced`): the same inserts, made
+# only while the run ($11) is still 'running' at the writer's attempt ($12), checked within the
+# statement, which returns whether the check held. Every data-modifying CTE runs whether or not
+# the outer query reads it, so each INSERT carries the check. FOR SHARE keeps it true until commit:
+# a claim bumping the attempt waits for a write in flight, and a write arriving after the claim
+# re-reads the bumped row (READ COMMITTED rechecks locked rows) and writes nothing.
+_FENCE = """
+WITH fence AS MATERIALIZED (
+    SELECT 1 FROM runs
+     WHERE run_id = $11::uuid AND status = 'running' AND attempt = $12::int
+       FOR SHARE
+)"""
+_HELD = "SELECT EXISTS (SELECT 1 FROM fence)\n"
+
+PUT_CHECKPOINT_FENCED = (
+    _FENCE
+    + """,
+blobs AS (
+    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+    SELECT $1, $2, u.channel, u.version, u.type, u.blob
+      FROM unnest($7::text[], $8::text[], $9::text[], $10::bytea[])
+           AS u(channel, version, type, blob)
+     WHERE EXISTS (SELECT 1 FROM fence)
+    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
+),
+saved AS (
+    INSERT INTO checkpoints
+        (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+    SELECT $1, $2, $3, $4::text, $5::jsonb, $6::jsonb
+     WHERE EXISTS (SELECT 1 FROM fence)
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
+    DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
 )
+"""
+    + _HELD
+)
+
+_PUT_WRITES_FENCED = (
+    _FENCE
+    + """,
+saved AS (
+    INSERT INTO checkpoint_writes
+        (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, run_id,
+         idx, channel, type, blob)
+    SELECT $1, $2, $3, $4, $5, $6::text, u.idx, u.channel, u.type, u.blob
+      FROM unnest($7::int[], $8::text[], $9::text[], $10::bytea[]) AS u(idx, channel, type, blob)
+     WHERE EXISTS (SELECT 1 FROM fence)
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+    {on_conflict}
+)
+"""
+    + _HELD
+)
+
+# Each write statement of the checkpointer -> its fenced twin (same parameters, then $11, $12).
+FENCED = {
+    PUT_CHECKPOINT: PUT_CHECKPOINT_FENCED,
+    INSERT_WRITES: _PUT_WRITES_FENCED.format(on_conflict=_KEEP_FIRST),
+    UPSERT_WRITES: _PUT_WRITES_FENCED.format(on_conflict=_KEEP_LAST),
+}
 
 DELETE_THREADS = """
 WITH c AS (DELETE FROM checkpoints WHERE thread_id = ANY($1::text[])),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
+from uuid import UUID
 
 import asyncpg
 import orjson
@@ -80,6 +81,19 @@ def _sync_unsupported(name: str) -> NoReturn:
         f"PostgresCheckpointer is async-only: call a{name}() instead of {name}() "
         "(use ainvoke/astream on the graph)."
     )
+
+
+class LostOwnership(RuntimeError):
+    """A fenced write found its run no longer 'running' at the writer's attempt (claimed again by
+    another worker, or finished); nothing of that write was saved."""
+
+    def __init__(self, run_id: str, attempt: int) -> None:
+        super().__init__(run_id, attempt)  # args stay the constructor's, so it pickles
+        self.run_id = run_id
+        self.attempt = attempt
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} is no longer running at attempt {self.attempt}: write refused"
 
 
 class PostgresCheckpointer(BaseCheckpointSaver[str]):
@@ -185,6 +199,12 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
                 entry["seed"] = value
         return result
 
+    def fenced(self, run_id: str, attempt: int) -> PostgresCheckpointer:
+        """A view on the same pool and serializer whose `aput` and `aput_writes` save only while
+        run `run_id` is 'running' at `attempt`, checked in the saving statement itself, and raise
+        `LostOwnership` (having saved nothing) otherwise. Reads and maintenance are not fenced."""
+        return _FencedCheckpointer(self, run_id, attempt)
+
     # -- writes --------------------------------------------------------------------------------
 
     async def _write(self, query: str, *args: Any) -> None:
@@ -282,8 +302,16 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         if isinstance(run_ids, str):
             raise TypeError("run_ids must be a sequence of run IDs, not a str")
+        await self.delete_for_runs_in(self.pool, run_ids)
+
+    @staticmethod
+    async def delete_for_runs_in(
+        conn: asyncpg.Connection | asyncpg.Pool, run_ids: Sequence[str]
+    ) -> None:
+        """Delete what the runs wrote, on `conn`, inside the caller's transaction (a rollback
+        deletes the run row and its checkpoints together)."""
         if run_ids:
-            await self.pool.execute(sql.DELETE_FOR_RUNS, [str(r) for r in run_ids])
+            await conn.execute(sql.DELETE_FOR_RUNS, [str(r) for r in run_ids])
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         await self.copy_thread_in(self.pool, source_thread_id, target_thread_id)
@@ -374,3 +402,18 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         _sync_unsupported("prune")
+
+
+class _FencedCheckpointer(PostgresCheckpointer):
+    """`PostgresCheckpointer.fenced`: each write statement swapped for its fenced twin."""
+
+    def __init__(self, base: PostgresCheckpointer, run_id: str, attempt: int) -> None:
+        super().__init__(base.pool, serde=base.serde)
+        self.run_id = str(run_id)
+        self.attempt = int(attempt)
+        self._run_uuid = UUID(self.run_id)  # a bad id fails here, not in the first write
+
+    async def _write(self, query: str, *args: Any) -> None:
+        held = await self.pool.fetchval(sql.FENCED[query], *args, self._run_uuid, self.attempt)
+        if not held:
+            raise LostOwnership(self.run_id, self.attempt)

@@ -77,7 +77,13 @@ class AssistantService:
         """An assistant id, or a graph id standing for that graph's default assistant."""
         if id_or_graph in self._graphs.graph_ids:
             return default_assistant_id(id_or_graph)
-        return parse_uuid(id_or_graph, "assistant")
+        try:
+            return uuid.UUID(str(id_or_graph))
+        except ValueError:
+            raise NotFound(
+                f"'{id_or_graph}' is neither an assistant id nor a graph id of this server",
+                assistant_id=str(id_or_graph),
+            ) from None
 
     async def create(
         self,
@@ -144,6 +150,16 @@ class AssistantService:
         if found is None:
             raise NotFound(f"Assistant {aid} not found", assistant_id=str(aid))
         return found
+
+    async def get_many(self, assistant_ids: list[str]) -> list[AssistantRecord | None]:
+        """Assistants by id, in the order asked (None where absent): one query for many."""
+        ids = [parse_uuid(a, "assistant") for a in assistant_ids]
+        async with self._db.sessions() as session:
+            result = await session.execute(
+                db.search(self._graphs.graph_ids).where(AssistantRecord.assistant_id.in_(ids))  # type: ignore[attr-defined]
+            )
+            found = {row.assistant_id: row for row in result.scalars()}
+        return [found.get(i) for i in ids]
 
     async def update(
         self,

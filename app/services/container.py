@@ -7,14 +7,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
+from arq.connections import ArqRedis
 
+from app.broker import Broker, connect_queue
 from app.db.engine import Database
 from app.db.migrate import ensure_up_to_date, upgrade
 from app.runtime.checkpointer import PostgresCheckpointer
 from app.runtime.graphs import GraphRegistry
 from app.runtime.langgraph_config import LanggraphConfig
 from app.services.assistants import AssistantService
+from app.services.runs import RunService
 from app.services.threads import ThreadService
 from app.settings import Settings
 
@@ -28,11 +30,13 @@ class Services:
     database_uri: str
     redis_uri: str
     db: Database
-    redis: aioredis.Redis
+    redis: ArqRedis
+    broker: Broker
     graphs: GraphRegistry
     checkpointer: PostgresCheckpointer
     assistants: AssistantService
     threads: ThreadService
+    runs: RunService
 
     async def health(self) -> dict[str, str]:
         """Reachability of Postgres and Redis, for `/ok`."""
@@ -73,10 +77,17 @@ async def open_services(
         await ensure_up_to_date(database_uri)
     graphs = await GraphRegistry.load(langgraph_config)
     db = await Database.connect(database_uri, pool_size=settings.db_pool_size)
-    redis = aioredis.from_url(redis_uri)
+    try:
+        redis = await connect_queue(redis_uri, settings.redis_key_prefix)
+    except BaseException:
+        await db.close()
+        raise
     try:
         await redis.ping()
         checkpointer = PostgresCheckpointer(db.pool)
+        broker = Broker(redis, settings.redis_key_prefix)
+        assistants = AssistantService(db, graphs)
+        threads = ThreadService(db, graphs, checkpointer)
         services = Services(
             settings=settings,
             langgraph_config=langgraph_config,
@@ -84,10 +95,12 @@ async def open_services(
             redis_uri=redis_uri,
             db=db,
             redis=redis,
+            broker=broker,
             graphs=graphs,
             checkpointer=checkpointer,
-            assistants=AssistantService(db, graphs),
-            threads=ThreadService(db, graphs, checkpointer),
+            assistants=assistants,
+            threads=threads,
+            runs=RunService(db, broker, assistants, threads, checkpointer),
         )
         await services.assistants.ensure_default_assistants()
         yield services

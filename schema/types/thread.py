@@ -11,9 +11,10 @@ import strawberry
 from app.services.threads import ThreadFilter as ServiceThreadFilter
 from app.services.threads import ThreadRecord
 from schema.context import Context, services
-from schema.pagination import Connection
+from schema.pagination import Connection, connection, page_request
 from schema.scalars import JSON
 from schema.types.common import IfExists
+from schema.types.run import Run, RunStatus
 from schema.types.state import Checkpoint, Interrupt, ThreadState
 
 Info = strawberry.Info[Context, Any]
@@ -98,6 +99,20 @@ class Thread:
             metadata=metadata,
         )
         return [ThreadState.from_dict(s) for s in states]
+
+    @strawberry.field(description="The thread's runs, newest first.")
+    async def runs(
+        self,
+        info: Info,
+        status: RunStatus | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Run]:
+        svc = services(info).runs
+        tid = str(self._record.thread_id)
+        state = status.name.lower() if status else None
+        page = await svc.search(page_request(first, after), thread_id=tid, status=state)
+        return connection(page, Run.from_record, lambda: svc.count(thread_id=tid, status=state))
 
 
 @strawberry.input(description="Which threads to list; all given conditions must hold.")

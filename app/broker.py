@@ -1,0 +1,164 @@
+"""Run messages over Redis: the queue's doorbell, cancel requests, and run-end notices.
+
+Postgres decides (which run may start, who owns it, how it ended); Redis only carries news of
+it, so a lost message delays something but never loses it: workers also sweep the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+log = logging.getLogger("lgql.broker")
+
+# How long a finished run's outcome stays in Redis for waiters (longer than any sane wait gap).
+RESULT_TTL_SECONDS = 600
+# Cap on queued doorbell rings: a ring only means "look at the queue now".
+DOORBELL_MAX = 64
+EXECUTE_RUN = "execute_run"
+
+
+def redis_settings(url: str) -> RedisSettings:
+    # Retries keep a worker alive through a Redis restart (arq#386, #435).
+    settings = RedisSettings.from_dsn(url)
+    settings.retry_on_timeout = True
+    settings.conn_retries = 10
+    return settings
+
+
+async def connect_queue(url: str, prefix: str) -> ArqRedis:
+    """A Redis client that can also enqueue arq jobs (one client for all of lgql's Redis use)."""
+    return await create_pool(redis_settings(url), default_queue_name=f"{prefix}:queue")
+
+
+class Broker:
+    def __init__(self, redis: ArqRedis, prefix: str) -> None:
+        self.redis: aioredis.Redis = redis
+        self.queue = redis
+        self.prefix = prefix
+
+    # --- keys --------------------------------------------------------------------------------
+
+    @property
+    def queue_name(self) -> str:
+        return f"{self.prefix}:queue"
+
+    @property
+    def doorbell_key(self) -> str:
+        return f"{self.prefix}:doorbell"
+
+    def _control_channel(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{run_id}:control"
+
+    def _end_channel(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{run_id}:end"
+
+    def _result_key(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{run_id}:result"
+
+    # --- the queue ---------------------------------------------------------------------------
+
+    async def enqueue_run(self, run_id: str, *, job_key: str, defer_seconds: float = 0) -> None:
+        """Ask a worker to try to start `run_id`. `job_key` makes the arq job id: one job per key,
+        so repeated requests for the same reason collapse, and different reasons never block
+        each other (a stale job id would otherwise swallow the request, arq#485)."""
+        await self.queue.enqueue_job(
+            EXECUTE_RUN,
+            run_id,
+            _job_id=f"run:{run_id}:{job_key}",
+            _queue_name=self.queue_name,
+            _defer_by=defer_seconds if defer_seconds > 0 else None,
+        )
+        if defer_seconds <= 0:
+            await self.ring()
+
+    async def ring(self) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(self.doorbell_key, b"1")
+            pipe.ltrim(self.doorbell_key, 0, DOORBELL_MAX - 1)
+            await pipe.execute()
+
+    async def wait_for_ring(self, seconds: float) -> None:
+        """Return when a ring arrives or after `seconds`."""
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            # Redis takes fractional BLPOP timeouts; redis-py's annotation says int.
+            await self.redis.blpop([self.doorbell_key], timeout=max(seconds, 0.01))  # type: ignore[arg-type,misc]
+
+    # --- cancel requests ---------------------------------------------------------------------
+
+    async def send_cancel(self, run_id: str, action: str) -> None:
+        await self.redis.publish(self._control_channel(run_id), action.encode())
+
+    @contextlib.asynccontextmanager
+    async def cancel_requests(
+        self, run_id: str, on_request: Callable[[str], None]
+    ) -> AsyncIterator[None]:
+        """Call `on_request(action)` for every cancel request of `run_id` while in the block."""
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self._control_channel(run_id))
+
+        async def listen() -> None:
+            async for message in pubsub.listen():
+                if message and message.get("type") == "message":
+                    on_request(message["data"].decode())
+
+        task = asyncio.create_task(listen())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    # --- run ends ----------------------------------------------------------------------------
+
+    async def publish_run_end(self, run_id: str, outcome: dict[str, Any]) -> None:
+        """Record how the run ended (for waiters that arrive later) and tell current waiters."""
+        payload = orjson.dumps(outcome)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._result_key(run_id), payload, ex=RESULT_TTL_SECONDS)
+            pipe.publish(self._end_channel(run_id), payload)
+            await pipe.execute()
+
+    async def run_outcome(self, run_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(self._result_key(run_id))
+        return None if raw is None else dict(orjson.loads(raw))
+
+    async def wait_for_run_end(
+        self,
+        run_id: str,
+        *,
+        fallback: Callable[[], Awaitable[dict[str, Any] | None]],
+        recheck_seconds: float = 5.0,
+    ) -> dict[str, Any]:
+        """The run's outcome, once it has ended.
+
+        Subscribes first, then looks for an outcome already recorded, so no end is missed;
+        every `recheck_seconds` without news it asks `fallback` (the database), in case Redis
+        lost the notice.
+        """
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self._end_channel(run_id))
+        try:
+            outcome = await self.run_outcome(run_id)
+            if outcome is not None:
+                return outcome
+            while True:
+                message = await pubsub.get_message(timeout=recheck_seconds)
+                if message and message.get("type") == "message":
+                    return dict(orjson.loads(message["data"]))
+                outcome = await self.run_outcome(run_id) or await fallback()
+                if outcome is not None:
+                    return outcome
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()

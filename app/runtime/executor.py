@@ -1,0 +1,185 @@
+"""Runs a graph for one attempt of a run: builds its config and input, streams it, and reads the
+state it ended in. Knows LangGraph, not the queue: leases, cancel and statuses are the worker's."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.store.base import BaseStore
+from langgraph.types import Command, Send, StateSnapshot
+
+from app.runtime.checkpointer import PostgresCheckpointer
+from app.runtime.graphs import AnyPregel, GraphRegistry
+
+#: Receives every streamed chunk: (mode, namespace, payload).
+EventSink = Callable[[str, tuple[str, ...], Any], Awaitable[None]]
+
+_MODE_TO_LANGGRAPH = {"messages-tuple": "messages"}
+# Modes LangGraph streams natively (events come from astream_events, elsewhere).
+_NATIVE_MODES = {"values", "updates", "messages", "custom", "debug", "tasks", "checkpoints"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What the executor needs to know of a run and the rows around it."""
+
+    run_id: str
+    thread_id: str
+    attempt: int
+    graph_id: str
+    assistant_id: str
+    assistant_config: dict[str, Any]
+    assistant_context: dict[str, Any]
+    metadata: dict[str, Any]
+    kwargs: dict[str, Any]
+
+
+def build_config(spec: RunSpec, *, resuming: bool) -> RunnableConfig:
+    """The assistant's config with the run's merged over it, plus the ids LangGraph Server adds."""
+    base = spec.assistant_config or {}
+    override = spec.kwargs.get("config") or {}
+    config: dict[str, Any] = {
+        k: v
+        for k, v in {**base, **override}.items()
+        if k not in ("configurable", "metadata", "tags")
+    }
+    tags = [*(base.get("tags") or []), *(override.get("tags") or [])]
+    if tags:
+        config["tags"] = tags
+    configurable: dict[str, Any] = {
+        **(base.get("configurable") or {}),
+        **(override.get("configurable") or {}),
+        "run_id": spec.run_id,
+        "thread_id": spec.thread_id,
+        "graph_id": spec.graph_id,
+        "assistant_id": spec.assistant_id,
+        "checkpoint_ns": "",
+    }
+    checkpoint_id = spec.kwargs.get("checkpoint_id")
+    if checkpoint_id and not resuming:
+        configurable["checkpoint_id"] = checkpoint_id
+    config["configurable"] = configurable
+    config["metadata"] = {
+        **(base.get("metadata") or {}),
+        **(override.get("metadata") or {}),
+        **spec.metadata,
+        "run_id": spec.run_id,
+        "thread_id": spec.thread_id,
+        "graph_id": spec.graph_id,
+        "assistant_id": spec.assistant_id,
+        "run_attempt": spec.attempt,
+    }
+    config["run_id"] = spec.run_id
+    return cast(RunnableConfig, config)
+
+
+def build_context(spec: RunSpec) -> dict[str, Any]:
+    return {**(spec.assistant_context or {}), **(spec.kwargs.get("context") or {})}
+
+
+def build_input(kwargs: dict[str, Any], *, resuming: bool) -> Any:
+    """The graph input: the run's input, or its command; nothing when resuming an attempt."""
+    if resuming:
+        return None
+    command = kwargs.get("command")
+    if command:
+        goto = command.get("goto")
+        if goto is not None:
+            goto = (
+                [_send_or_node(g) for g in goto] if isinstance(goto, list) else _send_or_node(goto)
+            )
+        update = command.get("update")
+        if isinstance(update, list):
+            update = [tuple(pair) for pair in update]
+        return Command(
+            resume=command.get("resume"),
+            update=update,
+            goto=goto if goto is not None else (),
+        )
+    return kwargs.get("input")
+
+
+def _send_or_node(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Send(value["node"], value.get("input"))
+    return value
+
+
+def stream_modes(kwargs: dict[str, Any]) -> list[str]:
+    requested = kwargs.get("stream_mode") or ["values"]
+    modes = {_MODE_TO_LANGGRAPH.get(m, m) for m in requested}
+    return sorted(m for m in modes if m in _NATIVE_MODES) or ["values"]
+
+
+async def started_earlier(checkpointer: PostgresCheckpointer, spec: RunSpec) -> bool:
+    """Whether an earlier attempt of this run already saved progress (then we resume it)."""
+    if spec.attempt <= 1:
+        return False
+    latest = await checkpointer.aget_tuple(
+        {"configurable": {"thread_id": spec.thread_id, "checkpoint_ns": ""}}
+    )
+    return latest is not None and latest.metadata.get("run_id") == spec.run_id
+
+
+async def execute(
+    graphs: GraphRegistry,
+    checkpointer: PostgresCheckpointer,
+    spec: RunSpec,
+    *,
+    store: BaseStore | None = None,
+    on_event: EventSink | None = None,
+) -> StateSnapshot:
+    """Run the graph to its end (or its interrupt) and return the state it stopped in.
+
+    Checkpoint writes go through a view fenced on this attempt, so a worker that lost the run
+    raises `LostOwnership` at its next write instead of overwriting the new owner's progress.
+    """
+    resuming = await started_earlier(checkpointer, spec)
+    config = build_config(spec, resuming=resuming)
+    context = build_context(spec)
+    fenced = checkpointer.fenced(spec.run_id, spec.attempt)
+    kwargs = spec.kwargs
+    async with graphs.open(
+        spec.graph_id, config, checkpointer=fenced, store=store, context=context
+    ) as graph:
+        subgraphs = bool(kwargs.get("subgraphs"))
+        async for item in graph.astream(
+            build_input(kwargs, resuming=resuming),
+            config,
+            stream_mode=stream_modes(kwargs),  # type: ignore[arg-type]
+            subgraphs=subgraphs,
+            interrupt_before=kwargs.get("interrupt_before"),
+            interrupt_after=kwargs.get("interrupt_after"),
+            durability=kwargs.get("durability") or "async",
+            context=context or None,
+        ):
+            if on_event is not None:
+                namespace, mode, payload = _unpack(item, subgraphs)
+                await on_event(mode, namespace, payload)
+        return await final_state(graph, spec.thread_id)
+
+
+async def final_state(graph: AnyPregel, thread_id: str) -> StateSnapshot:
+    return await graph.aget_state({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+
+
+async def current_state(
+    graphs: GraphRegistry, checkpointer: PostgresCheckpointer, spec: RunSpec
+) -> StateSnapshot:
+    """The thread's state now (after a failure, a cancel or a rollback)."""
+    config = build_config(spec, resuming=True)
+    async with graphs.open(
+        spec.graph_id, config, checkpointer=checkpointer, access_context="threads.read"
+    ) as graph:
+        return await final_state(graph, spec.thread_id)
+
+
+def _unpack(item: Any, subgraphs: bool) -> tuple[tuple[str, ...], str, Any]:
+    if subgraphs:
+        namespace, mode, payload = item
+        return tuple(namespace), mode, payload
+    mode, payload = item
+    return (), mode, payload

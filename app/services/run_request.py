@@ -1,0 +1,189 @@
+"""What a client may ask of a new run (LangGraph's run-create body), checked before anything is
+written."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from app.services.common import JsonValue, require_object
+from app.services.errors import BadUserInput
+
+
+class MultitaskStrategy(enum.StrEnum):
+    REJECT = "reject"
+    ENQUEUE = "enqueue"
+    INTERRUPT = "interrupt"
+    ROLLBACK = "rollback"
+
+
+class IfNotExists(enum.StrEnum):
+    CREATE = "create"
+    REJECT = "reject"
+
+
+class OnCompletion(enum.StrEnum):
+    DELETE = "delete"
+    KEEP = "keep"
+
+
+class OnDisconnect(enum.StrEnum):
+    CANCEL = "cancel"
+    CONTINUE = "continue"
+
+
+class Durability(enum.StrEnum):
+    SYNC = "sync"
+    ASYNC = "async"
+    EXIT = "exit"
+
+
+STREAM_MODES = (
+    "values",
+    "updates",
+    "messages",
+    "messages-tuple",
+    "custom",
+    "events",
+    "debug",
+    "tasks",
+    "checkpoints",
+)
+
+
+@dataclass(frozen=True)
+class RunCommand:
+    resume: JsonValue = None
+    update: JsonValue = None
+    goto: JsonValue = None
+    has_resume: bool = False
+
+
+@dataclass
+class RunRequest:
+    """A run to create. `thread_id` None means stateless (a temporary thread)."""
+
+    assistant_id: str
+    thread_id: str | None = None
+    input: JsonValue = None
+    command: RunCommand | None = None
+    config: JsonValue = None
+    context: JsonValue = None
+    metadata: JsonValue = None
+    stream_mode: list[str] = field(default_factory=lambda: ["values"])
+    stream_subgraphs: bool = False
+    stream_resumable: bool = False
+    interrupt_before: list[str] | None = None
+    interrupt_after: list[str] | None = None
+    checkpoint_id: str | None = None
+    webhook: str | None = None
+    multitask_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE
+    if_not_exists: IfNotExists | None = None
+    on_completion: OnCompletion | None = None
+    on_disconnect: OnDisconnect = OnDisconnect.CONTINUE
+    after_seconds: float = 0
+    durability: Durability = Durability.ASYNC
+
+    def checked(self) -> RunRequest:
+        """Raise BadUserInput for any option LangGraph Server would refuse."""
+        require_object(self.metadata, "metadata")
+        config = require_object(self.config, "config") or {}
+        require_object(self.context, "context")
+        configurable = config.get("configurable")
+        if configurable is not None and not isinstance(configurable, dict):
+            raise BadUserInput("`config.configurable` must be a JSON object", field="config")
+        if configurable and self.context:
+            raise BadUserInput(
+                "Cannot specify both configurable and context. Prefer setting context alone.",
+                field="context",
+            )
+        if "recursion_limit" in config and not (
+            isinstance(config["recursion_limit"], int) and config["recursion_limit"] > 0
+        ):
+            raise BadUserInput(
+                "`config.recursion_limit` must be a positive integer", field="config"
+            )
+        if "tags" in config and not (
+            isinstance(config["tags"], list) and all(isinstance(t, str) for t in config["tags"])
+        ):
+            raise BadUserInput("`config.tags` must be a list of strings", field="config")
+        if self.command is not None and self.input is not None:
+            raise BadUserInput("Give either `input` or `command`, not both", field="command")
+        if self.command is not None and self.command.has_resume and self.thread_id is None:
+            raise BadUserInput(
+                "`command.resume` needs a thread: a stateless run has nothing to resume",
+                field="command",
+            )
+        if self.command is not None and self.command.update is not None:
+            update = self.command.update
+            if not isinstance(update, dict) and not (
+                isinstance(update, list)
+                and all(
+                    isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in update
+                )
+            ):
+                raise BadUserInput(
+                    "`command.update` must be an object or a list of [key, value] pairs",
+                    field="command",
+                )
+        if self.command is not None and self.command.goto is not None:
+            goto = self.command.goto
+            if not (isinstance(goto, str) or _sends(goto)):
+                raise BadUserInput(
+                    "`command.goto` must be a node name, a list of them, or {node, input} sends",
+                    field="command",
+                )
+        for mode in self.stream_mode:
+            if mode not in STREAM_MODES:
+                raise BadUserInput(f"unknown stream mode {mode!r}", field="streamMode")
+        if self.after_seconds < 0 or self.after_seconds != self.after_seconds:
+            raise BadUserInput("`afterSeconds` must be zero or more", field="afterSeconds")
+        if self.webhook is not None:
+            parts = urlsplit(self.webhook)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise BadUserInput("`webhook` must be an absolute http(s) URL", field="webhook")
+        if self.thread_id is not None and self.on_completion is not None:
+            raise BadUserInput(
+                "`onCompletion` applies to stateless runs only", field="onCompletion"
+            )
+        return self
+
+    def kwargs(self) -> dict[str, Any]:
+        """The run's options as stored on the run row (LangGraph's `kwargs`)."""
+        command = None
+        if self.command is not None:
+            command = {
+                k: v
+                for k, v in (
+                    ("resume", self.command.resume),
+                    ("update", self.command.update),
+                    ("goto", self.command.goto),
+                )
+                if v is not None or (k == "resume" and self.command.has_resume)
+            }
+        return {
+            "input": self.input,
+            "command": command,
+            "config": self.config or {},
+            "context": self.context or {},
+            "stream_mode": list(self.stream_mode),
+            "subgraphs": self.stream_subgraphs,
+            "resumable": self.stream_resumable,
+            "interrupt_before": self.interrupt_before,
+            "interrupt_after": self.interrupt_after,
+            "checkpoint_id": self.checkpoint_id,
+            "webhook": self.webhook,
+            "temporary": self.thread_id is None and self.on_completion is not OnCompletion.KEEP,
+            "on_disconnect": self.on_disconnect.value,
+            "durability": self.durability.value,
+        }
+
+
+def _sends(value: Any) -> bool:
+    items = value if isinstance(value, list) else [value]
+    return all(
+        isinstance(i, str) or (isinstance(i, dict) and isinstance(i.get("node"), str))
+        for i in items
+    )

@@ -1,0 +1,293 @@
+"""`Run`: one execution of a graph on a thread; its inputs, enums, results and connection."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+
+from app.services.run_request import (
+    Durability as ServiceDurability,
+)
+from app.services.run_request import (
+    IfNotExists as ServiceIfNotExists,
+)
+from app.services.run_request import (
+    MultitaskStrategy as ServiceMultitaskStrategy,
+)
+from app.services.run_request import (
+    OnCompletion as ServiceOnCompletion,
+)
+from app.services.run_request import (
+    OnDisconnect as ServiceOnDisconnect,
+)
+from app.services.run_request import RunCommand, RunRequest
+from app.services.runs import RunRecord
+from schema.context import Context
+from schema.pagination import Connection
+from schema.scalars import JSON
+from schema.types.state import Interrupt
+
+if TYPE_CHECKING:
+    from schema.types.assistant import Assistant
+    from schema.types.thread import Thread
+
+Info = strawberry.Info[Context, Any]
+
+
+@strawberry.enum(description="A run's status, as on LangGraph Server.")
+class RunStatus(enum.Enum):
+    PENDING = strawberry.enum_value("pending", description="Waiting to start (queued or delayed).")
+    RUNNING = strawberry.enum_value("running", description="A worker is executing it.")
+    SUCCESS = strawberry.enum_value(
+        "success", description="Finished; also when the graph stopped at an interrupt."
+    )
+    ERROR = strawberry.enum_value("error", description="The graph raised; see `error`.")
+    TIMEOUT = strawberry.enum_value("timeout", description="Ran longer than BG_JOB_TIMEOUT_SECS.")
+    INTERRUPTED = strawberry.enum_value(
+        "interrupted", description="Cancelled, or superseded by a double-text (INTERRUPT)."
+    )
+
+
+@strawberry.enum(description="What a new run does when its thread already has an active run.")
+class MultitaskStrategy(enum.Enum):
+    REJECT = strawberry.enum_value("reject", description="Refuse the new run (CONFLICT).")
+    ENQUEUE = strawberry.enum_value("enqueue", description="Run after the active ones (default).")
+    INTERRUPT = strawberry.enum_value(
+        "interrupt", description="Stop the active run, keeping its progress; then run."
+    )
+    ROLLBACK = strawberry.enum_value(
+        "rollback", description="Stop and delete the active run and its checkpoints; then run."
+    )
+
+
+@strawberry.enum(description="What to do when `threadId` names a thread that does not exist.")
+class IfNotExists(enum.Enum):
+    CREATE = "create"
+    REJECT = "reject"
+
+
+@strawberry.enum(description="What happens to a stateless run's temporary thread afterwards.")
+class OnCompletion(enum.Enum):
+    DELETE = "delete"
+    KEEP = "keep"
+
+
+@strawberry.enum(description="What happens to a streamed run when its client goes away.")
+class OnDisconnect(enum.Enum):
+    CANCEL = "cancel"
+    CONTINUE = "continue"
+
+
+@strawberry.enum(description="When checkpoints are saved (LangGraph durability).")
+class Durability(enum.Enum):
+    SYNC = strawberry.enum_value("sync", description="Before the next step starts.")
+    ASYNC = strawberry.enum_value("async", description="While the next step runs (default).")
+    EXIT = strawberry.enum_value("exit", description="Only when the run ends.")
+
+
+@strawberry.enum(description="How to cancel a run.")
+class CancelAction(enum.Enum):
+    INTERRUPT = strawberry.enum_value(
+        "interrupt", description="Stop it; it ends INTERRUPTED and keeps its checkpoints."
+    )
+    ROLLBACK = strawberry.enum_value(
+        "rollback", description="Stop it and delete it with the checkpoints it wrote."
+    )
+
+
+@strawberry.enum(description="LangGraph stream modes.")
+class StreamMode(enum.Enum):
+    VALUES = "values"
+    UPDATES = "updates"
+    MESSAGES = "messages"
+    MESSAGES_TUPLE = "messages-tuple"
+    CUSTOM = "custom"
+    EVENTS = "events"
+    DEBUG = "debug"
+    TASKS = "tasks"
+    CHECKPOINTS = "checkpoints"
+
+
+def _value(member: enum.Enum) -> str:
+    return str(member.name.lower().replace("_", "-"))
+
+
+@strawberry.type(description="Why a run failed: the exception's type and message.")
+class RunError:
+    type: str
+    message: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> RunError | None:
+        if not data:
+            return None
+        return cls(type=str(data.get("error", "Error")), message=str(data.get("message", "")))
+
+
+@strawberry.type(description="A run: one execution of an assistant's graph on a thread.")
+class Run:
+    id: strawberry.ID
+    thread_id: strawberry.ID
+    assistant_id: strawberry.ID
+    status: RunStatus
+    attempt: int = strawberry.field(description="How many times a worker has started it.")
+    metadata: JSON
+    multitask_strategy: MultitaskStrategy
+    created_at: datetime
+    updated_at: datetime
+    output: JSON | None = strawberry.field(
+        description="When ended: `{values, interrupts}` of the state it stopped in."
+    )
+    error: RunError | None
+    kwargs: JSON = strawberry.field(
+        description="The options it was created with (LangGraph `kwargs`)."
+    )
+
+    @classmethod
+    def from_record(cls, row: RunRecord) -> Run:
+        return cls(
+            id=strawberry.ID(str(row.run_id)),
+            thread_id=strawberry.ID(str(row.thread_id)),
+            assistant_id=strawberry.ID(str(row.assistant_id)),
+            status=RunStatus[row.status.upper()],
+            attempt=row.attempt,
+            metadata=row.metadata_,
+            multitask_strategy=MultitaskStrategy[row.multitask_strategy.upper()],
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            output=row.output,
+            error=RunError.from_dict(row.error),
+            kwargs=row.kwargs,
+        )
+
+    @strawberry.field(description="The run's thread (null once a stateless run's thread is gone).")
+    async def thread(
+        self, info: Info
+    ) -> Annotated[Thread, strawberry.lazy("schema.types.thread")] | None:
+        from schema.types.thread import Thread
+
+        record = await info.context.loaders.thread.load(str(self.thread_id))
+        return Thread.from_record(record) if record is not None else None
+
+    @strawberry.field(description="The assistant the run executes.")
+    async def assistant(
+        self, info: Info
+    ) -> Annotated[Assistant, strawberry.lazy("schema.types.assistant")] | None:
+        from schema.types.assistant import Assistant
+
+        record = await info.context.loaders.assistant.load(str(self.assistant_id))
+        return Assistant.from_record(record) if record is not None else None
+
+
+@strawberry.type(description="How a run ended, for `runAndWait`.")
+class RunResult:
+    run: Run
+    values: JSON | None = strawberry.field(description="The state values it ended with.")
+    interrupts: list[Interrupt] = strawberry.field(
+        description="Pending interrupts, when the graph stopped at `interrupt()`."
+    )
+    error: RunError | None
+
+
+@strawberry.input(
+    description="LangGraph `Command`: resume an interrupt, update state, go to nodes."
+)
+class CommandInput:
+    resume: strawberry.Maybe[JSON | None] = strawberry.field(
+        default=None, description="The value `interrupt()` returns (or `{interruptId: value}`)."
+    )
+    update: JSON | None = strawberry.field(
+        default=None, description="State update: object or [[key, value]]."
+    )
+    goto: JSON | None = strawberry.field(
+        default=None, description="Node name, list of names, or `{node, input}` sends."
+    )
+
+
+@strawberry.input(description="A new run, as LangGraph's run-create body.")
+class RunInput:
+    assistant_id: str = strawberry.field(
+        description="An assistant id, or a graph id for its default assistant."
+    )
+    thread_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The thread; absent for a stateless run on a temporary thread."
+    )
+    input: JSON | None = None
+    command: CommandInput | None = None
+    config: JSON | None = strawberry.field(
+        default=None, description="Merged over the assistant's config."
+    )
+    context: JSON | None = strawberry.field(
+        default=None, description="Merged over the assistant's context."
+    )
+    metadata: JSON | None = None
+    stream_mode: list[StreamMode] | None = None
+    stream_subgraphs: bool = False
+    stream_resumable: bool = False
+    interrupt_before: list[str] | None = strawberry.field(
+        default=None, description='Node names, or ["*"].'
+    )
+    interrupt_after: list[str] | None = strawberry.field(
+        default=None, description='Node names, or ["*"].'
+    )
+    checkpoint_id: str | None = strawberry.field(
+        default=None, description="Start from this earlier checkpoint of the thread (a fork)."
+    )
+    webhook: str | None = strawberry.field(
+        default=None, description="URL to POST the run to when it ends."
+    )
+    multitask_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE
+    if_not_exists: IfNotExists | None = strawberry.field(
+        default=None,
+        description="For a `threadId` that does not exist: REJECT (default) or CREATE.",
+    )
+    on_completion: OnCompletion | None = strawberry.field(
+        default=None, description="Stateless runs: DELETE (default) or KEEP the temporary thread."
+    )
+    on_disconnect: OnDisconnect = OnDisconnect.CONTINUE
+    after_seconds: float = strawberry.field(
+        default=0, description="Delay before the run may start."
+    )
+    durability: Durability = Durability.ASYNC
+
+    def to_request(self) -> RunRequest:
+        command = None
+        if self.command is not None:
+            command = RunCommand(
+                resume=self.command.resume.value if self.command.resume is not None else None,
+                update=self.command.update,
+                goto=self.command.goto,
+                has_resume=self.command.resume is not None,
+            )
+        return RunRequest(
+            assistant_id=self.assistant_id,
+            thread_id=str(self.thread_id) if self.thread_id is not None else None,
+            input=self.input,
+            command=command,
+            config=self.config,
+            context=self.context,
+            metadata=self.metadata,
+            stream_mode=[_value(m) for m in self.stream_mode] if self.stream_mode else ["values"],
+            stream_subgraphs=self.stream_subgraphs,
+            stream_resumable=self.stream_resumable,
+            interrupt_before=self.interrupt_before,
+            interrupt_after=self.interrupt_after,
+            checkpoint_id=self.checkpoint_id,
+            webhook=self.webhook,
+            multitask_strategy=ServiceMultitaskStrategy(_value(self.multitask_strategy)),
+            if_not_exists=ServiceIfNotExists(_value(self.if_not_exists))
+            if self.if_not_exists
+            else None,
+            on_completion=ServiceOnCompletion(_value(self.on_completion))
+            if self.on_completion
+            else None,
+            on_disconnect=ServiceOnDisconnect(_value(self.on_disconnect)),
+            after_seconds=self.after_seconds,
+            durability=ServiceDurability(_value(self.durability)),
+        )
+
+
+RunConnection = Connection[Run]

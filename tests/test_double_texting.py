@@ -1,0 +1,162 @@
+"""Double-texting: a second run on a busy thread, under each multitask strategy.
+
+Each test starts a slow `pipeline` run (first → wait → after), waits until it is inside `wait`
+(its `first` checkpoint saved), then sends a quick second run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from tests.conftest import GraphQLClient
+from tests.test_runs_api import (
+    CREATE_RUN,
+    GET_RUN,
+    create_run,
+    new_thread,
+    run_and_wait,
+    thread_of,
+    wait_status,
+)
+
+
+async def start_slow(
+    client: GraphQLClient, tid: str, tag: str = "A", seconds: float = 5
+) -> dict[str, Any]:
+    run = await create_run(
+        client, assistantId="pipeline", threadId=tid, input={"tag": tag, "seconds": seconds}
+    )
+    await wait_status(client, run["id"], {"RUNNING"})
+    deadline = time.monotonic() + 10
+    while True:  # inside `wait`: the checkpoint after `first` is saved
+        state = await client.data(
+            "query($id: ID!) { thread(id: $id) { state { next } } }", {"id": tid}
+        )
+        if state["thread"]["state"]["next"] == ["wait"]:
+            return run
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+
+
+async def test_reject_refuses_the_second_run(gql_client: GraphQLClient) -> None:
+    tid = await new_thread(gql_client)
+    first = await start_slow(gql_client, tid, seconds=1)
+    code = await gql_client.error_code(
+        CREATE_RUN,
+        {
+            "input": {
+                "assistantId": "pipeline",
+                "threadId": tid,
+                "input": {"tag": "B"},
+                "multitaskStrategy": "REJECT",
+            }
+        },
+    )
+    assert code == "CONFLICT"
+    done = await wait_status(gql_client, first["id"], {"SUCCESS"})
+    assert done["output"]["values"]["log"] == ["first:A", "after:A"]
+    runs = await gql_client.data(
+        "query($id: ID!) { runs(threadId: $id) { totalCount } }", {"id": tid}
+    )
+    assert runs["runs"]["totalCount"] == 1
+
+
+async def test_enqueue_runs_after_the_active_one_in_order(gql_client: GraphQLClient) -> None:
+    tid = await new_thread(gql_client)
+    first = await start_slow(gql_client, tid, seconds=1)
+    second = await create_run(gql_client, assistantId="pipeline", threadId=tid, input={"tag": "B"})
+    third = await create_run(
+        gql_client,
+        assistantId="pipeline",
+        threadId=tid,
+        input={"tag": "C"},
+        multitaskStrategy="ENQUEUE",
+    )
+    await asyncio.sleep(0.3)
+    assert (await gql_client.data(GET_RUN, {"id": second["id"]}))["run"]["status"] == "PENDING"
+    for run in (first, second, third):
+        await wait_status(gql_client, run["id"], {"SUCCESS"})
+    thread = await thread_of(gql_client, tid)
+    assert thread["values"]["log"] == [
+        "first:A",
+        "after:A",
+        "first:B",
+        "after:B",
+        "first:C",
+        "after:C",
+    ]
+    assert thread["status"] == "IDLE"
+
+
+async def test_interrupt_stops_the_active_run_and_keeps_its_progress(
+    gql_client: GraphQLClient,
+) -> None:
+    tid = await new_thread(gql_client)
+    first = await start_slow(gql_client, tid)
+    second = await create_run(
+        gql_client,
+        assistantId="pipeline",
+        threadId=tid,
+        input={"tag": "B"},
+        multitaskStrategy="INTERRUPT",
+    )
+    stopped = await wait_status(
+        gql_client, first["id"], {"INTERRUPTED", "SUCCESS", "ERROR"}, timeout=5
+    )
+    assert stopped["status"] == "INTERRUPTED"
+    await wait_status(gql_client, second["id"], {"SUCCESS"})
+    thread = await thread_of(gql_client, tid)
+    # A's `first` checkpoint was kept; A never reached `after`.
+    assert thread["values"]["log"] == ["first:A", "first:B", "after:B"]
+
+
+async def test_rollback_deletes_the_active_run_and_its_checkpoints(
+    gql_client: GraphQLClient,
+) -> None:
+    tid = await new_thread(gql_client)
+    before = await run_and_wait(
+        gql_client, assistantId="pipeline", threadId=tid, input={"tag": "0"}
+    )
+    assert before["values"]["log"] == ["first:0", "after:0"]
+    first = await start_slow(gql_client, tid)
+    second = await create_run(
+        gql_client,
+        assistantId="pipeline",
+        threadId=tid,
+        input={"tag": "B"},
+        multitaskStrategy="ROLLBACK",
+    )
+    deadline = time.monotonic() + 5
+    while (await gql_client.execute(GET_RUN, {"id": first["id"]})).get("data", {}).get(
+        "run"
+    ) is not None:
+        assert time.monotonic() < deadline, "the rolled-back run was not deleted"
+        await asyncio.sleep(0.05)
+    await wait_status(gql_client, second["id"], {"SUCCESS"})
+    thread = await thread_of(gql_client, tid)
+    # The state before A, then B: A's checkpoints are gone.
+    assert thread["values"]["log"] == ["first:0", "after:0", "first:B", "after:B"]
+    history = await gql_client.data(
+        "query($id: ID!) { thread(id: $id) { history(limit: 100) { metadata } } }", {"id": tid}
+    )
+    assert all(h["metadata"].get("run_id") != first["id"] for h in history["thread"]["history"])
+
+
+async def test_interrupt_and_rollback_cancel_pending_runs_too(gql_client: GraphQLClient) -> None:
+    tid = await new_thread(gql_client)
+    first = await start_slow(gql_client, tid, seconds=1)
+    queued = await create_run(gql_client, assistantId="pipeline", threadId=tid, input={"tag": "Q"})
+    last = await create_run(
+        gql_client,
+        assistantId="pipeline",
+        threadId=tid,
+        input={"tag": "L"},
+        multitaskStrategy="INTERRUPT",
+    )
+    assert (await gql_client.data(GET_RUN, {"id": queued["id"]}))["run"]["status"] == "INTERRUPTED"
+    await wait_status(gql_client, first["id"], {"INTERRUPTED"})
+    await wait_status(gql_client, last["id"], {"SUCCESS"})
+    thread = await thread_of(gql_client, tid)
+    assert "first:Q" not in thread["values"]["log"]

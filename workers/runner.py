@@ -1,0 +1,282 @@
+"""Executes runs in a worker: claim, keep the lease, obey cancel requests, record how it ended.
+
+A run goes through here once per attempt. The lease is renewed every third of its length; a
+renewal that finds the attempt taken over stops the graph without writing anything more, and one
+that finds a cancel request (the database's copy of the Redis message) applies it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+from langgraph.types import StateSnapshot
+
+from app.runtime.checkpointer import LostOwnership
+from app.runtime.executor import RunSpec, current_state, execute
+from app.runtime.serialization import to_jsonable
+from app.runtime.state import interrupts_by_task
+from app.services import run_lifecycle as lifecycle
+from app.services.common import new_id
+from app.services.container import Services
+from app.services.run_lifecycle import ThreadState
+from app.services.runs import RunRecord, run_snapshot
+
+log = logging.getLogger("lgql.worker")
+
+
+def thread_state_of(snapshot: StateSnapshot) -> ThreadState:
+    return ThreadState(
+        values=to_jsonable(snapshot.values),
+        interrupts=interrupts_by_task(snapshot),
+        waiting=bool(snapshot.next),
+    )
+
+
+def output_of(snapshot: StateSnapshot | None) -> dict[str, Any] | None:
+    if snapshot is None:
+        return None
+    return {
+        "values": to_jsonable(snapshot.values),
+        "interrupts": [to_jsonable(i) for i in snapshot.interrupts],
+    }
+
+
+class _Attempt:
+    """One attempt's shared flags: why the graph was stopped, if it was."""
+
+    def __init__(self) -> None:
+        self.cancel_action: str | None = None
+        self.lost = False
+        self.graph_task: asyncio.Task[StateSnapshot] | None = None
+
+    def stop(self, *, cancel_action: str | None = None, lost: bool = False) -> None:
+        if cancel_action is not None and self.cancel_action is None:
+            self.cancel_action = cancel_action
+        self.lost = self.lost or lost
+        if self.graph_task is not None and not self.graph_task.done():
+            self.graph_task.cancel()
+
+
+class RunRunner:
+    def __init__(self, services: Services, worker_id: str) -> None:
+        self.services = services
+        self.worker_id = worker_id
+        self.settings = services.settings
+
+    async def run(self, run_id: uuid.UUID) -> None:
+        """Claim the run if it may start now, and execute it."""
+        async with self.services.db.sessions.begin() as session:
+            run = await lifecycle.start(
+                session,
+                run_id,
+                worker_id=self.worker_id,
+                lease_seconds=self.settings.run_lease_seconds,
+            )
+        if run is None:
+            return
+        await self._execute(run)
+
+    async def _spec(self, run: RunRecord) -> RunSpec:
+        assistant = await self.services.assistants.get(run.assistant_id)
+        return RunSpec(
+            run_id=str(run.run_id),
+            thread_id=str(run.thread_id),
+            attempt=run.attempt,
+            graph_id=assistant.graph_id,
+            assistant_id=str(assistant.assistant_id),
+            assistant_config=assistant.config,
+            assistant_context=assistant.context,
+            metadata=run.metadata_,
+            kwargs=run.kwargs,
+        )
+
+    async def _execute(self, run: RunRecord) -> None:
+        attempt = _Attempt()
+        services = self.services
+        try:
+            spec = await self._spec(run)
+        except Exception as exc:  # the assistant was deleted under the run, say
+            await self._end(run, None, "error", _error(exc), snapshot=None)
+            return
+        keeper = asyncio.create_task(self._keep_lease(run, attempt))
+        status, error = "success", None
+        snapshot: StateSnapshot | None = None
+        try:
+            async with services.broker.cancel_requests(
+                str(run.run_id), lambda action: attempt.stop(cancel_action=action)
+            ):
+                graph_task = asyncio.create_task(
+                    execute(services.graphs, services.checkpointer, spec)
+                )
+                attempt.graph_task = graph_task
+                try:
+                    # Shielded: a timeout or a shutdown must not cancel the graph behind our
+                    # back; we stop it ourselves and wait for it to settle.
+                    async with asyncio.timeout(self.settings.bg_job_timeout_secs):
+                        snapshot = await asyncio.shield(graph_task)
+                except TimeoutError:
+                    status = "timeout"
+                    error = {
+                        "error": "TimeoutError",
+                        "message": "Run exceeded BG_JOB_TIMEOUT_SECS "
+                        f"({self.settings.bg_job_timeout_secs:g} s)",
+                    }
+                    attempt.stop()
+                    await _settle(graph_task)
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        # This worker is shutting down: another one resumes the run.
+                        attempt.stop()
+                        await _settle(graph_task)
+                        await self._hand_back(run)
+                        raise
+                    # The graph was stopped by a cancel request (or a lost lease).
+                    status = "interrupted"
+                except LostOwnership:
+                    attempt.lost = True
+                except Exception as exc:
+                    status, error = "error", _error(exc)
+                    log.warning("run %s failed: %s", run.run_id, exc, exc_info=exc)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(BaseException):
+                await keeper
+        if attempt.lost:
+            log.warning("run %s attempt %s was taken over; dropping it", run.run_id, run.attempt)
+            return
+        if attempt.cancel_action == "rollback":
+            await self._roll_back(run, spec)
+            return
+        if snapshot is None:
+            with contextlib.suppress(Exception):
+                snapshot = await current_state(services.graphs, services.checkpointer, spec)
+        await self._end(run, spec, status, error, snapshot=snapshot)
+
+    async def _keep_lease(self, run: RunRecord, attempt: _Attempt) -> None:
+        interval = self.settings.run_lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self.services.db.sessions.begin() as session:
+                    from app.db import runs as runs_db
+
+                    owned, action = await runs_db.renew_lease(
+                        session, run.run_id, run.attempt, self.settings.run_lease_seconds
+                    )
+            except Exception:  # the database blinked: try again at the next beat
+                log.warning("could not renew the lease of run %s", run.run_id, exc_info=True)
+                continue
+            if not owned:
+                attempt.stop(lost=True)
+                return
+            if action is not None:
+                attempt.stop(cancel_action=action)
+
+    async def _end(
+        self,
+        run: RunRecord,
+        spec: RunSpec | None,
+        status: str,
+        error: dict[str, Any] | None,
+        *,
+        snapshot: StateSnapshot | None,
+    ) -> None:
+        services = self.services
+        state = thread_state_of(snapshot) if snapshot is not None else None
+        output = output_of(snapshot)
+        async with services.db.sessions.begin() as session:
+            ended = await lifecycle.end(
+                session, run, status=status, output=output, error=error, state=state
+            )
+            if ended is None:
+                return
+            if run.kwargs.get("temporary"):
+                # A stateless run's thread goes in the same transaction: no one ever sees the
+                # run ended with its temporary thread still there.
+                await self._delete_thread_in(session, run.thread_id)
+        await services.broker.publish_run_end(
+            str(run.run_id),
+            {
+                "run": run_snapshot(ended),
+                "values": (output or {}).get("values"),
+                "interrupts": (output or {}).get("interrupts") or [],
+                "error": error,
+            },
+        )
+        if not run.kwargs.get("temporary"):
+            await self._wake_next(run.thread_id)
+
+    async def _delete_thread_in(self, session: Any, thread_id: uuid.UUID) -> None:
+        from app.db import threads as threads_db
+
+        await threads_db.delete_one(session, thread_id)
+        conn = await (await session.connection()).get_raw_connection()
+        await self.services.checkpointer.delete_thread_in(conn.driver_connection, str(thread_id))
+
+    async def _roll_back(self, run: RunRecord, spec: RunSpec) -> None:
+        services = self.services
+        async with services.db.sessions.begin() as session:
+            deleted = await lifecycle.roll_back(session, run)
+            if deleted:
+                conn = await (await session.connection()).get_raw_connection()
+                await services.checkpointer.delete_for_runs_in(
+                    conn.driver_connection, [str(run.run_id)]
+                )
+            if deleted and run.kwargs.get("temporary"):
+                await self._delete_thread_in(session, run.thread_id)
+        if not deleted:
+            return
+        if not run.kwargs.get("temporary"):
+            snapshot = await current_state(services.graphs, services.checkpointer, spec)
+            async with services.db.sessions.begin() as session:
+                await lifecycle.refresh_thread(
+                    session, run.thread_id, state=thread_state_of(snapshot)
+                )
+        await services.broker.publish_run_end(
+            str(run.run_id),
+            {
+                "run": {**run_snapshot(run), "status": "interrupted"},
+                "values": None,
+                "interrupts": [],
+                "error": None,
+                "deleted": True,
+            },
+        )
+        if not run.kwargs.get("temporary"):
+            await self._wake_next(run.thread_id)
+
+    async def _hand_back(self, run: RunRecord) -> None:
+        with contextlib.suppress(Exception):
+            async with self.services.db.sessions.begin() as session:
+                handed = await lifecycle.hand_back(session, run)
+            if handed:
+                log.info("handed run %s back to the queue", run.run_id)
+                await self.services.broker.enqueue_run(
+                    str(run.run_id), job_key=f"handback:{run.attempt}"
+                )
+
+    async def _wake_next(self, thread_id: uuid.UUID) -> None:
+        from app.db import runs as runs_db
+
+        async with self.services.db.sessions() as session:
+            nxt = await runs_db.next_pending(session, thread_id)
+        if nxt is not None:
+            delay = max(0.0, nxt.available_at.timestamp() - time.time())
+            await self.services.broker.enqueue_run(
+                str(nxt.run_id), job_key=f"after:{new_id()}", defer_seconds=delay
+            )
+
+
+async def _settle(task: asyncio.Task[Any]) -> None:
+    with contextlib.suppress(BaseException):
+        await task
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    return {"error": type(exc).__name__, "message": str(exc)}

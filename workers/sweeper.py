@@ -1,0 +1,53 @@
+"""The sweeper: a small loop in every worker that keeps the queue honest.
+
+Every `LGQL_SWEEP_INTERVAL_SECONDS` it (1) returns runs whose lease lapsed to the queue (or ends
+them ERROR when out of attempts), and (2) wakes pending runs that could start but have not, such
+as delayed runs now due, or runs whose wake-up message was lost. Several workers sweeping at once
+is harmless: leases are taken with SKIP LOCKED and starting a run is a conditional claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from app.db import runs as runs_db
+from app.services import run_lifecycle as lifecycle
+from app.services.container import Services
+from app.services.runs import outcome_of
+
+log = logging.getLogger("lgql.sweeper")
+
+
+async def sweep_once(services: Services) -> tuple[int, int]:
+    """One pass. Returns (leases lapsed, runs woken)."""
+    settings = services.settings
+    async with services.db.sessions.begin() as session:
+        lapsed = await lifecycle.lapse_leases(session, max_attempts=settings.bg_job_max_retries)
+    for run in lapsed:
+        if run.status == "error":
+            log.error("run %s failed: %s", run.run_id, (run.error or {}).get("message"))
+            await services.broker.publish_run_end(str(run.run_id), outcome_of(run))
+        else:
+            log.warning("run %s lost its worker; requeued (attempt %s)", run.run_id, run.attempt)
+            await services.broker.enqueue_run(str(run.run_id), job_key=f"lapsed:{run.attempt}")
+    async with services.db.sessions() as session:
+        startable = await runs_db.startable_runs(
+            session, grace_seconds=settings.sweep_interval_seconds
+        )
+    bucket = int(time.time() // max(settings.sweep_interval_seconds, 0.1))
+    for run_id, attempt in startable:
+        await services.broker.enqueue_run(str(run_id), job_key=f"sweep:{attempt}:{bucket}")
+    return len(lapsed), len(startable)
+
+
+async def sweep_forever(services: Services) -> None:
+    while True:
+        try:
+            await sweep_once(services)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a blip of Postgres or Redis must not end the loop
+            log.warning("sweep failed; retrying", exc_info=True)
+        await asyncio.sleep(services.settings.sweep_interval_seconds)
