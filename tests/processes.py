@@ -8,7 +8,8 @@
 The cluster migrates its database (`app.db.migrate.upgrade`), uses a Redis key prefix of its own
 (arq queue included) and deletes those keys at the end. Every process runs in a session of its own
 (`start_new_session=True`) and writes its stderr to a log file; when the `async with` block fails,
-the tail of every log is printed (pytest shows it with the failure). Whatever happens, every process
+the tail of every log is printed (pytest shows it with the failure); set LGQL_TEST_KEEP_LOGS=1 to
+keep the logs of passing tests too. Whatever happens, every process
 the cluster started is stopped in `__aexit__`: SIGTERM, then SIGKILL to its process group.
 """
 
@@ -112,7 +113,7 @@ class LgqlCluster:
         self.redis_prefix = redis_prefix or f"lgql_test_{uuid.uuid4().hex[:12]}"
         self._own_log_dir = log_dir is None
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="lgql-cluster-"))
-        self.keep_logs = keep_logs
+        self.keep_logs = keep_logs or bool(os.environ.get("LGQL_TEST_KEEP_LOGS"))
         self.env = self._base_env(env_overrides or {})
         self.api_procs: list[LgqlProcess] = []
         self.worker_procs: list[LgqlProcess] = []
