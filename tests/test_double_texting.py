@@ -103,7 +103,7 @@ async def test_interrupt_stops_the_active_run_and_keeps_its_progress(
         multitaskStrategy="INTERRUPT",
     )
     stopped = await wait_status(
-        gql_client, first["id"], {"INTERRUPTED", "SUCCESS", "ERROR"}, timeout=5
+        gql_client, first["id"], {"INTERRUPTED", "SUCCESS", "ERROR"}, within=5
     )
     assert stopped["status"] == "INTERRUPTED"
     await wait_status(gql_client, second["id"], {"SUCCESS"})

@@ -121,16 +121,8 @@ async def test_subgraphs() -> None:
 
 async def test_shared_fixture_graphs_run() -> None:
     registry = await load(SHARED)
-    assert registry.graph_ids == [
-        "echo",
-        "steps",
-        "subgraph_parent",
-        "factory",
-        "ctx",
-        "stream100",
-        "interrupt",
-        "slow",
-    ]
+    # In langgraph.json's order (the file grows as tests need more graphs).
+    assert registry.graph_ids == list(json.loads(SHARED.read_text())["graphs"])
     assert registry.info("ctx").description == "Greets the user named in the run context."
 
     echo = await registry.build("echo")

@@ -237,7 +237,9 @@ async def test_loading_twice() -> None:
 
 async def test_unknown_graph() -> None:
     registry = await load(SHARED)
-    with pytest.raises(GraphNotFoundError, match=r"Expected one of: \['ctx', 'echo'"):
+    with pytest.raises(
+        GraphNotFoundError, match=r"Graph 'nope' not found. Expected one of: \[.*'ctx', 'echo'"
+    ):
         await registry.build("nope")
 
 

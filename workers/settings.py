@@ -14,7 +14,7 @@ import socket
 from contextlib import AsyncExitStack
 from typing import Any
 
-from arq import cron, func
+from arq import func
 from arq.connections import create_pool
 from arq.worker import Worker
 
@@ -22,7 +22,7 @@ from app.broker import EXECUTE_RUN, redis_settings
 from app.runtime.langgraph_config import load_langgraph_config
 from app.services.container import Services, open_services
 from app.settings import Settings, get_settings
-from workers.heartbeat import heartbeat_key, report_heartbeat
+from workers.heartbeat import report_heartbeats
 from workers.runner import RunRunner
 from workers.sweeper import sweep_forever
 from workers.tasks import execute_run
@@ -86,16 +86,19 @@ def build_worker(
             )
         ctx["services"] = opened
         ctx["runner"] = RunRunner(opened, wid)
-        ctx["sweeper"] = asyncio.create_task(sweep_forever(opened), name="lgql-sweeper")
+        ctx["background"] = [
+            asyncio.create_task(sweep_forever(opened), name="lgql-sweeper"),
+            asyncio.create_task(
+                report_heartbeats(opened.redis, settings.redis_key_prefix, wid),
+                name="lgql-heartbeat",
+            ),
+        ]
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        sweeper = ctx.get("sweeper")
-        if sweeper is not None:
-            sweeper.cancel()
+        for task in ctx.get("background", []):
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-        # A stopped worker leaves the count at once instead of when its heartbeat expires.
-        await ctx["redis"].delete(heartbeat_key(ctx["prefix"], ctx["worker_id"]))
+                await task
         await stack.aclose()
 
     return DoorbellWorker(
@@ -108,7 +111,6 @@ def build_worker(
                 max_tries=1_000_000,
             )
         ],
-        cron_jobs=[cron(report_heartbeat, second=set(range(0, 60, 10)), run_at_startup=True)],
         queue_name=f"{settings.redis_key_prefix}:queue",
         redis_settings=redis_settings(redis_uri),
         on_startup=on_startup,
