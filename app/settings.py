@@ -65,6 +65,16 @@ class Settings(BaseSettings):
         validation_alias="BG_JOB_SHUTDOWN_GRACE_PERIOD_SECS",
         description="On SIGTERM a worker lets its runs finish this long, then hands them back.",
     )
+    resumable_stream_ttl_seconds: float = Field(
+        default=120,
+        validation_alias="RESUMABLE_STREAM_TTL_SECONDS",
+        description="How long a run's events stay replayable after it ends.",
+    )
+    stream_max_events: int = Field(
+        default=100_000,
+        validation_alias="LGQL_STREAM_MAX_EVENTS",
+        description="Events kept per run stream (older ones are trimmed).",
+    )
     run_lease_seconds: float = Field(
         default=10,
         validation_alias="LGQL_RUN_LEASE_SECONDS",

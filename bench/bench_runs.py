@@ -17,7 +17,8 @@ For each graph it prints:
   end of the last run (lgql: `runs(status:)` counts polled; peer: `runs.join`), in runs/s;
 - CPU per background run: user+sys of the server processes over that batch / runs, and of the
   engines (Postgres + Valkey/Redis) beside it;
-- server memory: RSS summed over the server's processes after the runs (engines apart).
+- server memory: RSS summed over the server's processes after the runs; embedded engines apart,
+  as PSS (their shared memory counted once, not once per Postgres backend).
 
 With `--peer langgraph-dev` it also starts `langgraph dev --no-browser --no-reload` from the venv
 given by `--peer-venv` (make it with `python3 -m venv /tmp/lgdev && /tmp/lgdev/bin/pip install
@@ -129,6 +130,19 @@ class ProcessSet:
         for p in procs:
             with contextlib.suppress(psutil.Error):
                 total += p.memory_info().rss
+        return total / 2**20
+
+    @staticmethod
+    def pss_mib(procs: list[psutil.Process]) -> float:
+        """Proportional set size: shared memory (Postgres' shared buffers, mapped in every
+        backend) counted once overall instead of once per process; RSS where PSS is unreadable."""
+        total = 0
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                try:
+                    total += p.memory_full_info().pss
+                except (psutil.AccessDenied, AttributeError):
+                    total += p.memory_info().rss
         return total / 2**20
 
 
@@ -400,7 +414,8 @@ class LgqlDriver(Driver):
             data = await self._data(self.http, ACTIVE, {})
             if data["p"]["totalCount"] + data["r"]["totalCount"] == 0:
                 return
-            await asyncio.sleep(0.02)
+            # Each poll costs the server CPU that the batch is charged with: not too often.
+            await asyncio.sleep(0.1)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -464,7 +479,7 @@ FIGURES: list[tuple[str, str, bool]] = [
     ("cpu_server", "CPU per bg run, server (ms)", False),
     ("cpu_engines", "CPU per bg run, engines (ms)", False),
     ("rss", "server RSS after runs (MiB)", False),
-    ("rss_engines", "engines RSS after runs (MiB)", False),
+    ("pss_engines", "engines PSS after runs (MiB)", False),
 ]
 
 
@@ -505,7 +520,7 @@ async def measure(server: Server, driver: Driver, graph: str, args: argparse.Nam
     if engine_procs:
         fig.values["cpu_engines"] = cpu_delta(cpu0[1], cpu1[1]) / args.bg_runs * 1000
         if not server.processes.machine_engines:
-            fig.values["rss_engines"] = ProcessSet.rss_mib(engine_procs)
+            fig.values["pss_engines"] = ProcessSet.pss_mib(engine_procs)
     fig.values["rss"] = ProcessSet.rss_mib(server_procs)
     return fig
 

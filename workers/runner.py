@@ -16,6 +16,7 @@ from typing import Any
 
 from langgraph.types import StateSnapshot
 
+from app.event_streams import EventPublisher
 from app.runtime.checkpointer import LostOwnership
 from app.runtime.executor import RunSpec, current_state, execute
 from app.runtime.serialization import to_jsonable
@@ -101,17 +102,21 @@ class RunRunner:
         try:
             spec = await self._spec(run)
         except Exception as exc:  # the assistant was deleted under the run, say
-            await self._end(run, None, "error", _error(exc), snapshot=None)
+            await self._end(run, None, "error", _error(exc), snapshot=None, publisher=None)
             return
         keeper = asyncio.create_task(self._keep_lease(run, attempt))
         status, error = "success", None
         snapshot: StateSnapshot | None = None
+        await services.streams.claim(str(run.run_id), run.attempt)
+        publisher = services.streams.publisher(str(run.run_id), str(run.thread_id), run.attempt)
+        await publisher.__aenter__()
+        publisher.emit("metadata", {"run_id": str(run.run_id), "attempt": run.attempt})
         try:
             async with services.broker.cancel_requests(
                 str(run.run_id), lambda action: attempt.stop(cancel_action=action)
             ):
                 graph_task = asyncio.create_task(
-                    execute(services.graphs, services.checkpointer, spec)
+                    execute(services.graphs, services.checkpointer, spec, sink=publisher.emit)
                 )
                 attempt.graph_task = graph_task
                 try:
@@ -134,6 +139,7 @@ class RunRunner:
                         # This worker is shutting down: another one resumes the run.
                         attempt.stop()
                         await _settle(graph_task)
+                        await publisher.close()
                         await self._hand_back(run)
                         raise
                     # The graph was stopped by a cancel request (or a lost lease).
@@ -148,15 +154,16 @@ class RunRunner:
             with contextlib.suppress(BaseException):
                 await keeper
         if attempt.lost:
+            await publisher.close()
             log.warning("run %s attempt %s was taken over; dropping it", run.run_id, run.attempt)
             return
         if attempt.cancel_action == "rollback":
-            await self._roll_back(run, spec)
+            await self._roll_back(run, spec, publisher)
             return
         if snapshot is None:
             with contextlib.suppress(Exception):
                 snapshot = await current_state(services.graphs, services.checkpointer, spec)
-        await self._end(run, spec, status, error, snapshot=snapshot)
+        await self._end(run, spec, status, error, snapshot=snapshot, publisher=publisher)
 
     async def _keep_lease(self, run: RunRecord, attempt: _Attempt) -> None:
         interval = self.settings.run_lease_seconds / 3
@@ -186,6 +193,7 @@ class RunRunner:
         error: dict[str, Any] | None,
         *,
         snapshot: StateSnapshot | None,
+        publisher: EventPublisher | None,
     ) -> None:
         services = self.services
         state = thread_state_of(snapshot) if snapshot is not None else None
@@ -195,11 +203,14 @@ class RunRunner:
                 session, run, status=status, output=output, error=error, state=state
             )
             if ended is None:
+                if publisher is not None:
+                    await publisher.close()
                 return
             if run.kwargs.get("temporary"):
                 # A stateless run's thread goes in the same transaction: no one ever sees the
                 # run ended with its temporary thread still there.
                 await self._delete_thread_in(session, run.thread_id)
+        await self._close_stream(run, publisher, status, error)
         await services.broker.publish_run_end(
             str(run.run_id),
             {
@@ -219,7 +230,29 @@ class RunRunner:
         conn = await (await session.connection()).get_raw_connection()
         await self.services.checkpointer.delete_thread_in(conn.driver_connection, str(thread_id))
 
-    async def _roll_back(self, run: RunRecord, spec: RunSpec) -> None:
+    async def _close_stream(
+        self,
+        run: RunRecord,
+        publisher: EventPublisher | None,
+        status: str,
+        error: dict[str, Any] | None,
+    ) -> None:
+        """The run's last event (`error`, or `end` with its status), then retention."""
+        if publisher is None:
+            publisher = self.services.streams.publisher(
+                str(run.run_id), str(run.thread_id), run.attempt
+            )
+            await self.services.streams.claim(str(run.run_id), run.attempt)
+            await publisher.__aenter__()
+        if error is not None and status in ("error", "timeout"):
+            publisher.emit("error", error)
+        else:
+            publisher.emit("end", {"run_id": str(run.run_id), "status": status})
+        await publisher.close()
+        with contextlib.suppress(Exception):
+            await self.services.streams.expire(str(run.run_id), str(run.thread_id))
+
+    async def _roll_back(self, run: RunRecord, spec: RunSpec, publisher: EventPublisher) -> None:
         services = self.services
         async with services.db.sessions.begin() as session:
             deleted = await lifecycle.roll_back(session, run)
@@ -231,7 +264,9 @@ class RunRunner:
             if deleted and run.kwargs.get("temporary"):
                 await self._delete_thread_in(session, run.thread_id)
         if not deleted:
+            await publisher.close()
             return
+        await self._close_stream(run, publisher, "rollback", None)
         if not run.kwargs.get("temporary"):
             snapshot = await current_state(services.graphs, services.checkpointer, spec)
             async with services.db.sessions.begin() as session:

@@ -3,7 +3,7 @@ state it ended in. Knows LangGraph, not the queue: leases, cancel and statuses a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -13,13 +13,10 @@ from langgraph.types import Command, Send, StateSnapshot
 
 from app.runtime.checkpointer import PostgresCheckpointer
 from app.runtime.graphs import AnyPregel, GraphRegistry
+from app.runtime.stream_events import EventShaper, langgraph_modes
 
-#: Receives every streamed chunk: (mode, namespace, payload).
-EventSink = Callable[[str, tuple[str, ...], Any], Awaitable[None]]
-
-_MODE_TO_LANGGRAPH = {"messages-tuple": "messages"}
-# Modes LangGraph streams natively (events come from astream_events, elsewhere).
-_NATIVE_MODES = {"values", "updates", "messages", "custom", "debug", "tasks", "checkpoints"}
+#: Receives every event of the run, named and shaped as LangGraph Server sends them.
+EventSink = Callable[[str, Any], None]
 
 
 @dataclass(frozen=True)
@@ -108,12 +105,6 @@ def _send_or_node(value: Any) -> Any:
     return value
 
 
-def stream_modes(kwargs: dict[str, Any]) -> list[str]:
-    requested = kwargs.get("stream_mode") or ["values"]
-    modes = {_MODE_TO_LANGGRAPH.get(m, m) for m in requested}
-    return sorted(m for m in modes if m in _NATIVE_MODES) or ["values"]
-
-
 async def started_earlier(checkpointer: PostgresCheckpointer, spec: RunSpec) -> bool:
     """Whether an earlier attempt of this run already saved progress (then we resume it)."""
     if spec.attempt <= 1:
@@ -130,9 +121,10 @@ async def execute(
     spec: RunSpec,
     *,
     store: BaseStore | None = None,
-    on_event: EventSink | None = None,
+    sink: EventSink | None = None,
 ) -> StateSnapshot:
-    """Run the graph to its end (or its interrupt) and return the state it stopped in.
+    """Run the graph to its end (or its interrupt) and return the state it stopped in; every
+    event the run's stream modes ask for goes to `sink(event, data)`.
 
     Checkpoint writes go through a view fenced on this attempt, so a worker that lost the run
     raises `LostOwnership` at its next write instead of overwriting the new owner's progress.
@@ -142,23 +134,41 @@ async def execute(
     context = build_context(spec)
     fenced = checkpointer.fenced(spec.run_id, spec.attempt)
     kwargs = spec.kwargs
+    requested = list(kwargs.get("stream_mode") or ["values"])
+    shaper = EventShaper(requested)
+    subgraphs = bool(kwargs.get("subgraphs"))
+    options: dict[str, Any] = {
+        "stream_mode": langgraph_modes(requested) or ["values"],
+        "subgraphs": subgraphs,
+        "interrupt_before": kwargs.get("interrupt_before"),
+        "interrupt_after": kwargs.get("interrupt_after"),
+        "durability": kwargs.get("durability") or "async",
+        "context": context or None,
+    }
+    graph_input = build_input(kwargs, resuming=resuming)
+
+    def deliver(item: Any) -> None:
+        if sink is None:
+            return
+        namespace, mode, payload = _unpack(item, subgraphs)
+        for name, data in shaper.shape(mode, namespace, payload):
+            sink(name, data)
+
     async with graphs.open(
         spec.graph_id, config, checkpointer=fenced, store=store, context=context
     ) as graph:
-        subgraphs = bool(kwargs.get("subgraphs"))
-        async for item in graph.astream(
-            build_input(kwargs, resuming=resuming),
-            config,
-            stream_mode=stream_modes(kwargs),  # type: ignore[arg-type]
-            subgraphs=subgraphs,
-            interrupt_before=kwargs.get("interrupt_before"),
-            interrupt_after=kwargs.get("interrupt_after"),
-            durability=kwargs.get("durability") or "async",
-            context=context or None,
-        ):
-            if on_event is not None:
-                namespace, mode, payload = _unpack(item, subgraphs)
-                await on_event(mode, namespace, payload)
+        if "events" in requested and sink is not None:
+            # astream_events carries the other modes too: the root run's stream chunks.
+            async for event in graph.astream_events(graph_input, config, version="v2", **options):
+                if "langsmith:hidden" in (event.get("tags") or ()):
+                    continue
+                if event["event"] == "on_chain_stream" and event.get("run_id") == spec.run_id:
+                    deliver(event["data"]["chunk"])
+                else:
+                    sink("events", event)
+        else:
+            async for item in graph.astream(graph_input, config, **options):
+                deliver(item)
         return await final_state(graph, spec.thread_id)
 
 

@@ -12,6 +12,7 @@ from arq.connections import ArqRedis
 from app.broker import Broker, connect_queue
 from app.db.engine import Database
 from app.db.migrate import ensure_up_to_date, upgrade
+from app.event_streams import EventStreams
 from app.runtime.checkpointer import PostgresCheckpointer
 from app.runtime.graphs import GraphRegistry
 from app.runtime.langgraph_config import LanggraphConfig
@@ -32,6 +33,7 @@ class Services:
     db: Database
     redis: ArqRedis
     broker: Broker
+    streams: EventStreams
     graphs: GraphRegistry
     checkpointer: PostgresCheckpointer
     assistants: AssistantService
@@ -96,6 +98,12 @@ async def open_services(
             db=db,
             redis=redis,
             broker=broker,
+            streams=EventStreams(
+                redis,
+                settings.redis_key_prefix,
+                retention_seconds=settings.resumable_stream_ttl_seconds,
+                maxlen=settings.stream_max_events,
+            ),
             graphs=graphs,
             checkpointer=checkpointer,
             assistants=assistants,

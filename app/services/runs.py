@@ -146,11 +146,20 @@ class RunService:
                 metadata={**thread.metadata_, **stamp},
                 updated_at=now,
             )
-        for active_id in cancel_running:
-            await self._broker.send_cancel(str(active_id), strategy.value)
-        await self._broker.enqueue_run(
-            str(run.run_id), job_key="created", defer_seconds=request.after_seconds
-        )
+        # The run is committed: from here on, Redis only makes things faster. If it is down,
+        # the cancel flag in the row and the workers' sweep do the same, a little later.
+        try:
+            for active_id in cancel_running:
+                await self._broker.send_cancel(str(active_id), strategy.value)
+            await self._broker.enqueue_run(
+                str(run.run_id), job_key="created", defer_seconds=request.after_seconds
+            )
+        except Exception:
+            log.warning(
+                "could not notify workers of run %s; the sweep will start it",
+                run.run_id,
+                exc_info=True,
+            )
         return run
 
     async def create_many(self, requests: list[RunRequest]) -> list[RunRecord]:
