@@ -51,7 +51,9 @@ class StreamEvent:
 
 
 class EventStreams:
-    def __init__(self, redis: aioredis.Redis, prefix: str, *, retention_seconds: float, maxlen: int) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, prefix: str, *, retention_seconds: float, maxlen: int
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.retention_seconds = retention_seconds

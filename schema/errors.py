@@ -62,18 +62,26 @@ def _plain(value: Any) -> bool:
 
 
 class ErrorCodes(SchemaExtension):
-    """Adds `extensions.code` to every error and masks unexpected ones."""
+    """Adds `extensions.code` to every error and masks unexpected ones, in query and mutation
+    results and in every result of a subscription."""
+
+    def _phase(self) -> str:
+        ctx = self.execution_context
+        if ctx.graphql_document is None:
+            return "parse"
+        if ctx.pre_execution_errors:
+            return "validate"
+        return "execute"
 
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
         if result is None or not result.errors:
             return
-        ctx = self.execution_context
-        if ctx.graphql_document is None:
-            phase = "parse"
-        elif ctx.pre_execution_errors:
-            phase = "validate"
-        else:
-            phase = "execute"
-        result.errors = [_with_code(e, phase=phase) for e in result.errors]
+        result.errors = [_with_code(e, phase=self._phase()) for e in result.errors]
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = [_with_code(e, phase=self._phase()) for e in errors]
+        yield

@@ -20,6 +20,7 @@ from app.settings import Settings, get_settings
 from schema.errors import ErrorCodes
 from schema.mutation import Mutation
 from schema.query import Query
+from schema.subscription import Subscription
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
@@ -49,8 +50,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
-    return LgqlSchema(query=Query, mutation=Mutation, extensions=extensions)
+    return LgqlSchema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+    )
 
 
 def export_sdl() -> str:
-    return str(strawberry.Schema(query=Query, mutation=Mutation)) + "\n"
+    return str(strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)) + "\n"

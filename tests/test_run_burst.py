@@ -68,6 +68,6 @@ async def test_burst_of_create_runs_loses_none(
         assert all(r["status"] == "SUCCESS" and r["attempt"] == 1 for r in t["runs"]["nodes"])
         said = [m["content"] for m in t["values"]["messages"] if m["type"] == "human"]
         # Each run's input is in the state exactly once: no run lost, none run twice.
-        expected = sorted((i for i in range(BURST) if i % THREADS == threads.index(tid)))
+        expected = sorted(i for i in range(BURST) if i % THREADS == threads.index(tid))
         assert sorted(int(s) for s in said) == expected
         assert len(said) == len(set(said))

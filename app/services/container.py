@@ -17,6 +17,7 @@ from app.runtime.checkpointer import PostgresCheckpointer
 from app.runtime.graphs import GraphRegistry
 from app.runtime.langgraph_config import LanggraphConfig
 from app.services.assistants import AssistantService
+from app.services.run_streams import RunStreamService
 from app.services.runs import RunService
 from app.services.threads import ThreadService
 from app.settings import Settings
@@ -39,6 +40,7 @@ class Services:
     assistants: AssistantService
     threads: ThreadService
     runs: RunService
+    run_streams: RunStreamService
 
     async def health(self) -> dict[str, str]:
         """Reachability of Postgres and Redis, for `/ok`."""
@@ -90,6 +92,13 @@ async def open_services(
         broker = Broker(redis, settings.redis_key_prefix)
         assistants = AssistantService(db, graphs)
         threads = ThreadService(db, graphs, checkpointer)
+        runs = RunService(db, broker, assistants, threads, checkpointer)
+        streams = EventStreams(
+            redis,
+            settings.redis_key_prefix,
+            retention_seconds=settings.resumable_stream_ttl_seconds,
+            maxlen=settings.stream_max_events,
+        )
         services = Services(
             settings=settings,
             langgraph_config=langgraph_config,
@@ -98,17 +107,13 @@ async def open_services(
             db=db,
             redis=redis,
             broker=broker,
-            streams=EventStreams(
-                redis,
-                settings.redis_key_prefix,
-                retention_seconds=settings.resumable_stream_ttl_seconds,
-                maxlen=settings.stream_max_events,
-            ),
+            streams=streams,
             graphs=graphs,
             checkpointer=checkpointer,
             assistants=assistants,
             threads=threads,
-            runs=RunService(db, broker, assistants, threads, checkpointer),
+            runs=runs,
+            run_streams=RunStreamService(db, streams, runs, threads),
         )
         await services.assistants.ensure_default_assistants()
         yield services

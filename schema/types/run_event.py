@@ -1,0 +1,53 @@
+"""`RunEvent`: one event of a run's stream, as LangGraph Server names it."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app.event_streams import StreamEvent
+from schema.scalars import JSON
+from schema.types.run import StreamMode
+
+_MODE_OF_EVENT = {
+    "values": StreamMode.VALUES,
+    "updates": StreamMode.UPDATES,
+    "messages": StreamMode.MESSAGES_TUPLE,
+    "messages/partial": StreamMode.MESSAGES,
+    "messages/complete": StreamMode.MESSAGES,
+    "messages/metadata": StreamMode.MESSAGES,
+    "custom": StreamMode.CUSTOM,
+    "events": StreamMode.EVENTS,
+    "debug": StreamMode.DEBUG,
+    "tasks": StreamMode.TASKS,
+    "checkpoints": StreamMode.CHECKPOINTS,
+}
+
+
+@strawberry.type(
+    description="An event of a run: `metadata` first (`{run_id, attempt}`), then one per stream "
+    "mode chunk (`values`, `updates`, `messages/partial`…; `<mode>|<namespace>` from subgraphs), "
+    "then `end` (`{run_id, status}`) or `error` (`{error, message}`)."
+)
+class RunEvent:
+    id: str = strawberry.field(description="The event id; resume after it with `lastEventId`.")
+    run_id: strawberry.ID
+    event: str = strawberry.field(description="The event name, as LangGraph Server's SSE `event:`.")
+    mode: StreamMode | None = strawberry.field(
+        description="The stream mode the event belongs to; null for metadata, end and error."
+    )
+    namespace: list[str] = strawberry.field(
+        description="The subgraph it comes from (`node:task_id` segments); empty for the root graph."
+    )
+    data: JSON
+
+    @classmethod
+    def from_stream(cls, event: StreamEvent) -> RunEvent:
+        base, *namespace = event.event.split("|")
+        return cls(
+            id=event.id,
+            run_id=strawberry.ID(event.run_id),
+            event=event.event,
+            mode=_MODE_OF_EVENT.get(base),
+            namespace=namespace,
+            data=event.data,
+        )
