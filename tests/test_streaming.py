@@ -221,7 +221,7 @@ async def test_thread_stream_follows_runs_in_order(
     assert runs == sorted(
         runs, key=[first["id"], second["id"]].index
     )  # all of the first, then the second
-    assert [e["event"] for e in got if e["runId"] == second["id"]][0] == "metadata"
+    assert next(e["event"] for e in got if e["runId"] == second["id"]) == "metadata"
     # Resume the thread stream after the first run's end: only the second run's events.
     first_end = next(e for e in got if e["event"] == "end")
     again: list[dict[str, Any]] = []
