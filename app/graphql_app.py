@@ -16,6 +16,7 @@ What Strawberry 0.341 does not do by itself, and this module adds:
 
 from __future__ import annotations
 
+import asyncio
 import html
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -56,6 +57,9 @@ __all__ = [
 GRAPHQL_RESPONSE_MEDIA_TYPE = "application/graphql-response+json"
 JSON_MEDIA_TYPE = "application/json"
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+# A slow HTTP answer starts after this many seconds, then gets a newline every KEEP_ALIVE_EVERY.
+KEEP_ALIVE_AFTER = 5.0
+KEEP_ALIVE_EVERY = 5.0
 # Legacy graphql-ws `ka` messages; well under the 60 s idle timeout of common proxies.
 DEFAULT_KEEP_ALIVE_INTERVAL = 15.0
 GRAPHIQL_STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
@@ -135,6 +139,12 @@ def _error_body(message: str, code: str | None) -> dict[str, Any]:
     return {"errors": [error]}
 
 
+def _streams_itself(request: Request) -> bool:
+    """SSE and multipart subscriptions carry their own heartbeats."""
+    accept = request.headers.get("accept", "")
+    return "text/event-stream" in accept or "multipart/mixed" in accept
+
+
 class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
     """Strawberry's ASGI view with spec-level content negotiation, local GraphiQL, a body cap."""
 
@@ -174,6 +184,9 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
                 raise HTTPException(400, "Invalid Content-Length header")
             if declared > self.max_body_bytes:
                 raise _BodyTooLargeError
+            if request.method == "POST" and not _streams_itself(request):
+                await self._run_with_keep_alive(request, scope, receive, send)
+                return
             response = await self.run(request)
         except _BodyTooLargeError:
             response = self.error_response(
@@ -182,6 +195,50 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
         except HTTPException as e:
             response = self.error_response(request, e.status_code, e.reason)
         await response(scope, receive, send)
+
+    async def _run_with_keep_alive(
+        self, request: Request, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Answer as usual when the operation is quick; when it is slow (`runAndWait` on a long
+        run), start a 200 response after `KEEP_ALIVE_AFTER` seconds and send a newline every
+        `KEEP_ALIVE_EVERY` seconds until the JSON body is ready, so proxies and clients with
+        idle timeouts keep the connection (JSON allows leading whitespace; LangGraph Server
+        does the same)."""
+        task = asyncio.ensure_future(self._response_for(request))
+        done, _ = await asyncio.wait({task}, timeout=KEEP_ALIVE_AFTER)
+        if done:
+            await task.result()(scope, receive, send)
+            return
+        media_type = negotiate_media_type(request.headers.get("accept"))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", media_type.encode()),
+                    (b"cache-control", b"no-cache, no-transform"),
+                    (b"x-accel-buffering", b"no"),
+                ],
+            }
+        )
+        try:
+            while not task.done():
+                await send({"type": "http.response.body", "body": b"\n", "more_body": True})
+                await asyncio.wait({task}, timeout=KEEP_ALIVE_EVERY)
+        except OSError:  # the client went away; the operation itself decides what that means
+            return
+        response = task.result()
+        await send({"type": "http.response.body", "body": bytes(response.body), "more_body": False})
+
+    async def _response_for(self, request: Request) -> Response:
+        try:
+            return await self.run(request)
+        except _BodyTooLargeError:
+            return self.error_response(
+                request, 413, f"Request body is larger than {self.max_body_bytes} bytes"
+            )
+        except HTTPException as e:
+            return self.error_response(request, e.status_code, e.reason)
 
     def _capped_receive(self, receive: Receive) -> Receive:
         # Content-Length can be absent (chunked uploads), so count what actually arrives.

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import strawberry
+from starlette.requests import Request
 
 from app.services.common import UNSET
-from app.services.runs import record_from_snapshot
+from app.services.errors import ServiceError
+from app.services.run_request import OnDisconnect
+from app.services.runs import RunService, record_from_snapshot
 from schema.context import Context, services
 from schema.scalars import JSON
 from schema.types.assistant import Assistant, CreateAssistantInput, UpdateAssistantInput
@@ -124,8 +129,15 @@ class Mutation:
     )
     async def run_and_wait(self, info: Info, input: RunInput) -> RunResult:
         svc = services(info).runs
-        run = await svc.create(input.to_request())
-        return run_result(await svc.wait(run))
+        request = input.to_request()
+        run = await svc.create(request)
+        if request.on_disconnect is not OnDisconnect.CANCEL:
+            return run_result(await svc.wait(run))
+        watcher = asyncio.create_task(_cancel_on_disconnect(info, svc, str(run.run_id)))
+        try:
+            return run_result(await svc.wait(run))
+        finally:
+            watcher.cancel()
 
     @strawberry.mutation(description="Start a batch of stateless runs in the background.")
     async def create_runs(self, info: Info, inputs: list[RunInput]) -> list[Run]:
@@ -159,3 +171,15 @@ def run_result(outcome: dict[str, Any]) -> RunResult:
         interrupts=[Interrupt.from_dict(i) for i in outcome.get("interrupts") or []],
         error=RunError.from_dict(outcome.get("error")),
     )
+
+
+async def _cancel_on_disconnect(info: Info, svc: RunService, run_id: str) -> None:
+    """Cancel the run if the HTTP client of `runAndWait` goes away (`onDisconnect: CANCEL`)."""
+    request = info.context.request
+    if not isinstance(request, Request):
+        return
+    # Starlette offers no disconnect event for a request whose body was read: poll it.
+    while not await request.is_disconnected():  # noqa: ASYNC110
+        await asyncio.sleep(0.5)
+    with contextlib.suppress(ServiceError):
+        await svc.cancel(run_id, "interrupt", wait=False)
