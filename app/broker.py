@@ -139,24 +139,31 @@ class Broker:
         *,
         fallback: Callable[[], Awaitable[dict[str, Any] | None]],
         recheck_seconds: float = 5.0,
+        database_every: float = 60.0,
     ) -> dict[str, Any]:
         """The run's outcome, once it has ended.
 
-        Subscribes first, then looks for an outcome already recorded, so no end is missed;
-        every `recheck_seconds` without news it asks `fallback` (the database), in case Redis
-        lost the notice.
+        Subscribes first, then looks for an outcome already recorded (in Redis, then once in the
+        database), so no end is missed. While waiting it looks at the recorded outcome in Redis
+        every `recheck_seconds`; the database (`fallback`) is asked again only every
+        `database_every` seconds, in case Redis restarted and lost the notice.
         """
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self._end_channel(run_id))
+        loop = asyncio.get_running_loop()
         try:
-            outcome = await self.run_outcome(run_id)
+            outcome = await self.run_outcome(run_id) or await fallback()
             if outcome is not None:
                 return outcome
+            asked_database_at = loop.time()
             while True:
                 message = await pubsub.get_message(timeout=recheck_seconds)
                 if message and message.get("type") == "message":
                     return dict(orjson.loads(message["data"]))
-                outcome = await self.run_outcome(run_id) or await fallback()
+                outcome = await self.run_outcome(run_id)
+                if outcome is None and loop.time() - asked_database_at >= database_every:
+                    asked_database_at = loop.time()
+                    outcome = await fallback()
                 if outcome is not None:
                     return outcome
         finally:

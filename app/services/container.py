@@ -113,7 +113,7 @@ async def open_services(
             assistants=assistants,
             threads=threads,
             runs=runs,
-            run_streams=RunStreamService(db, streams, runs, threads),
+            run_streams=RunStreamService(db, streams, broker, runs, threads),
         )
         await services.assistants.ensure_default_assistants()
         yield services

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 
+from app.broker import Broker
 from app.db import runs as runs_db
 from app.db.engine import Database
 from app.event_streams import EventStreams, StreamEvent
@@ -32,12 +34,55 @@ def _check_cursor(last_event_id: str | None) -> str | None:
     return last_event_id
 
 
+class _EndWatch:
+    """Whether a silent run has ended: the run's stream and its end notice live in Redis, so
+    that is where to look; the database is asked only when Redis has neither (a pending run
+    that has not started, or a Redis that lost them), and then at most once a minute."""
+
+    DATABASE_EVERY = 60.0
+
+    def __init__(self, service: RunStreamService, run_id: uuid.UUID, key: str) -> None:
+        self.service = service
+        self.run_id = run_id
+        self.key = key
+        self.status: str | None = None
+        self._asked_database_at = -self.DATABASE_EVERY
+
+    async def check(self, *, force_database: bool = False) -> bool:
+        if await self.service._streams.exists(self.key):
+            return False
+        outcome = await self.service._broker.run_outcome(str(self.run_id))
+        if outcome is not None:
+            self.status = outcome.get("run", {}).get("status")
+            return True
+        now = time.monotonic()
+        if not force_database and now - self._asked_database_at < self.DATABASE_EVERY:
+            return False
+        self._asked_database_at = now
+        self.status = await self.service._status(self.run_id)
+        return self.status is None or self.status in FINAL_STATUSES
+
+    def event(self, status: str | None) -> StreamEvent:
+        return StreamEvent(
+            id="0-0",
+            run_id=str(self.run_id),
+            event="end",
+            data={"run_id": str(self.run_id), "status": status},
+        )
+
+
 class RunStreamService:
     def __init__(
-        self, db: Database, streams: EventStreams, runs: RunService, threads: ThreadService
+        self,
+        db: Database,
+        streams: EventStreams,
+        broker: Broker,
+        runs: RunService,
+        threads: ThreadService,
     ) -> None:
         self._db = db
         self._streams = streams
+        self._broker = broker
         self._runs = runs
         self._threads = threads
 
@@ -55,26 +100,19 @@ class RunStreamService:
         cursor = _check_cursor(last_event_id)
         run = await self._runs.get(rid)
         key = self._streams.run_key(str(rid))
-
-        async def ended_and_gone() -> bool:
-            status = await self._status(rid)
-            return (status is None or status in FINAL_STATUSES) and not await self._streams.exists(
-                key
-            )
-
-        if await ended_and_gone():
+        ended = _EndWatch(self, rid, key)
+        if not await self._streams.exists(key) and await ended.check(force_database=True):
             # Ended longer ago than the retention: only its end is left to tell.
-            yield StreamEvent(
-                id="0-0",
-                run_id=str(rid),
-                event="end",
-                data={"run_id": str(rid), "status": run.status},
-            )
+            yield ended.event(run.status)
             return
+        saw_end = False
         async for event in self._streams.read(
-            key, after=cursor, stop_at_end=True, when_idle=ended_and_gone
+            key, after=cursor, stop_at_end=True, when_idle=ended.check
         ):
+            saw_end = event.event in ("end", "error")
             yield event
+        if not saw_end:
+            yield ended.event(ended.status or run.status)
 
     async def stream_new_run(
         self, request: RunRequest
