@@ -278,3 +278,51 @@ async def test_stream_errors(live_server: LiveServer) -> None:
         with pytest.raises(TransportQueryError) as caught:
             await collect(live_server, query, variables, "x")
         assert caught.value.errors and caught.value.errors[0]["extensions"]["code"] == code
+
+
+async def test_streams_expire_after_retention(engines: Any, database_uri: str) -> None:
+    import uuid
+
+    from tests.conftest import make_settings, start_server
+
+    settings = make_settings(f"lgql_test_{uuid.uuid4().hex[:8]}", resumable_stream_ttl_seconds=1)
+    server = await start_server(settings, database_uri=database_uri, redis_uri=engines.redis_uri)
+    client = GraphQLClient(server.graphql_url)
+    try:
+        tid = await new_thread(client)
+        run = await create_run(client, assistantId="steps", threadId=tid, input={"count": 0})
+        await wait_status(client, run["id"], {"SUCCESS"})
+        replay = await collect(server, JOIN, {"id": run["id"]}, "joinRunStream")
+        assert replay[0]["event"] == "metadata" and replay[-1]["event"] == "end"
+        await asyncio.sleep(2.5)
+        late = await collect(server, JOIN, {"id": run["id"]}, "joinRunStream")
+        # Past the retention the events are gone; a late joiner is told how the run ended.
+        assert [(e["event"], e["data"]["status"]) for e in late] == [("end", "success")]
+    finally:
+        await client.close()
+        await server.stop()
+
+
+async def test_events_cross_processes(
+    engines: Any, database_uri: str, redis_prefix: str, live_server: LiveServer
+) -> None:
+    """The subscriber's API has no worker: the events come from the live server's worker."""
+    from tests.conftest import make_settings, start_server
+
+    api_only = await start_server(
+        make_settings(redis_prefix),
+        database_uri=database_uri,
+        redis_uri=engines.redis_uri,
+        embedded_worker=False,
+    )
+    try:
+        events = await collect(
+            api_only,
+            RUN_STREAM,
+            {"input": {"assistantId": "stream100", "input": {}}, "modes": ["CUSTOM"]},
+            "runStream",
+        )
+        assert [e["data"]["i"] for e in events if e["event"] == "custom"] == list(range(100))
+        assert events[-1]["event"] == "end"
+    finally:
+        await api_only.stop()
