@@ -6,6 +6,8 @@ import re
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
+from gql import Client, gql
+from gql.transport.websockets import WebsocketsTransport
 
 from tests.conftest import ROOT, EngineUrls, GraphQLClient, LiveServer, make_settings, start_server
 
@@ -28,7 +30,7 @@ def _readme_operations() -> list[str]:
 
 
 async def test_readme_queries_run(readme_server: LiveServer) -> None:
-    create, edit_and_look = _readme_operations()
+    create, edit_and_look, run_and_watch = _readme_operations()
     client = GraphQLClient(readme_server.graphql_url)
     try:
         created = (await client.data(create))["createThread"]
@@ -46,5 +48,28 @@ async def test_readme_queries_run(readme_server: LiveServer) -> None:
         assert look["thread"]["state"]["next"] == []
         assert look["assistants"]["totalCount"] >= 1
         assert "graph" in look["assistants"]["edges"][0]["node"]["graph"]["mermaid"]
+        ran = (
+            await client.http.post(
+                client.url,
+                json={"query": run_and_watch, "operationName": "RunIt", "variables": variables},
+            )
+        ).json()
+        assert "errors" not in ran, ran
+        assert ran["data"]["runAndWait"]["run"]["status"] == "SUCCESS"
+        assert ran["data"]["runAndWait"]["values"]["turns"] == 1
+        watch = gql(run_and_watch)
+        watch.operation_name = "Watch"
+        watch.variable_values = variables
+        url = readme_server.graphql_url.replace("http://", "ws://")
+        transport = WebsocketsTransport(
+            url=url, subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL]
+        )
+        async with Client(transport=transport) as session:
+            events = [r["runStream"] async for r in session.subscribe(watch)]
+        assert events[0]["event"] == "metadata" and events[-1]["event"] == "end"
+        values = [e["data"] for e in events if e["event"] == "values"]
+        assert values[-1]["turns"] == 2
+        assert values[-1]["messages"][-1]["content"] == "You said: again"
+        assert any(e["event"] == "updates" for e in events)
     finally:
         await client.close()
