@@ -171,10 +171,8 @@ class RunRunner:
             await asyncio.sleep(interval)
             try:
                 async with self.services.db.sessions.begin() as session:
-                    from app.db import runs as runs_db
-
-                    owned, action = await runs_db.renew_lease(
-                        session, run.run_id, run.attempt, self.settings.run_lease_seconds
+                    owned, action = await lifecycle.renew_lease(
+                        session, run, lease_seconds=self.settings.run_lease_seconds
                     )
             except Exception:  # the database blinked: try again at the next beat
                 log.warning("could not renew the lease of run %s", run.run_id, exc_info=True)
@@ -224,9 +222,7 @@ class RunRunner:
             await self._wake_next(run.thread_id)
 
     async def _delete_thread_in(self, session: Any, thread_id: uuid.UUID) -> None:
-        from app.db import threads as threads_db
-
-        await threads_db.delete_one(session, thread_id)
+        await lifecycle.delete_temporary_thread(session, thread_id)
         conn = await (await session.connection()).get_raw_connection()
         await self.services.checkpointer.delete_thread_in(conn.driver_connection, str(thread_id))
 
@@ -297,10 +293,8 @@ class RunRunner:
                 )
 
     async def _wake_next(self, thread_id: uuid.UUID) -> None:
-        from app.db import runs as runs_db
-
         async with self.services.db.sessions() as session:
-            nxt = await runs_db.next_pending(session, thread_id)
+            nxt = await lifecycle.next_pending(session, thread_id)
         if nxt is not None:
             delay = max(0.0, nxt.available_at.timestamp() - time.time())
             await self.services.broker.enqueue_run(

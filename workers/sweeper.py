@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 
-from app.db import runs as runs_db
 from app.services import run_lifecycle as lifecycle
 from app.services.container import Services
 from app.services.runs import outcome_of
@@ -33,7 +32,7 @@ async def sweep_once(services: Services) -> tuple[int, int]:
             log.warning("run %s lost its worker; requeued (attempt %s)", run.run_id, run.attempt)
             await services.broker.enqueue_run(str(run.run_id), job_key=f"lapsed:{run.attempt}")
     async with services.db.sessions() as session:
-        startable = await runs_db.startable_runs(
+        startable = await lifecycle.startable(
             session, grace_seconds=settings.sweep_interval_seconds
         )
     bucket = int(time.time() // max(settings.sweep_interval_seconds, 0.1))

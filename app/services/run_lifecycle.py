@@ -153,3 +153,26 @@ async def refresh_thread(
 ) -> Thread | None:
     """Recompute a thread's status (and, given `state`, its values) after runs changed."""
     return await _refresh_thread(session, thread_id, last_error=last_error, state=state)
+
+
+async def renew_lease(
+    session: AsyncSession, run: Run, *, lease_seconds: float
+) -> tuple[bool, str | None]:
+    """running → running, lease extended, for the attempt we hold. Returns (still ours,
+    cancel action asked for meanwhile)."""
+    return await db.renew_lease(session, run.run_id, run.attempt, lease_seconds)
+
+
+async def next_pending(session: AsyncSession, thread_id: uuid.UUID) -> Run | None:
+    """The thread's next run to start, if any."""
+    return await db.next_pending(session, thread_id)
+
+
+async def startable(session: AsyncSession, *, grace_seconds: float) -> list[tuple[uuid.UUID, int]]:
+    """Pending runs that may start now and have waited at least `grace_seconds`."""
+    return await db.startable_runs(session, grace_seconds=grace_seconds)
+
+
+async def delete_temporary_thread(session: AsyncSession, thread_id: uuid.UUID) -> None:
+    """A stateless run's thread goes (with its runs, by cascade) when its run ends."""
+    await threads_db.delete_one(session, thread_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.broker import Broker
@@ -17,7 +18,7 @@ from app.runtime.checkpointer import PostgresCheckpointer
 from app.services import run_lifecycle as lifecycle
 from app.services.assistants import AssistantService
 from app.services.common import new_id, parse_uuid, utcnow
-from app.services.errors import Conflict, NotFound
+from app.services.errors import BadUserInput, Conflict, NotFound
 from app.services.pagination import Page, PageRequest, SortOrder
 from app.services.run_request import IfNotExists, MultitaskStrategy, RunRequest
 from app.services.threads import ThreadService
@@ -46,8 +47,6 @@ def run_snapshot(run: RunRecord) -> dict[str, Any]:
 
 
 def record_from_snapshot(data: dict[str, Any]) -> RunRecord:
-    from datetime import datetime
-
     return RunRecord(
         run_id=uuid.UUID(data["run_id"]),
         thread_id=uuid.UUID(data["thread_id"]),
@@ -166,8 +165,6 @@ class RunService:
         """A batch of stateless runs, all inserted (or none, if one is invalid)."""
         for request in requests:
             if request.thread_id is not None:
-                from app.services.errors import BadUserInput
-
                 raise BadUserInput(
                     "`createRuns` takes stateless runs only (no threadId)", field="threadId"
                 )
@@ -321,7 +318,5 @@ def outcome_of(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def _seconds(value: float) -> Any:
-    from datetime import timedelta
-
+def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)
