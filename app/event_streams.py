@@ -110,7 +110,7 @@ class EventStreams:
         after: str | None,
         stop_at_end: bool,
         when_idle: Callable[[], Awaitable[bool]] | None = None,
-        block_ms: int = 5000,
+        block_ms: int = 15000,
     ) -> AsyncIterator[StreamEvent]:
         """Events of stream `key` after `after` ("0-0" or None: from the start), as they come.
 
