@@ -75,10 +75,15 @@ class ErrorCodes(SchemaExtension):
 
     def on_operation(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
-        if result is None or not result.errors:
-            return
-        result.errors = [_with_code(e, phase=self._phase()) for e in result.errors]
+        ctx = self.execution_context
+        phase = self._phase()
+        # Pre-execution errors (parse, validation) may be answered from this list rather than
+        # from `result`; rewrite it in place so every holder of it sees the codes.
+        if ctx.pre_execution_errors:
+            ctx.pre_execution_errors[:] = [_with_code(e, phase=phase) for e in ctx.pre_execution_errors]
+        result = ctx.result
+        if result is not None and result.errors:
+            result.errors = [_with_code(e, phase=phase) for e in result.errors]
 
     def on_stream_result(self, result: Any) -> Iterator[None]:
         errors = getattr(result, "errors", None)

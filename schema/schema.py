@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import strawberry
@@ -11,7 +12,9 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
+    ValidationCache,
 )
 from strawberry.extensions.base_extension import SchemaExtension
 from strawberry.types.execution import ExecutionContext
@@ -23,6 +26,20 @@ from schema.query import Query
 from schema.subscription import Subscription
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
+
+
+class DocumentCache(ParserCache):
+    """Strawberry's parse cache, except that a document that does not parse is left to
+    Strawberry's own parse step, whose error path reports it like any other request error
+    (the cache raises from inside the extension hook, past our error codes)."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield
 
 
 class LgqlSchema(strawberry.Schema):
@@ -44,6 +61,9 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     # Factories, not instances: Strawberry builds a fresh extension per request (strawberry#4369).
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         ErrorCodes,
+        # Clients send the same few documents over and over: parse and validate each once.
+        lambda: DocumentCache(maxsize=1024),
+        lambda: ValidationCache(maxsize=1024),
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
         lambda: QueryDepthLimiter(max_depth=max_depth),
