@@ -7,15 +7,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ASTValidationRule, GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as alias_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.extensions.base_extension import SchemaExtension
 from strawberry.types.execution import ExecutionContext
 
@@ -53,11 +54,13 @@ class LgqlSchema(strawberry.Schema):
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or get_settings()
-    max_tokens, max_aliases, max_depth = (
-        settings.max_tokens,
-        settings.max_aliases,
-        settings.max_query_depth,
-    )
+    max_tokens = settings.max_tokens
+    # The depth and alias rules are built once: the validation cache is keyed on the rule
+    # classes, and Strawberry's limiter extensions would build new ones for every request.
+    limits: list[type[ASTValidationRule]] = [
+        depth_rule(settings.max_query_depth, None, None),
+        alias_rule(settings.max_aliases),
+    ]
     # Factories, not instances: Strawberry builds a fresh extension per request (strawberry#4369).
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         ErrorCodes,
@@ -65,8 +68,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: DocumentCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
-        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
-        lambda: QueryDepthLimiter(max_depth=max_depth),
+        lambda: AddValidationRules(limits),
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
