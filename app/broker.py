@@ -43,6 +43,9 @@ class Broker:
         self.redis: aioredis.Redis = redis
         self.queue = redis
         self.prefix = prefix
+        self._cancel_handlers: dict[str, Callable[[str], None]] = {}
+        self._cancel_listener: asyncio.Task[None] | None = None
+        self._cancel_listener_lock = asyncio.Lock()
 
     # --- keys --------------------------------------------------------------------------------
 
@@ -100,24 +103,48 @@ class Broker:
     async def cancel_requests(
         self, run_id: str, on_request: Callable[[str], None]
     ) -> AsyncIterator[None]:
-        """Call `on_request(action)` for every cancel request of `run_id` while in the block."""
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self._control_channel(run_id))
+        """Call `on_request(action)` for every cancel request of `run_id` while in the block.
 
-        async def listen() -> None:
-            async for message in pubsub.listen():
-                if message and message.get("type") == "message":
-                    on_request(message["data"].decode())
-
-        task = asyncio.create_task(listen())
+        One pattern subscription per process serves every run it executes: subscribing per
+        run would cost a connection and two round trips for each.
+        """
+        await self._ensure_cancel_listener()
+        self._cancel_handlers[run_id] = on_request
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            self._cancel_handlers.pop(run_id, None)
+
+    async def _ensure_cancel_listener(self) -> None:
+        if self._cancel_listener is not None and not self._cancel_listener.done():
+            return
+        async with self._cancel_listener_lock:
+            if self._cancel_listener is not None and not self._cancel_listener.done():
+                return
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            await pubsub.psubscribe(self._control_channel("*"))
+            self._cancel_listener = asyncio.create_task(self._listen_for_cancels(pubsub))
+
+    async def _listen_for_cancels(self, pubsub: Any) -> None:
+        try:
+            async for message in pubsub.listen():
+                if not message or message.get("type") != "pmessage":
+                    continue
+                channel = message["channel"].decode()
+                run_id = channel[len(self.prefix) + len(":run:") : -len(":control")]
+                handler = self._cancel_handlers.get(run_id)
+                if handler is not None:
+                    handler(message["data"].decode())
+        finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+    async def close(self) -> None:
+        if self._cancel_listener is not None:
+            self._cancel_listener.cancel()
+            with contextlib.suppress(BaseException):
+                await self._cancel_listener
+            self._cancel_listener = None
 
     # --- run ends ----------------------------------------------------------------------------
 

@@ -151,6 +151,13 @@ class AssistantService:
             raise NotFound(f"Assistant {aid} not found", assistant_id=str(aid))
         return found
 
+    async def get_in(self, session: Any, assistant_id: uuid.UUID) -> AssistantRecord:
+        """`get`, inside the caller's transaction (a worker reads it as it claims a run)."""
+        found = await db.get(session, assistant_id, self._graphs.graph_ids)
+        if found is None:
+            raise NotFound(f"Assistant {assistant_id} not found", assistant_id=str(assistant_id))
+        return found
+
     async def get_many(self, assistant_ids: list[str]) -> list[AssistantRecord | None]:
         """Assistants by id, in the order asked (None where absent): one query for many."""
         ids = [parse_uuid(a, "assistant") for a in assistant_ids]

@@ -86,10 +86,10 @@ async def open_services(
     except BaseException:
         await db.close()
         raise
+    broker = Broker(redis, settings.redis_key_prefix)
     try:
         await redis.ping()
         checkpointer = PostgresCheckpointer(db.pool)
-        broker = Broker(redis, settings.redis_key_prefix)
         assistants = AssistantService(db, graphs)
         threads = ThreadService(db, graphs, checkpointer)
         runs = RunService(db, broker, assistants, threads, checkpointer)
@@ -118,5 +118,6 @@ async def open_services(
         await services.assistants.ensure_default_assistants()
         yield services
     finally:
+        await broker.close()
         await redis.aclose()
         await db.close()
