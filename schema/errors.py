@@ -80,7 +80,9 @@ class ErrorCodes(SchemaExtension):
         # Pre-execution errors (parse, validation) may be answered from this list rather than
         # from `result`; rewrite it in place so every holder of it sees the codes.
         if ctx.pre_execution_errors:
-            ctx.pre_execution_errors[:] = [_with_code(e, phase=phase) for e in ctx.pre_execution_errors]
+            ctx.pre_execution_errors[:] = [
+                _with_code(e, phase=phase) for e in ctx.pre_execution_errors
+            ]
         result = ctx.result
         if result is not None and result.errors:
             result.errors = [_with_code(e, phase=phase) for e in result.errors]

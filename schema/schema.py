@@ -15,9 +15,9 @@ from strawberry.extensions import (
     ParserCache,
     ValidationCache,
 )
+from strawberry.extensions.base_extension import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
-from strawberry.extensions.base_extension import SchemaExtension
 from strawberry.types.execution import ExecutionContext
 
 from app.settings import Settings, get_settings

@@ -16,7 +16,8 @@ from tests.conftest import ROOT, EngineUrls, GraphQLClient, LiveServer, make_set
 async def readme_server(
     engines: EngineUrls, database_uri: str, redis_prefix: str
 ) -> AsyncIterator[LiveServer]:
-    settings = make_settings(redis_prefix, config=ROOT / "langgraph.json")
+    # Its own queue: the session's other server serves other graphs and must not take its runs.
+    settings = make_settings(f"{redis_prefix}_readme", config=ROOT / "langgraph.json")
     server = await start_server(settings, database_uri=database_uri, redis_uri=engines.redis_uri)
     try:
         yield server

@@ -50,7 +50,7 @@ async def test_server_info_query(gql_client: GraphQLClient) -> None:
 
 
 async def test_restart_keeps_all_data(engines: EngineUrls, redis_prefix: str) -> None:
-    settings = make_settings(redis_prefix)
+    settings = make_settings(f"{redis_prefix}_restart")  # its own queue: another database
     async with scratch_database(engines.database_uri) as url:
         server = await start_server(
             settings, database_uri=url, redis_uri=engines.redis_uri, migrate=True

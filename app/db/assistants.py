@@ -31,11 +31,12 @@ def _version_values(
 async def get(
     session: AsyncSession, assistant_id: uuid.UUID, graph_ids: Collection[str]
 ) -> Assistant | None:
-    stmt = select(Assistant).where(
-        col(Assistant.assistant_id) == assistant_id,
-        col(Assistant.graph_id).in_(graph_ids),
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    """The assistant, unless its graph is not served here (then it is hidden, as on LangGraph
+    Server). The graph check is done here rather than in SQL: this lookup is on every run's path
+    and an IN list makes SQLAlchemy compile a fresh statement each time."""
+    stmt = select(Assistant).where(col(Assistant.assistant_id) == assistant_id)
+    found = (await session.execute(stmt)).scalar_one_or_none()
+    return found if found is not None and found.graph_id in graph_ids else None
 
 
 async def insert_if_absent(

@@ -84,7 +84,7 @@ class RunService:
         """Insert the run (pending) and wake a worker. Raises NotFound (assistant, thread,
         checkpoint), Conflict (thread busy under REJECT), BadUserInput."""
         request.checked()
-        assistant = await self._assistants.get(request.assistant_id)
+        assistant_id = self._assistants.resolve_id(request.assistant_id)
         if request.checkpoint_id is not None and request.thread_id is not None:
             thread_record = await self._threads.get(request.thread_id)
             await self._threads.require_checkpoint(thread_record, request.checkpoint_id)
@@ -94,6 +94,7 @@ class RunService:
         thread_id = new_id() if stateless else parse_uuid(request.thread_id or "", "thread")
         cancel_running: list[uuid.UUID] = []
         async with self._db.sessions.begin() as session:
+            assistant = await self._assistants.get_in(session, assistant_id)
             thread = await threads_db.get(session, thread_id, for_update=True)
             stamp = {"graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
             if thread is None:
