@@ -234,3 +234,33 @@ async def gql_client(live_server: LiveServer) -> AsyncIterator[GraphQLClient]:
 @pytest.fixture
 def unique() -> Iterator[str]:
     yield uuid.uuid4().hex[:8]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api_only(
+    engines: EngineUrls, database_uri: str, redis_prefix: str, live_server: LiveServer
+) -> AsyncIterator[LiveServer]:
+    """A second API with no worker of its own, on the same database and queue as `live_server`,
+    whose worker executes its runs: stands for another API process."""
+    server = await start_server(
+        make_settings(redis_prefix),
+        database_uri=database_uri,
+        redis_uri=engines.redis_uri,
+        embedded_worker=False,
+    )
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def migrated_pool(admin_url: str, *, prefix: str) -> AsyncIterator[asyncpg.Pool]:
+    """An asyncpg pool on a new database of its own, migrated by Alembic, dropped afterwards."""
+    async with scratch_database(admin_url, prefix=prefix) as url:
+        await upgrade(url)
+        pool = await asyncpg.create_pool(asyncpg_url(url), min_size=1, max_size=4)
+        try:
+            yield pool
+        finally:
+            await pool.close()

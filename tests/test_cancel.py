@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-
-import pytest_asyncio
 
 from tests.conftest import EngineUrls, GraphQLClient, LiveServer, make_settings, start_server
 from tests.test_double_texting import start_slow
@@ -68,23 +65,6 @@ async def test_cancel_errors(gql_client: GraphQLClient) -> None:
         gql_client, assistantId="steps", input={"count": 0}, onCompletion="KEEP"
     )
     assert await gql_client.error_code(CANCEL, {"id": done["run"]["id"]}) == "CONFLICT"
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def api_only(
-    engines: EngineUrls, database_uri: str, redis_prefix: str
-) -> AsyncIterator[LiveServer]:
-    """A second API process-alike with no worker, on the same Postgres and Redis queue."""
-    server = await start_server(
-        make_settings(redis_prefix),
-        database_uri=database_uri,
-        redis_uri=engines.redis_uri,
-        embedded_worker=False,
-    )
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_cancel_reaches_the_worker_of_another_process(

@@ -23,10 +23,8 @@ from langgraph.checkpoint.serde.types import ERROR, INTERRUPT
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from app.db.engine import asyncpg_url
-from app.db.migrate import upgrade
 from app.runtime.checkpointer import PostgresCheckpointer
-from tests.conftest import EngineUrls, scratch_database
+from tests.conftest import EngineUrls, migrated_pool
 
 CONFORMANCE_TESTS = 81
 
@@ -34,13 +32,8 @@ CONFORMANCE_TESTS = 81
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def pool(engines: EngineUrls) -> AsyncIterator[asyncpg.Pool]:
     """A database of its own (some conformance tests list every thread), migrated by Alembic."""
-    async with scratch_database(engines.database_uri, prefix="lgql_test_ckpt") as url:
-        await upgrade(url)
-        pool = await asyncpg.create_pool(asyncpg_url(url), min_size=1, max_size=4)
-        try:
-            yield pool
-        finally:
-            await pool.close()
+    async with migrated_pool(engines.database_uri, prefix="lgql_test_ckpt") as pool:
+        yield pool
 
 
 @pytest.fixture

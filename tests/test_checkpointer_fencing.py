@@ -20,23 +20,16 @@ from langgraph.checkpoint.conformance.test_utils import (
 from langgraph.checkpoint.serde.types import ERROR
 from langgraph.graph import END, START, StateGraph
 
-from app.db.engine import asyncpg_url
-from app.db.migrate import upgrade
 from app.runtime.checkpointer import LostOwnership, PostgresCheckpointer
-from tests.conftest import EngineUrls, scratch_database
+from tests.conftest import EngineUrls, migrated_pool
 
 TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def pool(engines: EngineUrls) -> AsyncIterator[asyncpg.Pool]:
-    async with scratch_database(engines.database_uri, prefix="lgql_test_fence") as url:
-        await upgrade(url)
-        pool = await asyncpg.create_pool(asyncpg_url(url), min_size=1, max_size=4)
-        try:
-            yield pool
-        finally:
-            await pool.close()
+    async with migrated_pool(engines.database_uri, prefix="lgql_test_fence") as pool:
+        yield pool
 
 
 @pytest.fixture

@@ -303,26 +303,13 @@ async def test_streams_expire_after_retention(engines: Any, database_uri: str) -
         await server.stop()
 
 
-async def test_events_cross_processes(
-    engines: Any, database_uri: str, redis_prefix: str, live_server: LiveServer
-) -> None:
+async def test_events_cross_processes(api_only: LiveServer) -> None:
     """The subscriber's API has no worker: the events come from the live server's worker."""
-    from tests.conftest import make_settings, start_server
-
-    api_only = await start_server(
-        make_settings(redis_prefix),
-        database_uri=database_uri,
-        redis_uri=engines.redis_uri,
-        embedded_worker=False,
+    events = await collect(
+        api_only,
+        RUN_STREAM,
+        {"input": {"assistantId": "stream100", "input": {}}, "modes": ["CUSTOM"]},
+        "runStream",
     )
-    try:
-        events = await collect(
-            api_only,
-            RUN_STREAM,
-            {"input": {"assistantId": "stream100", "input": {}}, "modes": ["CUSTOM"]},
-            "runStream",
-        )
-        assert [e["data"]["i"] for e in events if e["event"] == "custom"] == list(range(100))
-        assert events[-1]["event"] == "end"
-    finally:
-        await api_only.stop()
+    assert [e["data"]["i"] for e in events if e["event"] == "custom"] == list(range(100))
+    assert events[-1]["event"] == "end"

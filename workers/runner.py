@@ -16,6 +16,7 @@ from typing import Any
 
 from langgraph.types import StateSnapshot
 
+from app.db.engine import driver_connection
 from app.event_streams import EventPublisher
 from app.runtime.checkpointer import LostOwnership
 from app.runtime.executor import RunSpec, current_state, execute
@@ -231,8 +232,9 @@ class RunRunner:
 
     async def _delete_thread_in(self, session: Any, thread_id: uuid.UUID) -> None:
         await lifecycle.delete_temporary_thread(session, thread_id)
-        conn = await (await session.connection()).get_raw_connection()
-        await self.services.checkpointer.delete_thread_in(conn.driver_connection, str(thread_id))
+        await self.services.checkpointer.delete_thread_in(
+            await driver_connection(session), str(thread_id)
+        )
 
     async def _close_stream(
         self,
@@ -261,9 +263,8 @@ class RunRunner:
         async with services.db.sessions.begin() as session:
             deleted = await lifecycle.roll_back(session, run)
             if deleted:
-                conn = await (await session.connection()).get_raw_connection()
                 await services.checkpointer.delete_for_runs_in(
-                    conn.driver_connection, [str(run.run_id)]
+                    await driver_connection(session), [str(run.run_id)]
                 )
             if deleted and run.kwargs.get("temporary"):
                 await self._delete_thread_in(session, run.thread_id)

@@ -74,3 +74,12 @@ class Database:
     async def close(self) -> None:
         await self.pool.close()
         await self.engine.dispose()
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under a SQLAlchemy session, so raw-SQL writes (the checkpointer's)
+    share the session's transaction."""
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    return driver

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, delete, select, text, update
+from sqlalchemy import Select, and_, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -108,6 +108,13 @@ async def renew_lease(
     return (row is not None, row[0] if row is not None else None)
 
 
+def _held(run_id: uuid.UUID, attempt: int) -> Any:
+    """The fence: the run is still running under the attempt the caller claimed."""
+    return and_(
+        col(Run.run_id) == run_id, col(Run.attempt) == attempt, col(Run.status) == "running"
+    )
+
+
 async def fenced_finish(
     session: AsyncSession,
     run_id: uuid.UUID,
@@ -120,11 +127,7 @@ async def fenced_finish(
     """running → a final status, only if we still hold `attempt`."""
     stmt = (
         update(Run)
-        .where(
-            col(Run.run_id) == run_id,
-            col(Run.attempt) == attempt,
-            col(Run.status) == "running",
-        )
+        .where(_held(run_id, attempt))
         .values(
             status=status,
             output=output,
@@ -143,11 +146,7 @@ async def fenced_hand_back(session: AsyncSession, run_id: uuid.UUID, attempt: in
     """running → pending (a worker shutting down gives the run to another)."""
     stmt = (
         update(Run)
-        .where(
-            col(Run.run_id) == run_id,
-            col(Run.attempt) == attempt,
-            col(Run.status) == "running",
-        )
+        .where(_held(run_id, attempt))
         .values(status="pending", lease_until=None, worker_id=None, updated_at=text("now()"))
         .returning(col(Run.run_id))
     )
@@ -155,15 +154,7 @@ async def fenced_hand_back(session: AsyncSession, run_id: uuid.UUID, attempt: in
 
 
 async def fenced_delete(session: AsyncSession, run_id: uuid.UUID, attempt: int) -> bool:
-    stmt = (
-        delete(Run)
-        .where(
-            col(Run.run_id) == run_id,
-            col(Run.attempt) == attempt,
-            col(Run.status) == "running",
-        )
-        .returning(col(Run.run_id))
-    )
+    stmt = delete(Run).where(_held(run_id, attempt)).returning(col(Run.run_id))
     return (await session.execute(stmt)).scalar_one_or_none() is not None
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from app.broker import Broker
 from app.db import runs as db
 from app.db import threads as threads_db
-from app.db.engine import Database
+from app.db.engine import Database, driver_connection
 from app.db.models import Run as RunRecord
 from app.db.pagination import count, fetch_page
 from app.runtime.checkpointer import PostgresCheckpointer
@@ -244,10 +244,7 @@ class RunService:
         Raises NotFound, Conflict (already ended)."""
         rid = parse_uuid(run_id, "run")
         async with self._db.sessions.begin() as session:
-            if await db.lock_thread_of_run(session, rid) is None:
-                raise NotFound(f"Run {rid} not found", run_id=str(rid))
-            run = await db.get(session, rid)
-            assert run is not None
+            run = await self._locked_run(session, rid)
             if run.status not in db.ACTIVE:
                 raise Conflict(f"Run {rid} has already ended ({run.status})", status=run.status)
             if run.status == "pending":
@@ -276,10 +273,17 @@ class RunService:
             await self.wait(run)
         return await self._maybe_get(rid)
 
+    async def _locked_run(self, session: Any, rid: uuid.UUID) -> RunRecord:
+        """The run, with its thread's row locked (no run of it starts or ends meanwhile)."""
+        if await db.lock_thread_of_run(session, rid) is None:
+            raise NotFound(f"Run {rid} not found", run_id=str(rid))
+        run = await db.get(session, rid)
+        assert run is not None
+        return run
+
     async def _checkpoints_for_runs_deleted(self, session: Any, run_ids: list[uuid.UUID]) -> None:
-        conn = await (await session.connection()).get_raw_connection()
         await self._checkpointer.delete_for_runs_in(
-            conn.driver_connection, [str(r) for r in run_ids]
+            await driver_connection(session), [str(r) for r in run_ids]
         )
 
     async def _maybe_get(self, rid: uuid.UUID) -> RunRecord | None:
@@ -296,10 +300,7 @@ class RunService:
         """Delete an ended run with its checkpoints. Raises NotFound, Conflict (still active)."""
         rid = parse_uuid(run_id, "run")
         async with self._db.sessions.begin() as session:
-            if await db.lock_thread_of_run(session, rid) is None:
-                raise NotFound(f"Run {rid} not found", run_id=str(rid))
-            run = await db.get(session, rid)
-            assert run is not None
+            run = await self._locked_run(session, rid)
             if run.status in db.ACTIVE:
                 raise Conflict(
                     f"Run {rid} is {run.status}: cancel it before deleting it", status=run.status

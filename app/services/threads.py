@@ -14,7 +14,7 @@ from langgraph.errors import EmptyInputError, InvalidUpdateError
 from langgraph.types import StateSnapshot
 
 from app.db import threads as db
-from app.db.engine import Database
+from app.db.engine import Database, driver_connection
 from app.db.models import Thread as ThreadRecord
 from app.db.pagination import count, fetch_page
 from app.runtime.checkpointer import PostgresCheckpointer
@@ -135,7 +135,7 @@ class ThreadService:
         async with self._db.sessions.begin() as session:
             if not await db.delete_one(session, tid):
                 raise NotFound(f"Thread {tid} not found", thread_id=str(tid))
-            conn = await _driver_connection(session)
+            conn = await driver_connection(session)
             await self._checkpointer.delete_thread_in(conn, str(tid))
         return tid
 
@@ -147,7 +147,7 @@ class ThreadService:
             source = await db.get(session, tid, for_update=True)
             if source is None:
                 raise NotFound(f"Thread {tid} not found", thread_id=str(tid))
-            conn = await _driver_connection(session)
+            conn = await driver_connection(session)
             await self._checkpointer.copy_thread_in(conn, str(tid), str(new_tid))
             copied = await db.insert_if_absent(
                 session,
@@ -329,10 +329,3 @@ class ThreadService:
                 session, tid, **derived_state(snapshot), updated_at=now, state_updated_at=now
             )
         return {"checkpoint": snapshot_to_dict(snapshot)["checkpoint"]}
-
-
-async def _driver_connection(session: Any) -> Any:
-    """The asyncpg connection under a SQLAlchemy session, to share its transaction."""
-    conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    return raw.driver_connection
