@@ -110,14 +110,16 @@ class RunRunner:
         if isinstance(spec, Exception):
             await self._end(run, None, "error", _error(spec), snapshot=None, publisher=None)
             return
-        keeper = asyncio.create_task(self._keep_lease(run, attempt))
         status, error = "success", None
         snapshot: StateSnapshot | None = None
-        await services.streams.claim(str(run.run_id), run.attempt)
         publisher = services.streams.publisher(str(run.run_id), str(run.thread_id), run.attempt)
-        await publisher.__aenter__()
-        publisher.emit("metadata", {"run_id": str(run.run_id), "attempt": run.attempt})
+        keeper = asyncio.create_task(self._keep_lease(run, attempt))
         try:
+            # Inside the try: if Redis fails here, the lease keeper must still stop, so that
+            # the lease lapses and another worker takes the run over.
+            await services.streams.claim(str(run.run_id), run.attempt)
+            await publisher.__aenter__()
+            publisher.emit("metadata", {"run_id": str(run.run_id), "attempt": run.attempt})
             async with services.broker.cancel_requests(
                 str(run.run_id), lambda action: attempt.stop(cancel_action=action)
             ):
