@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,12 +32,10 @@ from app.services.common import (
 from app.services.errors import BadUserInput, Conflict, NotFound
 from app.services.pagination import Page, PageRequest, SortOrder
 
-__all__ = ["ThreadFilter", "ThreadRecord", "ThreadService", "ThreadStatus"]
+__all__ = ["ThreadFilter", "ThreadRecord", "ThreadService"]
 
-log = logging.getLogger("lgql.threads")
 
 THREAD_STATUSES = ("idle", "busy", "interrupted", "error")
-ThreadStatus = str
 
 SORT_COLUMNS = {
     "created_at": ThreadRecord.created_at,
