@@ -140,3 +140,47 @@ async def test_thread_search_counts_match_pages(services: Services) -> None:
     rest = await services.threads.search(flt, PageRequest(first=5, after=first.cursors[-1]))
     assert len(rest.items) == 2 and not rest.has_next_page
     assert not {t.thread_id for t in first.items} & {t.thread_id for t in rest.items}
+
+
+async def test_handing_runs_back_does_not_use_up_their_retry_budget(services: Services) -> None:
+    """Deploys hand runs back on SIGTERM; only workers dying under a run count towards
+    BG_JOB_MAX_RETRIES (the attempt number still grows: it is the fencing token)."""
+    from app.services import run_lifecycle as lifecycle
+
+    thread = await services.threads.create(graph_id="steps")
+    async with services.db.pool.acquire() as conn:
+        run_id = await conn.fetchval(
+            "INSERT INTO runs (run_id, thread_id, assistant_id, status) "
+            "VALUES (gen_random_uuid(), $1, $2, 'pending') RETURNING run_id",
+            thread.thread_id,
+            default_assistant_id("steps"),
+        )
+    for _ in range(4):
+        async with services.db.sessions.begin() as session:
+            run = await lifecycle.start(session, run_id, worker_id="w", lease_seconds=60)
+            assert run is not None
+        async with services.db.sessions.begin() as session:
+            assert await lifecycle.hand_back(session, run)
+    async with services.db.sessions.begin() as session:
+        run = await lifecycle.start(session, run_id, worker_id="w", lease_seconds=60)
+    assert run is not None and run.attempt == 5
+    async with services.db.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE runs SET lease_until = now() - interval '1 second' WHERE run_id = $1", run_id
+        )
+    async with services.db.sessions.begin() as session:
+        lapsed = await lifecycle.lapse_leases(session, max_attempts=3)
+    assert [(r.run_id, r.status) for r in lapsed if r.run_id == run_id] == [(run_id, "pending")]
+    for _ in range(2):  # two more deaths: the third ends it
+        async with services.db.sessions.begin() as session:
+            run = await lifecycle.start(session, run_id, worker_id="w", lease_seconds=60)
+        assert run is not None
+        async with services.db.pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE runs SET lease_until = now() - interval '1 second' WHERE run_id = $1",
+                run_id,
+            )
+        async with services.db.sessions.begin() as session:
+            lapsed = await lifecycle.lapse_leases(session, max_attempts=3)
+    final = next(r for r in lapsed if r.run_id == run_id)
+    assert final.status == "error" and "3 attempts" in final.error["message"]

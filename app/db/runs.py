@@ -201,12 +201,13 @@ async def delete_runs(
 _EXPIRE = text(
     """
     UPDATE runs SET
-        status = CASE WHEN attempt >= :max_attempts THEN 'error' ELSE 'pending' END,
-        error = CASE WHEN attempt >= :max_attempts THEN jsonb_build_object(
+        lapses = lapses + 1,
+        status = CASE WHEN lapses + 1 >= :max_attempts THEN 'error' ELSE 'pending' END,
+        error = CASE WHEN lapses + 1 >= :max_attempts THEN jsonb_build_object(
             'error', 'RunAttemptsExceeded',
             'message', format('Run %s exceeded its %s attempts: its worker stopped '
                               'renewing its lease each time (killed, out of memory, or hung)',
-                              run_id, attempt))
+                              run_id, lapses + 1))
             ELSE error END,
         lease_until = NULL, worker_id = NULL, updated_at = now()
      WHERE run_id IN (SELECT run_id FROM runs WHERE status = 'running' AND lease_until < now()
@@ -217,7 +218,9 @@ _EXPIRE = text(
 
 
 async def expire_leases(session: AsyncSession, *, max_attempts: int) -> list[Run]:
-    """Runs whose lease lapsed: back to pending, or error when out of attempts."""
+    """Runs whose lease lapsed: back to pending, or error once their workers died under them
+    `max_attempts` times. Only lapses count: a run handed back by a worker shutting down cleanly
+    (a deploy) keeps its budget."""
     stmt = select(Run).from_statement(_EXPIRE)
     return list((await session.execute(stmt, {"max_attempts": max_attempts})).scalars())
 
