@@ -153,7 +153,7 @@ class Run(SQLModel, table=True):  # type: ignore[no-redef]
     lease_until: datetime | None = _ts(nullable=True)
     # Times a worker died under the run (its lease lapsed): the retry budget. `attempt` counts
     # every claim and is the fencing token; clean hand-backs must not use up the budget.
-    lapses: int = Field(sa_column=Column(Integer, nullable=False, server_default="0"))
+    lapses: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     # The worker holding the lease, for operators; ownership itself is the attempt number.
     worker_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # When a pending run may start (creation time plus `afterSeconds`).
