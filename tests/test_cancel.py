@@ -80,8 +80,11 @@ async def test_cancel_reaches_the_worker_of_another_process(
         await other.close()
 
 
-async def test_timeout_ends_the_run_timeout(engines: EngineUrls, database_uri: str) -> None:
-    settings = make_settings(f"lgql_test_{uuid.uuid4().hex[:8]}", bg_job_timeout_secs=1)
+async def test_timeout_ends_the_run_timeout(
+    engines: EngineUrls, database_uri: str, redis_prefix: str
+) -> None:
+    # Its own queue (a worker with a 1 s timeout), under the session's prefix so it is cleaned up.
+    settings = make_settings(f"{redis_prefix}_timeout", bg_job_timeout_secs=1)
     server = await start_server(settings, database_uri=database_uri, redis_uri=engines.redis_uri)
     client = GraphQLClient(server.graphql_url)
     try:

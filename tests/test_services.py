@@ -184,3 +184,33 @@ async def test_handing_runs_back_does_not_use_up_their_retry_budget(services: Se
             lapsed = await lifecycle.lapse_leases(session, max_attempts=3)
     final = next(r for r in lapsed if r.run_id == run_id)
     assert final.status == "error" and "3 attempts" in final.error["message"]
+
+
+async def test_sweeping_a_backlog_does_not_grow_the_queue(
+    engines: EngineUrls, redis_prefix: str
+) -> None:
+    """Pending runs no worker has taken yet get one wake-up job each, however many sweeps pass."""
+    import asyncio
+
+    from app.services.run_request import RunRequest
+    from tests.conftest import scratch_database
+    from workers.sweeper import sweep_once
+
+    settings = make_settings(f"{redis_prefix}_sweep")
+    async with scratch_database(engines.database_uri) as url:
+        async with open_services(
+            settings,
+            load_langgraph_config(settings.config),
+            database_uri=url,
+            redis_uri=engines.redis_uri,
+            migrate=True,
+        ) as svc:
+            for _ in range(5):
+                await svc.runs.create(RunRequest(assistant_id="steps", input={"count": 0}))
+            queue = svc.broker.queue_name
+            assert await svc.redis.zcard(queue) == 5  # one job each, from createRun
+            for _ in range(3):
+                await asyncio.sleep(settings.sweep_interval_seconds + 0.1)
+                _, woken = await sweep_once(svc)
+                assert woken == 5
+            assert await svc.redis.zcard(queue) == 10  # plus one sweep job each, not one per sweep

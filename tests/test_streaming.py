@@ -280,12 +280,12 @@ async def test_stream_errors(live_server: LiveServer) -> None:
         assert caught.value.errors and caught.value.errors[0]["extensions"]["code"] == code
 
 
-async def test_streams_expire_after_retention(engines: Any, database_uri: str) -> None:
-    import uuid
-
+async def test_streams_expire_after_retention(
+    engines: Any, database_uri: str, redis_prefix: str
+) -> None:
     from tests.conftest import make_settings, start_server
 
-    settings = make_settings(f"lgql_test_{uuid.uuid4().hex[:8]}", resumable_stream_ttl_seconds=1)
+    settings = make_settings(f"{redis_prefix}_retention", resumable_stream_ttl_seconds=1)
     server = await start_server(settings, database_uri=database_uri, redis_uri=engines.redis_uri)
     client = GraphQLClient(server.graphql_url)
     try:

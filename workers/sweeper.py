@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from app.services import run_lifecycle as lifecycle
 from app.services.container import Services
@@ -35,9 +34,11 @@ async def sweep_once(services: Services) -> tuple[int, int]:
         startable = await lifecycle.startable(
             session, grace_seconds=settings.sweep_interval_seconds
         )
-    bucket = int(time.time() // max(settings.sweep_interval_seconds, 0.1))
     for run_id, attempt in startable:
-        await services.broker.enqueue_run(str(run_id), job_key=f"sweep:{attempt}:{bucket}")
+        # One sweep job per run and attempt: arq keeps a queued job's id taken, so a backlog of
+        # pending runs does not grow the queue by a job per run at every sweep; once the job
+        # has run (keep_result=0) the id is free for the next sweep.
+        await services.broker.enqueue_run(str(run_id), job_key=f"sweep:{attempt}")
     return len(lapsed), len(startable)
 
 
