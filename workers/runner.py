@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from typing import Any
 
@@ -24,10 +23,9 @@ from app.runtime.serialization import to_jsonable
 from app.runtime.state import interrupts_by_task
 from app.services import run_lifecycle as lifecycle
 from app.services.assistants import AssistantRecord
-from app.services.common import new_id
 from app.services.container import Services
 from app.services.run_lifecycle import ThreadState
-from app.services.runs import RunRecord, run_snapshot
+from app.services.runs import RunRecord, outcome_of, stopped_outcome
 
 log = logging.getLogger("lgql.worker")
 
@@ -216,27 +214,13 @@ class RunRunner:
             if run.kwargs.get("temporary"):
                 # A stateless run's thread goes in the same transaction: no one ever sees the
                 # run ended with its temporary thread still there.
-                await self._delete_thread_in(session, run.thread_id)
+                await services.threads.delete_in(session, run.thread_id)
             else:
                 nxt = await lifecycle.next_pending(session, run.thread_id)
         await self._close_stream(run, publisher, status, error)
-        await services.broker.publish_run_end(
-            str(run.run_id),
-            {
-                "run": run_snapshot(ended),
-                "values": (output or {}).get("values"),
-                "interrupts": (output or {}).get("interrupts") or [],
-                "error": error,
-            },
-        )
+        await services.broker.publish_run_end(str(run.run_id), outcome_of(ended))
         if nxt is not None:
-            await self._wake(nxt)
-
-    async def _delete_thread_in(self, session: Any, thread_id: uuid.UUID) -> None:
-        await lifecycle.delete_temporary_thread(session, thread_id)
-        await self.services.checkpointer.delete_thread_in(
-            await driver_connection(session), str(thread_id)
-        )
+            await services.runs.wake(nxt)
 
     async def _close_stream(
         self,
@@ -269,7 +253,7 @@ class RunRunner:
                     await driver_connection(session), [str(run.run_id)]
                 )
             if deleted and run.kwargs.get("temporary"):
-                await self._delete_thread_in(session, run.thread_id)
+                await services.threads.delete_in(session, run.thread_id)
         if not deleted:
             await publisher.close()
             return
@@ -280,18 +264,9 @@ class RunRunner:
                 await lifecycle.refresh_thread(
                     session, run.thread_id, state=thread_state_of(snapshot)
                 )
-        await services.broker.publish_run_end(
-            str(run.run_id),
-            {
-                "run": {**run_snapshot(run), "status": "interrupted"},
-                "values": None,
-                "interrupts": [],
-                "error": None,
-                "deleted": True,
-            },
-        )
+        await services.broker.publish_run_end(str(run.run_id), stopped_outcome(run, deleted=True))
         if not run.kwargs.get("temporary"):
-            await self._wake_next(run.thread_id)
+            await services.runs.wake_next(run.thread_id)
 
     async def _hand_back(self, run: RunRecord) -> None:
         with contextlib.suppress(Exception):
@@ -302,19 +277,6 @@ class RunRunner:
                 await self.services.broker.enqueue_run(
                     str(run.run_id), job_key=f"handback:{run.attempt}"
                 )
-
-    async def _wake_next(self, thread_id: uuid.UUID) -> None:
-        async with self.services.db.sessions() as session:
-            nxt = await lifecycle.next_pending(session, thread_id)
-        if nxt is not None:
-            await self._wake(nxt)
-
-    async def _wake(self, nxt: RunRecord) -> None:
-        """Enqueue the thread's next run (due now, or when its delay is over)."""
-        delay = max(0.0, nxt.available_at.timestamp() - time.time())
-        await self.services.broker.enqueue_run(
-            str(nxt.run_id), job_key=f"after:{new_id()}", defer_seconds=delay
-        )
 
 
 async def _settle(task: asyncio.Task[Any]) -> None:

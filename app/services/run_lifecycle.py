@@ -171,8 +171,3 @@ async def next_pending(session: AsyncSession, thread_id: uuid.UUID) -> Run | Non
 async def startable(session: AsyncSession, *, grace_seconds: float) -> list[tuple[uuid.UUID, int]]:
     """Pending runs that may start now and have waited at least `grace_seconds`."""
     return await db.startable_runs(session, grace_seconds=grace_seconds)
-
-
-async def delete_temporary_thread(session: AsyncSession, thread_id: uuid.UUID) -> None:
-    """A stateless run's thread goes (with its runs, by cascade) when its run ends."""
-    await threads_db.delete_one(session, thread_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -190,13 +191,7 @@ class RunService:
                 missing_checks += 1
                 if missing_checks < 2:
                     return None
-                return {
-                    "run": {**run_snapshot(run), "status": "interrupted"},
-                    "values": None,
-                    "interrupts": [],
-                    "error": None,
-                    "deleted": True,
-                }
+                return stopped_outcome(run, deleted=True)
             if current.status in lifecycle.FINAL_STATUSES:
                 return outcome_of(current)
             return None
@@ -255,16 +250,10 @@ class RunService:
             else:
                 await db.request_cancel(session, [rid], action)
         if run.status == "pending":
-            outcome: dict[str, Any] = {
-                "run": {**run_snapshot(run), "status": "interrupted"},
-                "values": None,
-                "interrupts": [],
-                "error": None,
-            }
-            if action == "rollback":
-                outcome["deleted"] = True
-            await self._broker.publish_run_end(str(rid), outcome)
-            await self._wake_next(run.thread_id)
+            await self._broker.publish_run_end(
+                str(rid), stopped_outcome(run, deleted=action == "rollback")
+            )
+            await self.wake_next(run.thread_id)
         else:
             await self._broker.send_cancel(str(rid), action)
         if not wait:
@@ -290,11 +279,19 @@ class RunService:
         async with self._db.sessions() as session:
             return await db.get(session, rid)
 
-    async def _wake_next(self, thread_id: uuid.UUID) -> None:
+    async def wake_next(self, thread_id: uuid.UUID) -> None:
+        """Wake a worker for the thread's next pending run, if there is one."""
         async with self._db.sessions() as session:
             nxt = await db.next_pending(session, thread_id)
         if nxt is not None:
-            await self._broker.enqueue_run(str(nxt.run_id), job_key=f"after:{new_id()}")
+            await self.wake(nxt)
+
+    async def wake(self, run: RunRecord) -> None:
+        """Enqueue a pending run: due now, or when its `afterSeconds` delay is over."""
+        delay = max(0.0, run.available_at.timestamp() - time.time())
+        await self._broker.enqueue_run(
+            str(run.run_id), job_key=f"after:{new_id()}", defer_seconds=delay
+        )
 
     async def delete(self, run_id: str) -> uuid.UUID:
         """Delete an ended run with its checkpoints. Raises NotFound, Conflict (still active)."""
@@ -308,6 +305,20 @@ class RunService:
             await db.delete_runs(session, [rid])
             await self._checkpoints_for_runs_deleted(session, [rid])
         return rid
+
+
+def stopped_outcome(run: RunRecord, *, deleted: bool) -> dict[str, Any]:
+    """The outcome of a run stopped before it produced anything of its own (cancelled while
+    pending, or rolled back: then `deleted`, its row gone)."""
+    outcome: dict[str, Any] = {
+        "run": {**run_snapshot(run), "status": "interrupted"},
+        "values": None,
+        "interrupts": [],
+        "error": None,
+    }
+    if deleted:
+        outcome["deleted"] = True
+    return outcome
 
 
 def outcome_of(run: RunRecord) -> dict[str, Any]:

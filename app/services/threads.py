@@ -130,11 +130,17 @@ class ThreadService:
         """Delete the thread, its runs, crons and checkpoints, all in one transaction."""
         tid = parse_uuid(thread_id, "thread")
         async with self._db.sessions.begin() as session:
-            if not await db.delete_one(session, tid):
+            if not await self.delete_in(session, tid):
                 raise NotFound(f"Thread {tid} not found", thread_id=str(tid))
-            conn = await driver_connection(session)
-            await self._checkpointer.delete_thread_in(conn, str(tid))
         return tid
+
+    async def delete_in(self, session: Any, thread_id: uuid.UUID) -> bool:
+        """`delete`, inside the caller's transaction (a stateless run's thread goes in the
+        transaction that ends the run). False if there was no such thread."""
+        if not await db.delete_one(session, thread_id):
+            return False
+        await self._checkpointer.delete_thread_in(await driver_connection(session), str(thread_id))
+        return True
 
     async def copy(self, thread_id: str) -> ThreadRecord:
         """A new thread with the same metadata and the whole checkpoint history of the source."""
