@@ -23,6 +23,7 @@ RESULT_TTL_SECONDS = 600
 # Cap on queued doorbell rings: a ring only means "look at the queue now".
 DOORBELL_MAX = 64
 EXECUTE_RUN = "execute_run"
+SEND_WEBHOOK = "send_webhook"
 
 
 def redis_settings(url: str) -> RedisSettings:

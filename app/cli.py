@@ -153,7 +153,7 @@ def dev(
     data_dir: Path | None,
 ) -> None:
     """API + in-process worker; embedded Postgres and Valkey unless DATABASE_URI/REDIS_URI are set."""
-    settings = _settings(config, host, port, log_level)
+    settings = _settings(config, host, port, log_level).model_copy(update={"dev": True})
     if data_dir is not None:
         settings = settings.model_copy(update={"data_dir": data_dir})
     _configure_logging(settings.log_level)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -84,6 +84,42 @@ class Settings(BaseSettings):
         default=2,
         validation_alias="LGQL_SWEEP_INTERVAL_SECONDS",
         description="How often workers look for lapsed leases and due delayed runs.",
+    )
+
+    cron_interval_seconds: float = Field(
+        default=5,
+        validation_alias=AliasChoices("LGQL_CRON_INTERVAL_SECONDS", "CRON_SCHEDULER_SLEEP_TIME"),
+        description="How often workers look for due crons.",
+    )
+    dev: bool = Field(
+        default=False,
+        validation_alias="LGQL_DEV",
+        description="Set by `lgql dev`: a local server, where webhooks may target this machine.",
+    )
+    webhook_allow_private: bool | None = Field(
+        default=None,
+        validation_alias="LGQL_WEBHOOK_ALLOW_PRIVATE",
+        description="Let webhooks target loopback and private networks (default: only under `lgql dev`).",
+    )
+    webhook_allowed_hosts: str = Field(
+        default="",
+        validation_alias="LGQL_WEBHOOK_ALLOWED_HOSTS",
+        description="Comma-separated hosts (`*.corp.com` patterns) webhooks may target; empty = any public host.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias="LGQL_WEBHOOK_SECRET",
+        description="Signs every webhook with an HMAC-SHA256 header when set.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=30,
+        validation_alias="LGQL_WEBHOOK_TIMEOUT_SECONDS",
+        description="Time a webhook receiver gets to answer one delivery attempt.",
+    )
+    webhook_max_attempts: int = Field(
+        default=5,
+        validation_alias="LGQL_WEBHOOK_MAX_ATTEMPTS",
+        description="Delivery attempts of a webhook before it is given up (logged, marked failed).",
     )
 
 

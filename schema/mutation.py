@@ -14,7 +14,9 @@ from app.services.errors import ServiceError
 from app.services.run_request import OnDisconnect
 from app.services.runs import RunService, record_from_snapshot
 from schema.context import Context, services
+from schema.cron_fields import CronMutations
 from schema.scalars import JSON
+from schema.store_fields import StoreMutations
 from schema.types.assistant import Assistant, CreateAssistantInput, UpdateAssistantInput
 from schema.types.run import CancelAction, Run, RunError, RunInput, RunResult
 from schema.types.state import Checkpoint, Interrupt
@@ -24,7 +26,7 @@ Info = strawberry.Info[Context, Any]
 
 
 @strawberry.type
-class Mutation:
+class Mutation(CronMutations, StoreMutations):
     @strawberry.mutation(description="Create an assistant (version 1).")
     async def create_assistant(self, info: Info, input: CreateAssistantInput) -> Assistant:
         record = await services(info).assistants.create(

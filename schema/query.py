@@ -10,8 +10,10 @@ import strawberry
 from app import __version__
 from app.runtime.graphs import default_assistant_id
 from schema.context import Context, services
+from schema.cron_fields import CronQueries
 from schema.pagination import Connection, connection, page_request
 from schema.scalars import JSON
+from schema.store_fields import StoreQueries
 from schema.types.assistant import Assistant, AssistantFilter, AssistantSortBy
 from schema.types.common import SortOrder
 from schema.types.run import Run, RunStatus
@@ -22,7 +24,7 @@ Info = strawberry.Info[Context, Any]
 
 
 @strawberry.type
-class Query:
+class Query(CronQueries, StoreQueries):
     @strawberry.field(
         description="An assistant by id, or a graph id for that graph's default assistant."
     )

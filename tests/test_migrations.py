@@ -24,6 +24,7 @@ TABLES = {
     "runs",
     "crons",
     "store_items",
+    "webhook_deliveries",
     "checkpoints",
     "checkpoint_blobs",
     "checkpoint_writes",

@@ -122,7 +122,13 @@ class RunRunner:
                 str(run.run_id), lambda action: attempt.stop(cancel_action=action)
             ):
                 graph_task = asyncio.create_task(
-                    execute(services.graphs, services.checkpointer, spec, sink=publisher.emit)
+                    execute(
+                        services.graphs,
+                        services.checkpointer,
+                        spec,
+                        sink=publisher.emit,
+                        store=services.store.backend,
+                    )
                 )
                 attempt.graph_task = graph_task
                 try:

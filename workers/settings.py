@@ -18,14 +18,16 @@ from arq import func
 from arq.connections import create_pool
 from arq.worker import Worker
 
-from app.broker import EXECUTE_RUN, redis_settings
+from app.broker import EXECUTE_RUN, SEND_WEBHOOK, redis_settings
 from app.runtime.langgraph_config import load_langgraph_config
 from app.services.container import Services, open_services
 from app.settings import Settings, get_settings
+from workers.cron_scheduler import schedule_crons_forever
 from workers.heartbeat import report_heartbeats
 from workers.runner import RunRunner
 from workers.sweeper import sweep_forever
 from workers.tasks import execute_run
+from workers.webhooks import send_webhook
 
 
 def worker_id() -> str:
@@ -88,6 +90,7 @@ def build_worker(
         ctx["runner"] = RunRunner(opened, wid)
         ctx["background"] = [
             asyncio.create_task(sweep_forever(opened), name="lgql-sweeper"),
+            asyncio.create_task(schedule_crons_forever(opened), name="lgql-crons"),
             asyncio.create_task(
                 report_heartbeats(opened.redis, settings.redis_key_prefix, wid),
                 name="lgql-heartbeat",
@@ -109,7 +112,9 @@ def build_worker(
                 # Our own timeout (BG_JOB_TIMEOUT_SECS) ends runs TIMEOUT; arq's is a backstop.
                 timeout=settings.bg_job_timeout_secs + 60,
                 max_tries=1_000_000,
-            )
+            ),
+            # One delivery attempt per job; retries are scheduled from the outbox row.
+            func(send_webhook, name=SEND_WEBHOOK, timeout=settings.webhook_timeout_seconds + 30),
         ],
         queue_name=f"{settings.redis_key_prefix}:queue",
         redis_settings=redis_settings(redis_uri),

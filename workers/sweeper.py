@@ -39,6 +39,8 @@ async def sweep_once(services: Services) -> tuple[int, int]:
         # pending runs does not grow the queue by a job per run at every sweep; once the job
         # has run (keep_result=0) the id is free for the next sweep.
         await services.broker.enqueue_run(str(run_id), job_key=f"sweep:{attempt}")
+    # Webhooks whose wake-up job was lost (Redis restart, crashed worker) or whose retry is due.
+    await services.webhooks.requeue_due()
     return len(lapsed), len(startable)
 
 

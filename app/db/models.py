@@ -97,6 +97,11 @@ class Thread(SQLModel, table=True):
         Index("ix_threads_status", "status"),
         Index("ix_threads_metadata", "metadata", postgresql_using="gin"),
         Index("ix_threads_values", "values", postgresql_using="gin"),
+        Index(
+            "ix_threads_expires_at",
+            "expires_at",
+            postgresql_where=text("expires_at IS NOT NULL"),
+        ),
     )
 
     thread_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
@@ -163,6 +168,9 @@ class Run(SQLModel, table=True):  # type: ignore[no-redef]
     output: dict[str, Any] | None = _json("output", nullable=True)
     error: dict[str, Any] | None = _json("error", nullable=True)
     webhook: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # When a worker first started the run and when it reached its final status.
+    started_at: datetime | None = _ts(nullable=True)
+    ended_at: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 
@@ -208,5 +216,34 @@ class StoreItem(SQLModel, table=True):
         default=None, sa_column=Column("ttl_minutes", Float, nullable=True)
     )
     expires_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """An outbox row: a run's webhook, written in the transaction that ends the run, so that no
+    crash or Redis loss can drop it. It outlives the run (rolled-back and deleted runs notify too).
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_webhook_deliveries_run_id", "run_id"),
+    )
+
+    delivery_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    run_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    payload: dict[str, Any] = _json("payload")
+    # "pending" until delivered, then "sent", or "failed" once its attempts are used up.
+    status: str = Field(sa_column=Column(Text, nullable=False, server_default="pending"))
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    next_attempt_at: datetime = _ts()
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    sent_at: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()

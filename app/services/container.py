@@ -16,10 +16,14 @@ from app.event_streams import EventStreams
 from app.runtime.checkpointer import PostgresCheckpointer
 from app.runtime.graphs import GraphRegistry
 from app.runtime.langgraph_config import LanggraphConfig
+from app.runtime.store import open_store
 from app.services.assistants import AssistantService
+from app.services.crons import CronService
 from app.services.run_streams import RunStreamService
 from app.services.runs import RunService
+from app.services.store import StoreService
 from app.services.threads import ThreadService
+from app.services.webhooks import WebhookService
 from app.settings import Settings
 
 log = logging.getLogger("lgql.services")
@@ -41,6 +45,9 @@ class Services:
     threads: ThreadService
     runs: RunService
     run_streams: RunStreamService
+    store: StoreService
+    crons: CronService
+    webhooks: WebhookService
 
     async def health(self) -> dict[str, str]:
         """Reachability of Postgres and Redis, for `/ok`."""
@@ -90,6 +97,7 @@ async def open_services(
     try:
         await redis.ping()
         checkpointer = PostgresCheckpointer(db.pool)
+        store = StoreService(await open_store(db.pool, langgraph_config))
         assistants = AssistantService(db, graphs)
         threads = ThreadService(db, graphs, checkpointer)
         runs = RunService(db, broker, assistants, threads, checkpointer)
@@ -114,6 +122,9 @@ async def open_services(
             threads=threads,
             runs=runs,
             run_streams=RunStreamService(db, streams, broker, runs, threads),
+            store=store,
+            crons=CronService(db, runs, assistants, threads),
+            webhooks=WebhookService(settings, langgraph_config, db, broker),
         )
         await services.assistants.ensure_default_assistants()
         yield services
