@@ -83,6 +83,21 @@ class Broker:
         if defer_seconds <= 0:
             await self.ring()
 
+    async def enqueue_webhook(
+        self, delivery_id: str, attempt: int, *, defer_seconds: float = 0
+    ) -> None:
+        """Ask a worker to make attempt `attempt` of a webhook delivery. One job id per delivery
+        and attempt: the sweeper and a deferred retry asking for the same attempt collapse."""
+        await self.queue.enqueue_job(
+            SEND_WEBHOOK,
+            delivery_id,
+            _job_id=f"webhook:{delivery_id}:{attempt}",
+            _queue_name=self.queue_name,
+            _defer_by=defer_seconds if defer_seconds > 0 else None,
+        )
+        if defer_seconds <= 0:
+            await self.ring()
+
     async def ring(self) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.lpush(self.doorbell_key, b"1")

@@ -117,7 +117,7 @@ async def _serve(settings: Settings, *, database_uri: str, redis_uri: str, dev: 
                     settings, lg_config, database_uri=database_uri, redis_uri=redis_uri, migrate=dev
                 )
             )
-        except (DatabaseBehindError, GraphLoadError) as exc:
+        except (DatabaseBehindError, GraphLoadError, ConfigError) as exc:
             _fail(str(exc))
         except (OSError, ConnectionError) as exc:
             _fail(f"cannot reach Postgres or Redis: {exc}")

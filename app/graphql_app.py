@@ -11,7 +11,9 @@ What Strawberry 0.341 does not do by itself, and this module adds:
 - SSE and multipart subscriptions (off by default since Strawberry 0.320);
 - GraphiQL without a CDN (Strawberry's page loads everything from unpkg: blank when offline);
 - a request body cap (413) and GraphQL-shaped JSON for transport errors (Strawberry answers
-  them in plain text).
+  them in plain text);
+- strict JSON decoding, so no body can fail with anything but a 400;
+- a clean 400 for a subscription sent without a streaming transport.
 """
 
 from __future__ import annotations
@@ -22,22 +24,32 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import strawberry
 import strawberry.asgi
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import (
     GRAPHQL_SSE_PROTOCOL,
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
     GRAPHQL_WS_PROTOCOL,
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+from strawberry.types.unset import UNSET, UnsetType
+
+from app.auth.context import Authorization, set_user_for_task
+from app.auth.handlers import AuthHandlerError, Credentials, credential_headers
+from app.services.errors import ServiceError
 
 __all__ = [
     "DEFAULT_KEEP_ALIVE_INTERVAL",
@@ -63,6 +75,10 @@ KEEP_ALIVE_EVERY = 5.0
 # Legacy graphql-ws `ka` messages; well under the 60 s idle timeout of common proxies.
 DEFAULT_KEEP_ALIVE_INTERVAL = 15.0
 GRAPHIQL_STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
+SUBSCRIPTION_NEEDS_STREAM = (
+    "Subscriptions need a streaming transport: a WebSocket, or HTTP with "
+    "`Accept: text/event-stream` (SSE) or `Accept: multipart/mixed`."
+)
 GRAPHIQL_STATIC_PATH = "/static/graphiql"
 
 ALL_SUBSCRIPTION_PROTOCOLS = (
@@ -255,6 +271,47 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
 
         return capped
 
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Any,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Strawberry's, except that subscriptions are refused: Strawberry allows them on every
+        POST (for the multipart transport) and, without a streaming `Accept`, executes them as
+        queries, whose stream then fails as a null value (an INTERNAL_SERVER_ERROR)."""
+        allowed = {OperationType.QUERY}
+        if request_adapter.method == "POST":
+            allowed.add(OperationType.MUTATION)
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as e:
+            raise HTTPException(400, e.as_http_error_reason()) from e
+        except InvalidOperationTypeError as e:
+            if e.operation_type is OperationType.SUBSCRIPTION:
+                raise HTTPException(400, SUBSCRIPTION_NEEDS_STREAM) from e
+            raise HTTPException(400, e.as_http_error_reason(request_adapter.method)) from e
+        except MissingQueryError as e:
+            raise HTTPException(400, "No GraphQL query found in the request") from e
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Request bodies and WebSocket messages are decoded by orjson, which is strict where
+        `json.loads` is lax or fails with other errors than `JSONDecodeError` (a 500): it
+        refuses NaN and Infinity, lone surrogates, and nesting past 1024 levels, all as
+        malformed JSON (400 `BAD_REQUEST`, or WebSocket close 4400)."""
+        return orjson.loads(data)
+
     def error_response(self, request: Request, status_code: int, message: str) -> Response:
         """A transport-level error (before any GraphQL execution) as a GraphQL-shaped body."""
         response = JSONResponse(
@@ -265,6 +322,31 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
         if status_code == 405:
             response.headers["allow"] = "GET, POST"
         return response
+
+    async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
+        """Authenticate a WebSocket connection at `connection_init`, with its handshake headers
+        and the credentials in its payload (browsers cannot set handshake headers). The user is
+        set for the connection's task, whose operations (tasks it starts later) inherit it."""
+        services = getattr(context, "services", None)
+        auth: Authorization | None = getattr(services, "auth", None)
+        if auth is None or auth.handlers is None:  # no auth configured (or a bare test app)
+            return UNSET
+        extra = credential_headers(context.connection_params)
+        try:
+            user = await auth.handlers.authenticate(Credentials(context.request, extra))
+        except ServiceError as exc:
+            raise ConnectionRejectionError(
+                {"message": exc.message, "extensions": {"code": exc.code}}
+            ) from None
+        except AuthHandlerError:
+            raise ConnectionRejectionError(
+                {
+                    "message": "Internal server error",
+                    "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+                }
+            ) from None
+        set_user_for_task(user)
+        return UNSET
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

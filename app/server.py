@@ -1,24 +1,31 @@
-"""The Starlette app: `/graphql` (HTTP, WebSocket, SSE, multipart, GraphiQL), `/ok`, `/info`."""
+"""The Starlette app: `/graphql` (HTTP, WebSocket, SSE, multipart, GraphiQL), `/ok`, `/info`,
+behind an optional CORS policy."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from importlib.metadata import version
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from app import __version__
+from app.auth.middleware import AuthenticationMiddleware
 from app.graphql_app import graphiql_static_mount, graphql_routes, make_graphql_app
 from app.runtime.graphs import default_assistant_id
+from app.runtime.langgraph_config import ConfigError
 from app.services.container import Services
 from app.settings import Settings, origins
 from schema.context import Context
@@ -31,6 +38,67 @@ log = logging.getLogger("lgql.server")
 ServicesFactory = Callable[[], AbstractAsyncContextManager[Services]]
 
 
+class CorsConfig(BaseModel):
+    """langgraph.json `http.cors`, as LangGraph Server reads it (Starlette's CORSMiddleware
+    arguments); the defaults suit a GraphQL endpoint, which needs GET, POST and `Content-Type`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow_origins: list[str] = []
+    allow_methods: list[str] = ["GET", "POST"]
+    allow_headers: list[str] = ["*"]
+    allow_credentials: bool = False
+    allow_origin_regex: str | None = None
+    allow_private_network: bool = False
+    expose_headers: list[str] = []
+    max_age: int = 600
+
+
+def cors_config(settings: Settings, http_config: Mapping[str, Any] | None) -> CorsConfig | None:
+    """The CORS policy, or `None` (no CORS headers at all) when neither langgraph.json
+    `http.cors` nor `LGQL_CORS_ALLOW_ORIGINS` asks for one.
+
+    The environment wins over the file, key by key (`LGQL_CORS_ALLOW_ORIGINS` replaces
+    `allow_origins`, `LGQL_CORS_ALLOW_CREDENTIALS` replaces `allow_credentials`): the operator
+    who deploys a project decides which sites may call it, as for every other `LGQL_*` setting.
+
+    Raises ConfigError when `http.cors` is malformed.
+    """
+    file_cors = (http_config or {}).get("cors")
+    env_origins = [o.strip() for o in (settings.cors_allow_origins or "").split(",") if o.strip()]
+    if file_cors is None and not env_origins:
+        return None
+    try:
+        config = CorsConfig.model_validate(file_cors or {})
+    except ValidationError as exc:
+        raise ConfigError(f"langgraph.json http.cors: {exc}") from exc
+    updates: dict[str, Any] = {}
+    if env_origins:
+        updates["allow_origins"] = env_origins
+    if settings.cors_allow_credentials is not None:
+        updates["allow_credentials"] = settings.cors_allow_credentials
+    return config.model_copy(update=updates)
+
+
+class _StartupCORS:
+    """Starlette's CORSMiddleware with the policy the lifespan finds: it depends on the
+    langgraph.json the services were opened with, and Starlette builds its middleware before
+    the lifespan runs. Until then, and when there is no policy, requests pass untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cors: ASGIApp | None = None
+        self.configured = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.configured and scope["type"] == "http":
+            self.configured = True
+            config: CorsConfig | None = getattr(scope["app"].state, "cors", None)
+            if config is not None:
+                self.cors = CORSMiddleware(self.app, **config.model_dump())
+        await (self.cors or self.app)(scope, receive, send)
+
+
 def create_app(
     settings: Settings, services_factory: ServicesFactory, *, embedded_worker: bool = False
 ) -> Starlette:
@@ -41,6 +109,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with services_factory() as services:
             app.state.services = services
+            app.state.cors = cors_config(settings, services.langgraph_config.http)
             worker_task = None
             worker = None
             if embedded_worker:
@@ -67,6 +136,7 @@ def create_app(
         context_getter=context_getter,
         graphiql=settings.graphiql,
         allowed_origins=origins(settings),
+        max_body_bytes=settings.max_body_bytes,
     )
 
     async def ok(request: Request) -> JSONResponse:
@@ -90,7 +160,12 @@ def create_app(
                 for g in services.graphs.graph_ids
             },
             "workers": await live_workers(services.redis, settings.redis_key_prefix),
-            "flags": {"assistants": True, "crons": False, "store": False, "auth": False},
+            "flags": {
+                "assistants": True,
+                "crons": True,
+                "store": True,
+                "auth": services.auth.enabled,
+            },
         }
         return JSONResponse(body)
 
@@ -100,4 +175,9 @@ def create_app(
         *graphql_routes(graphql, "/graphql"),
         graphiql_static_mount(),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    # CORS outermost: a browser's preflight carries no credentials and must still be answered.
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(_StartupCORS), Middleware(AuthenticationMiddleware)],
+    )

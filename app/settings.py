@@ -121,6 +121,38 @@ class Settings(BaseSettings):
         validation_alias="LGQL_WEBHOOK_MAX_ATTEMPTS",
         description="Delivery attempts of a webhook before it is given up (logged, marked failed).",
     )
+    # Hostile input (docs/hardening.md): caps on what one request may carry, and CORS.
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        validation_alias=AliasChoices("LGQL_MAX_BODY_BYTES", "HTTP_MAX_REQUEST_BODY_BYTES"),
+        description="Larger HTTP request bodies are refused with 413 PAYLOAD_TOO_LARGE.",
+    )
+    max_json_depth: int = Field(
+        default=32,
+        validation_alias="LGQL_MAX_JSON_DEPTH",
+        description="Deepest nesting of arrays and objects a `JSON` input value may have.",
+    )
+    max_json_bytes: int = Field(
+        default=1024 * 1024,
+        validation_alias="LGQL_MAX_JSON_BYTES",
+        description="Largest serialized size (bytes) of one `JSON` input value.",
+    )
+    cors_allow_origins: str | None = Field(
+        default=None,
+        validation_alias="LGQL_CORS_ALLOW_ORIGINS",
+        description="Comma-separated origins allowed by CORS (* for any); wins over langgraph.json `http.cors`.",
+    )
+    cors_allow_credentials: bool | None = Field(
+        default=None,
+        validation_alias="LGQL_CORS_ALLOW_CREDENTIALS",
+        description="Let cross-origin requests carry cookies and auth; wins over langgraph.json `http.cors`.",
+    )
+
+    auth_type: str | None = Field(
+        default=None,
+        validation_alias="LANGGRAPH_AUTH_TYPE",
+        description="`noop` turns langgraph.json's custom auth off (as on LangGraph Server).",
+    )
 
 
 @lru_cache

@@ -35,6 +35,8 @@ class Context:
     services: Services
     request: Any
     response: Any = None
+    # A WebSocket client's `connection_init` payload (Strawberry fills it in): its credentials.
+    connection_params: Any = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

@@ -9,10 +9,11 @@ from typing import Any
 import strawberry
 from starlette.requests import Request
 
-from app.services.common import UNSET
+from app.services.common import UNSET, Unset
 from app.services.errors import ServiceError
 from app.services.run_request import OnDisconnect
 from app.services.runs import RunService, record_from_snapshot
+from app.services.thread_ttl import ThreadTTL
 from schema.context import Context, services
 from schema.cron_fields import CronMutations
 from schema.scalars import JSON
@@ -78,16 +79,19 @@ class Mutation(CronMutations, StoreMutations):
             metadata=data.metadata,
             if_exists=data.if_exists.to_service(),
             graph_id=data.graph_id,
+            ttl=data.ttl.to_service() if data.ttl else None,
         )
         return Thread.from_record(record)
 
-    @strawberry.mutation(description="Update a thread's metadata (merged).")
+    @strawberry.mutation(description="Update a thread's metadata (merged) and time-to-live.")
     async def update_thread(
         self, info: Info, id: strawberry.ID, input: UpdateThreadInput
     ) -> Thread:
-        return Thread.from_record(
-            await services(info).threads.update(str(id), metadata=input.metadata)
-        )
+        ttl: ThreadTTL | Unset | None = UNSET
+        if input.ttl is not None:  # given: a new TTL, or null to remove it
+            ttl = input.ttl.value.to_service() if input.ttl.value else None
+        record = await services(info).threads.update(str(id), metadata=input.metadata, ttl=ttl)
+        return Thread.from_record(record)
 
     @strawberry.mutation(
         description="Delete a thread with its runs, crons and checkpoints. Returns its id."

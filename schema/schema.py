@@ -5,9 +5,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError
+from graphql import (
+    BREAK,
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    StringValueNode,
+    Visitor,
+    visit,
+)
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
@@ -24,6 +33,7 @@ from app.settings import Settings, get_settings
 from schema.errors import ErrorCodes
 from schema.mutation import Mutation
 from schema.query import Query
+from schema.scalars import JSON, json_scalar
 from schema.subscription import Subscription
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
@@ -41,6 +51,64 @@ class DocumentCache(ParserCache):
                 context.query, **context.parse_options
             )
         yield
+
+
+class RefuseNul(SchemaExtension):
+    """Refuses any operation whose variables or string literals hold U+0000 (`BAD_USER_INPUT`),
+    before validation ends: Postgres can store it in no text or jsonb column, so wherever such
+    a string reached the database it failed there, as an INTERNAL_SERVER_ERROR."""
+
+    def on_validate(self) -> Iterator[None]:
+        ctx = self.execution_context
+        where = _nul_in_variables(ctx.variables)
+        # A literal can only hold U+0000 through an escape; skip the walk for the rest.
+        if where is None and ctx.graphql_document is not None and "\\u" in (ctx.query or ""):
+            where = _nul_in_literals(ctx.graphql_document)
+        if where is not None:
+            # Set before validation runs: Strawberry then skips it and answers these errors.
+            ctx.pre_execution_errors = [
+                GraphQLError(
+                    f"Strings cannot contain the character U+0000 ({where}).",
+                    extensions={"code": "BAD_USER_INPUT"},
+                )
+            ]
+        yield
+
+
+def _nul_in_variables(variables: dict[str, Any] | None) -> str | None:
+    stack: list[tuple[str, Any]] = list((variables or {}).items())
+    while stack:
+        name, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return f"variable `${name}`"
+        elif isinstance(value, dict):
+            if any("\x00" in str(k) for k in value):
+                return f"variable `${name}`"
+            stack.extend((name, v) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((name, v) for v in value)
+    return None
+
+
+def _nul_in_literals(document: DocumentNode) -> str | None:
+    found: list[StringValueNode] = []
+
+    class Finder(Visitor):
+        def enter_string_value(self, node: StringValueNode, *_: Any) -> Any:
+            if "\x00" in node.value:
+                found.append(node)
+                return BREAK
+            return None
+
+    visit(document, Finder())
+    if not found:
+        return None
+    location = found[0].loc
+    if location is None:
+        return "a string literal"
+    line, column = location.source.get_location(location.start)
+    return f"string literal at line {line}, column {column}"
 
 
 class LgqlSchema(strawberry.Schema):
@@ -67,15 +135,29 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         # Clients send the same few documents over and over: parse and validate each once.
         lambda: DocumentCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
+        RefuseNul,
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: AddValidationRules(limits),
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
+    # The JSON scalar is built here rather than once at import: its limits are this schema's
+    # settings, so a test or an embedding app can serve two schemas with different limits.
+    json = json_scalar(max_depth=settings.max_json_depth, max_bytes=settings.max_json_bytes)
     return LgqlSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        scalar_overrides={JSON: json},
     )
 
 
 def export_sdl() -> str:
-    return str(strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)) + "\n"
+    schema = strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        scalar_overrides={JSON: json_scalar()},
+    )
+    return str(schema) + "\n"

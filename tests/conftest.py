@@ -120,6 +120,8 @@ def make_settings(redis_prefix: str, **overrides: Any) -> Settings:
         # Short enough that crash recovery and delayed runs happen within a test.
         "run_lease_seconds": 2,
         "sweep_interval_seconds": 0.5,
+        # Many servers share the machine's Postgres (100 connections) in one test run.
+        "db_pool_size": 4,
         **overrides,
     }
     return Settings.model_validate(values)
@@ -192,9 +194,9 @@ async def live_server(
 class GraphQLClient:
     """A thin GraphQL-over-HTTP client on httpx; returns the whole response body."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, headers: dict[str, str] | None = None) -> None:
         self.url = url
-        self.http = httpx.AsyncClient(timeout=30)
+        self.http = httpx.AsyncClient(timeout=30, headers=headers)
 
     async def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         response = await self.http.post(
@@ -264,3 +266,24 @@ async def migrated_pool(admin_url: str, *, prefix: str) -> AsyncIterator[asyncpg
             yield pool
         finally:
             await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def private_services(
+    engines: EngineUrls, redis_prefix: str, *, name: str, **overrides: Any
+) -> AsyncIterator[Any]:
+    """Services on a database and Redis prefix of their own that no worker or sweeper serves:
+    runs stay where a test puts them, and only the test moves them."""
+    from app.runtime.langgraph_config import load_langgraph_config
+    from app.services.container import open_services
+
+    settings = make_settings(f"{redis_prefix}_{name}", **overrides)
+    async with scratch_database(engines.database_uri, prefix=f"lgql_{name}") as url:
+        await upgrade(url)
+        async with open_services(
+            settings,
+            load_langgraph_config(settings.config),
+            database_uri=url,
+            redis_uri=engines.redis_uri,
+        ) as opened:
+            yield opened

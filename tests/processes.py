@@ -46,6 +46,8 @@ DEFAULT_ENV = {
     "LGQL_SWEEP_INTERVAL_SECONDS": "0.5",
     "BG_JOB_SHUTDOWN_GRACE_PERIOD_SECS": "10",
     "LOG_LEVEL": "INFO",
+    # Four processes and the test's own servers share the machine's 100 Postgres connections.
+    "LGQL_DB_POOL_SIZE": "4",
 }
 # Variables of the parent that must not leak into the children.
 _SCRUB = (

@@ -16,7 +16,7 @@ from app.services.container import Services, open_services
 from app.services.errors import BadUserInput, Conflict, NotFound
 from app.services.pagination import PageRequest
 from app.services.threads import ThreadFilter
-from tests.conftest import EngineUrls, make_settings
+from tests.conftest import EngineUrls, make_settings, private_services
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
@@ -142,9 +142,18 @@ async def test_thread_search_counts_match_pages(services: Services) -> None:
     assert not {t.thread_id for t in first.items} & {t.thread_id for t in rest.items}
 
 
-async def test_handing_runs_back_does_not_use_up_their_retry_budget(services: Services) -> None:
+async def test_handing_runs_back_does_not_use_up_their_retry_budget(
+    engines: EngineUrls, redis_prefix: str
+) -> None:
     """Deploys hand runs back on SIGTERM; only workers dying under a run count towards
     BG_JOB_MAX_RETRIES (the attempt number still grows: it is the fencing token)."""
+    # Its own database: the shared server's sweeper would lapse the lease (or start the run)
+    # between this test's steps.
+    async with private_services(engines, redis_prefix, name="budget") as services:
+        await _hand_back_then_lapse(services)
+
+
+async def _hand_back_then_lapse(services: Services) -> None:
     from app.services import run_lifecycle as lifecycle
 
     thread = await services.threads.create(graph_id="steps")
@@ -214,3 +223,29 @@ async def test_sweeping_a_backlog_does_not_grow_the_queue(
                 _, woken = await sweep_once(svc)
                 assert woken == 5
             assert await svc.redis.zcard(queue) == 10  # plus one sweep job each, not one per sweep
+
+
+async def test_cancelling_a_pending_run_announces_its_end_and_wakes_the_next(
+    engines: EngineUrls, redis_prefix: str
+) -> None:
+    """A pending run cancelled with `interrupt` ends at once: waiters get its end through Redis
+    (not a minute later through the database) and the thread's next run is woken."""
+    from app.services.run_request import RunRequest
+
+    async with private_services(engines, redis_prefix, name="cancelpending") as services:
+        thread = await services.threads.create(graph_id="echo")
+        body = {"messages": [{"role": "user", "content": "hi"}]}
+        first = await services.runs.create(
+            RunRequest(assistant_id="echo", thread_id=str(thread.thread_id), input=body)
+        )
+        second = await services.runs.create(
+            RunRequest(assistant_id="echo", thread_id=str(thread.thread_id), input=body)
+        )
+        queue = services.broker.queue_name
+        await services.redis.delete(queue)  # no worker serves this prefix: start from empty
+        cancelled = await services.runs.cancel(str(first.run_id), "interrupt")
+        assert cancelled is not None and cancelled.status == "interrupted"
+        outcome = await services.broker.run_outcome(str(first.run_id))
+        assert outcome is not None and outcome["run"]["status"] == "interrupted"
+        queued = [job.decode() for job in await services.redis.zrange(queue, 0, -1)]
+        assert any(str(second.run_id) in job for job in queued), queued

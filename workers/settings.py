@@ -27,6 +27,7 @@ from workers.heartbeat import report_heartbeats
 from workers.runner import RunRunner
 from workers.sweeper import sweep_forever
 from workers.tasks import execute_run
+from workers.ttl_sweeper import sweep_store_forever, sweep_threads_forever
 from workers.webhooks import send_webhook
 
 
@@ -91,6 +92,8 @@ def build_worker(
         ctx["background"] = [
             asyncio.create_task(sweep_forever(opened), name="lgql-sweeper"),
             asyncio.create_task(schedule_crons_forever(opened), name="lgql-crons"),
+            asyncio.create_task(sweep_threads_forever(opened), name="lgql-thread-ttl"),
+            asyncio.create_task(sweep_store_forever(opened), name="lgql-store-ttl"),
             asyncio.create_task(
                 report_heartbeats(opened.redis, settings.redis_key_prefix, wid),
                 name="lgql-heartbeat",

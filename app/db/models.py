@@ -137,6 +137,13 @@ class Run(SQLModel, table=True):  # type: ignore[no-redef]
         ),
         Index("ix_runs_pending_due", "available_at", postgresql_where=text("status = 'pending'")),
         Index("ix_runs_running_lease", "lease_until", postgresql_where=text("status = 'running'")),
+        # `Cron.runs`: the runs a cron fired, newest first.
+        Index(
+            "ix_runs_cron_id",
+            text("(metadata ->> 'cron_id')"),
+            "created_at",
+            postgresql_where=text("metadata ? 'cron_id'"),
+        ),
     )
 
     run_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
@@ -177,7 +184,11 @@ class Run(SQLModel, table=True):  # type: ignore[no-redef]
 
 class Cron(SQLModel, table=True):
     __tablename__ = "crons"
-    __table_args__ = (Index("ix_crons_next_run_at", "next_run_at"),)
+    __table_args__ = (
+        Index("ix_crons_next_run_at", "next_run_at"),
+        # Every thread delete (each stateless run's thread too) cascades here.
+        Index("ix_crons_thread_id", "thread_id"),
+    )
 
     cron_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
     assistant_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
@@ -209,7 +220,9 @@ class StoreItem(SQLModel, table=True):
         Index("ix_store_items_value", "value", postgresql_using="gin"),
     )
 
-    namespace: list[str] = Field(sa_column=Column(ARRAY(Text), primary_key=True))
+    # "C" collation: bytewise order, so a namespace prefix is a range of the primary key
+    # (app.runtime.store_sql).
+    namespace: list[str] = Field(sa_column=Column(ARRAY(Text(collation="C")), primary_key=True))
     key: str = Field(sa_column=Column(Text, primary_key=True))
     value: dict[str, Any] = _json("value")
     ttl_minutes: float | None = Field(

@@ -31,7 +31,7 @@ async def fetch_page(
     id_column: ColumnElement[Any],
     order: SortOrder,
     page: PageRequest,
-    to_item: Callable[[Any], T],
+    to_item: Callable[[Any], T] = lambda row: row,
 ) -> Page[T]:
     """Run `stmt` (which selects one entity) sorted by (sort_column, id_column) from `page.after`."""
     if page.after is not None:
@@ -67,3 +67,32 @@ async def fetch_page(
 async def count(session: AsyncSession, stmt: Select[Any]) -> int:
     result = await session.execute(select(func.count()).select_from(stmt.order_by(None).subquery()))
     return int(result.scalar_one())
+
+
+async def read_page(
+    sessions: Callable[[], Any],
+    stmt: Select[Any],
+    *,
+    sort_column: Any,
+    id_column: Any,
+    page: PageRequest,
+    sort_by: str = "created_at",
+    order: SortOrder = SortOrder.DESC,
+) -> Page[Any]:
+    """`fetch_page` of the rows themselves, in a session of its own."""
+    async with sessions() as session:
+        return await fetch_page(
+            session,
+            stmt,
+            sort_by=sort_by,
+            sort_column=sort_column,
+            id_column=id_column,
+            order=order,
+            page=page,
+        )
+
+
+async def read_count(sessions: Callable[[], Any], stmt: Select[Any]) -> int:
+    """`count`, in a session of its own."""
+    async with sessions() as session:
+        return await count(session, stmt)

@@ -63,7 +63,7 @@ _CLAIM = text(
     """
     UPDATE runs SET status = 'running', attempt = attempt + 1, worker_id = :worker_id,
            lease_until = now() + make_interval(secs => :lease), cancel_action = NULL,
-           updated_at = now()
+           started_at = COALESCE(started_at, now()), updated_at = now()
      WHERE run_id = :run_id AND status = 'pending' AND available_at <= now()
        AND NOT EXISTS (SELECT 1 FROM runs o
                         WHERE o.thread_id = runs.thread_id AND o.status = 'running')
@@ -134,6 +134,7 @@ async def fenced_finish(
             error=error,
             lease_until=None,
             worker_id=None,
+            ended_at=text("now()"),
             updated_at=text("now()"),
         )
         .returning(Run)
@@ -166,12 +167,14 @@ async def set_status(
     to_status: str,
     error: dict[str, Any] | None = None,
 ) -> list[Run]:
+    """Runs moved from `from_status` to `to_status`; a final `to_status` stamps their end."""
     if not run_ids:
         return []
+    ended = {"ended_at": text("now()")} if to_status not in ACTIVE else {}
     stmt = (
         update(Run)
         .where(col(Run.run_id).in_(run_ids), col(Run.status) == from_status)
-        .values(status=to_status, error=error, updated_at=text("now()"))
+        .values(status=to_status, error=error, updated_at=text("now()"), **ended)
         .returning(Run)
         .execution_options(populate_existing=True)
     )
@@ -209,6 +212,7 @@ _EXPIRE = text(
                               'renewing its lease each time (killed, out of memory, or hung)',
                               run_id, lapses + 1))
             ELSE error END,
+        ended_at = CASE WHEN lapses + 1 >= :max_attempts THEN now() ELSE ended_at END,
         lease_until = NULL, worker_id = NULL, updated_at = now()
      WHERE run_id IN (SELECT run_id FROM runs WHERE status = 'running' AND lease_until < now()
                       ORDER BY lease_until LIMIT 500 FOR UPDATE SKIP LOCKED)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, select, update
+from sqlalchemy import Select, delete, exists, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -36,8 +36,9 @@ async def insert_if_absent(
     values: dict[str, Any] | None = None,
     interrupts: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
+    ttl: dict[str, Any] | None = None,
 ) -> Thread | None:
-    """Insert a thread; None when the id is taken (nothing written then)."""
+    """Insert a thread (`ttl`: its TTL columns); None when the id is taken (nothing written)."""
     stmt = (
         insert(Thread)
         .values(
@@ -50,6 +51,7 @@ async def insert_if_absent(
             created_at=now,
             updated_at=now,
             state_updated_at=now,
+            **(ttl or {}),
         )
         .on_conflict_do_nothing(index_elements=["thread_id"])
         .returning(Thread)
@@ -105,3 +107,21 @@ def search(
     if status is not None:
         stmt = stmt.where(col(Thread.status) == status)
     return stmt
+
+
+async def lock_expiring(session: AsyncSession, *, limit: int) -> list[Thread]:
+    """Threads whose `expires_at` has passed, oldest first, locked; rows another sweeper (or a
+    run being created) holds are skipped rather than waited for."""
+    stmt = (
+        select(Thread)
+        .where(col(Thread.expires_at).is_not(None), col(Thread.expires_at) <= text("now()"))
+        .order_by(col(Thread.expires_at))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+def ids_where(condition: Any) -> Select[Any]:
+    """The ids of the threads `condition` selects, as a subquery."""
+    return select(col(Thread.thread_id)).where(condition)

@@ -332,19 +332,30 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
         """
         if isinstance(thread_ids, str):
             raise TypeError("thread_ids must be a sequence of thread IDs, not a str")
+        await self.prune_in(self.pool, thread_ids, strategy=strategy)
+
+    @staticmethod
+    async def prune_in(
+        conn: asyncpg.Connection | asyncpg.Pool,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+    ) -> None:
+        """`aprune` on `conn`, inside the caller's transaction (the thread TTL sweeper prunes
+        a thread while it holds the thread's row)."""
         if strategy not in PRUNE_STRATEGIES:
             raise ValueError(f"Unknown prune strategy: {strategy!r}")
         ids = [str(t) for t in thread_ids]
         if not ids:
             return
         if strategy == "delete":
-            await self.pool.execute(sql.DELETE_THREADS, ids)
+            await conn.execute(sql.DELETE_THREADS, ids)
             return
-        if delta := [r["thread_id"] for r in await self.pool.fetch(sql.DELTA_THREADS, ids)]:
+        if delta := [r["thread_id"] for r in await conn.fetch(sql.DELTA_THREADS, ids)]:
             raise NotImplementedError(
                 f"keep_latest can't prune threads that use a DeltaChannel: {', '.join(delta)}"
             )
-        await self.pool.execute(sql.PRUNE_KEEP_LATEST, ids)
+        await conn.execute(sql.PRUNE_KEEP_LATEST, ids)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Zero-padded counter (so versions compare as strings) plus a random suffix, so two

@@ -143,6 +143,18 @@ class LanggraphConfig(BaseModel):
     def graph_specs(self) -> list[GraphSpec]:
         return [self._spec(graph_id, value) for graph_id, value in self.graphs.items()]
 
+    def object_spec(self, name: str, source: str) -> GraphSpec:
+        """Where `source` (``./file.py:variable`` or ``package.module:variable``) points, for
+        the other objects langgraph.json names the same way (auth, embedding functions).
+        Raises ConfigError (naming `name`) when `source` has no ``:variable``."""
+        target, sep, variable = source.rpartition(":")
+        if not sep or not target or not variable:
+            raise ConfigError(
+                f"{name}: invalid path {source!r}, expected './path/to/file.py:variable' "
+                "or 'package.module:variable'"
+            )
+        return self._spec(name, source)
+
     def _spec(self, graph_id: str, value: str | GraphDefinition) -> GraphSpec:
         source = value if isinstance(value, str) else value.path
         description = None if isinstance(value, str) else value.description

@@ -8,11 +8,12 @@ from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 
+from app.auth.context import Authorization, require_visible
 from app.db import assistants as db
 from app.db.engine import Database
 from app.db.models import Assistant as AssistantRecord
 from app.db.models import AssistantVersion as AssistantVersionRecord
-from app.db.pagination import count, fetch_page
+from app.db.pagination import read_count, read_page
 from app.runtime.graphs import GraphRegistry, GraphVisualizationError, default_assistant_id
 from app.services.common import (
     UNSET,
@@ -65,9 +66,17 @@ def _config_and_context(
 
 
 class AssistantService:
-    def __init__(self, db: Database, graphs: GraphRegistry) -> None:
+    def __init__(
+        self, db: Database, graphs: GraphRegistry, auth: Authorization | None = None
+    ) -> None:
         self._db = db
         self._graphs = graphs
+        self._auth = auth or Authorization(None)
+
+    @property
+    def system_ids(self) -> frozenset[uuid.UUID]:
+        """The ids of the graphs' own assistants (LangGraph's system assistants)."""
+        return frozenset(default_assistant_id(g) for g in self._graphs.graph_ids)
 
     def _check_graph(self, graph_id: str) -> None:
         if graph_id not in self._graphs.graph_ids:
@@ -110,13 +119,16 @@ class AssistantService:
             "context": context,
             "metadata": dict(require_object(metadata, "metadata") or {}),
         }
+        value = {**fields, "if_exists": if_exists.value}
+        flt = await self._auth.check("assistants", "create", value)
+        fields["metadata"] = require_object(value.get("metadata"), "metadata") or {}
         async with self._db.sessions.begin() as session:
             created = await db.insert_if_absent(session, fields, utcnow())
             if created is not None:
                 return created
             if if_exists is IfExists.DO_NOTHING:
                 existing = await db.get(session, aid, self._graphs.graph_ids)
-                if existing is not None:
+                if existing is not None and (flt is None or flt.matches(existing.metadata_)):
                     return existing
         raise Conflict(f"Assistant {aid} already exists", assistant_id=str(aid))
 
@@ -144,11 +156,14 @@ class AssistantService:
                     )
 
     async def get(self, assistant_id: str | uuid.UUID) -> AssistantRecord:
+        """The assistant, if the current user may read it. Raises NotFound."""
         aid = assistant_id if isinstance(assistant_id, uuid.UUID) else self.resolve_id(assistant_id)
+        flt = await self._auth.check("assistants", "read", {"assistant_id": str(aid)})
         async with self._db.sessions() as session:
             found = await db.get(session, aid, self._graphs.graph_ids)
         if found is None:
             raise NotFound(f"Assistant {aid} not found", assistant_id=str(aid))
+        require_visible(flt, found.metadata_, _not_found(aid))
         return found
 
     async def get_in(self, session: Any, assistant_id: uuid.UUID) -> AssistantRecord:
@@ -161,12 +176,18 @@ class AssistantService:
     async def get_many(self, assistant_ids: list[str]) -> list[AssistantRecord | None]:
         """Assistants by id, in the order asked (None where absent): one query for many."""
         ids = [parse_uuid(a, "assistant") for a in assistant_ids]
+        filters = [
+            await self._auth.check("assistants", "read", {"assistant_id": str(i)}) for i in ids
+        ]
         async with self._db.sessions() as session:
             result = await session.execute(
                 db.search(self._graphs.graph_ids).where(AssistantRecord.assistant_id.in_(ids))  # type: ignore[attr-defined]
             )
             found = {row.assistant_id: row for row in result.scalars()}
-        return [found.get(i) for i in ids]
+        return [
+            row if (row := found.get(i)) and (f is None or f.matches(row.metadata_)) else None
+            for i, f in zip(ids, filters, strict=True)
+        ]
 
     async def update(
         self,
@@ -183,11 +204,21 @@ class AssistantService:
         aid = self.resolve_id(assistant_id)
         if graph_id is not None:
             self._check_graph(graph_id)
-        patch_metadata = require_object(metadata, "metadata")
+        value: dict[str, Any] = {
+            "assistant_id": str(aid),
+            "graph_id": graph_id,
+            "config": config,
+            "context": context,
+            "metadata": require_object(metadata, "metadata"),
+            "name": name,
+        }
+        flt = await self._auth.check("assistants", "update", value)
+        patch_metadata = require_object(value.get("metadata"), "metadata")
         async with self._db.sessions.begin() as session:
             current = await db.get_for_update(session, aid, self._graphs.graph_ids)
             if current is None:
                 raise NotFound(f"Assistant {aid} not found", assistant_id=str(aid))
+            require_visible(flt, current.metadata_, _not_found(aid))
             fields = db.version_fields(current)
             if config is not None or context is not None:
                 new_config, new_context = _config_and_context(
@@ -206,9 +237,14 @@ class AssistantService:
 
     async def set_latest_version(self, assistant_id: str, version: int) -> AssistantRecord:
         aid = self.resolve_id(assistant_id)
+        flt = await self._auth.check(
+            "assistants", "update", {"assistant_id": str(aid), "version": version}
+        )
         async with self._db.sessions.begin() as session:
-            if await db.get_for_update(session, aid, self._graphs.graph_ids) is None:
+            current = await db.get_for_update(session, aid, self._graphs.graph_ids)
+            if current is None:
                 raise NotFound(f"Assistant {aid} not found", assistant_id=str(aid))
+            require_visible(flt, current.metadata_, _not_found(aid))
             row = await db.get_version(session, aid, version)
             if row is None:
                 raise NotFound(f"Assistant {aid} has no version {version}", version=version)
@@ -216,7 +252,11 @@ class AssistantService:
 
     async def delete(self, assistant_id: str) -> uuid.UUID:
         aid = self.resolve_id(assistant_id)
+        flt = await self._auth.check("assistants", "delete", {"assistant_id": str(aid)})
         async with self._db.sessions.begin() as session:
+            current = await db.get_for_update(session, aid, self._graphs.graph_ids)
+            if current is not None:
+                require_visible(flt, current.metadata_, _not_found(aid))
             if not await db.delete_one(session, aid, self._graphs.graph_ids):
                 raise NotFound(f"Assistant {aid} not found", assistant_id=str(aid))
         return aid
@@ -229,54 +269,52 @@ class AssistantService:
         sort_by: str = "created_at",
         order: SortOrder = SortOrder.DESC,
     ) -> Page[AssistantRecord]:
-        stmt = self._search_stmt(filter)
-        async with self._db.sessions() as session:
-            return await fetch_page(
-                session,
-                stmt,
-                sort_by=sort_by,
-                sort_column=SORT_COLUMNS[sort_by],  # type: ignore[arg-type]
-                id_column=AssistantRecord.assistant_id,  # type: ignore[arg-type]
-                order=order,
-                page=page,
-                to_item=lambda row: row,
-            )
+        stmt = await self._search_stmt(filter)
+        return await read_page(
+            self._db.sessions,
+            stmt,
+            sort_by=sort_by,
+            sort_column=SORT_COLUMNS[sort_by],
+            id_column=AssistantRecord.assistant_id,
+            order=order,
+            page=page,
+        )
 
     async def count(self, filter: AssistantFilter) -> int:
-        async with self._db.sessions() as session:
-            return await count(session, self._search_stmt(filter))
+        stmt = await self._search_stmt(filter)
+        return await read_count(self._db.sessions, stmt)
 
-    def _search_stmt(self, filter: AssistantFilter) -> Any:
-        return db.search(
-            self._graphs.graph_ids,
-            graph_id=filter.graph_id,
-            name=filter.name,
-            metadata=require_object(filter.metadata, "metadata"),
+    async def _search_stmt(self, filter: AssistantFilter) -> Any:
+        metadata = require_object(filter.metadata, "metadata")
+        flt = await self._auth.check(
+            "assistants",
+            "search",
+            {"graph_id": filter.graph_id, "name": filter.name, "metadata": metadata},
         )
+        stmt = db.search(
+            self._graphs.graph_ids, graph_id=filter.graph_id, name=filter.name, metadata=metadata
+        )
+        return stmt if flt is None else stmt.where(flt.to_sql(AssistantRecord.metadata_))
 
     async def versions(
         self, assistant_id: uuid.UUID, page: PageRequest, *, metadata: JsonValue = None
     ) -> Page[AssistantVersionRecord]:
         stmt = db.versions(assistant_id, require_object(metadata, "metadata"))
-        async with self._db.sessions() as session:
-            return await fetch_page(
-                session,
-                stmt,
-                sort_by="version",
-                sort_column=AssistantVersionRecord.version,  # type: ignore[arg-type]
-                id_column=AssistantVersionRecord.assistant_id,  # type: ignore[arg-type]
-                order=SortOrder.DESC,
-                page=page,
-                to_item=lambda row: row,
-            )
+        return await read_page(
+            self._db.sessions,
+            stmt,
+            sort_by="version",
+            sort_column=AssistantVersionRecord.version,
+            id_column=AssistantVersionRecord.assistant_id,
+            order=SortOrder.DESC,
+            page=page,
+        )
 
     async def count_versions(
         self, assistant_id: uuid.UUID, metadata: dict[str, Any] | None = None
     ) -> int:
-        async with self._db.sessions() as session:
-            return await count(
-                session, db.versions(assistant_id, require_object(metadata, "metadata"))
-            )
+        stmt = db.versions(assistant_id, require_object(metadata, "metadata"))
+        return await read_count(self._db.sessions, stmt)
 
     # --- graph introspection -------------------------------------------------------------------
 
@@ -318,6 +356,10 @@ class AssistantService:
         return await self._graphs.subgraphs(
             assistant.graph_id, self.graph_config(assistant), namespace=namespace, recurse=recurse
         )
+
+
+def _not_found(assistant_id: uuid.UUID) -> NotFound:
+    return NotFound(f"Assistant {assistant_id} not found", assistant_id=str(assistant_id))
 
 
 def _without_configurable(config: dict[str, Any]) -> dict[str, Any]:

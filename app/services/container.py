@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +10,8 @@ from dataclasses import dataclass
 
 from arq.connections import ArqRedis
 
+from app.auth.context import Authorization
+from app.auth.handlers import AuthHandlers
 from app.broker import Broker, connect_queue
 from app.db.engine import Database
 from app.db.migrate import ensure_up_to_date, upgrade
@@ -22,7 +25,9 @@ from app.services.crons import CronService
 from app.services.run_streams import RunStreamService
 from app.services.runs import RunService
 from app.services.store import StoreService
+from app.services.thread_ttl import ThreadTTLConfig
 from app.services.threads import ThreadService
+from app.services.webhook_policy import WebhookPolicy
 from app.services.webhooks import WebhookService
 from app.settings import Settings
 
@@ -45,6 +50,7 @@ class Services:
     threads: ThreadService
     runs: RunService
     run_streams: RunStreamService
+    auth: Authorization
     store: StoreService
     crons: CronService
     webhooks: WebhookService
@@ -86,6 +92,12 @@ async def open_services(
             log.info("database migrated from %s to %s", before or "(empty)", after)
     else:
         await ensure_up_to_date(database_uri)
+    thread_ttl = ThreadTTLConfig.from_langgraph(langgraph_config.checkpointer)
+    auth = Authorization(
+        await asyncio.to_thread(
+            AuthHandlers.load, langgraph_config, dev=settings.dev, auth_type=settings.auth_type
+        )
+    )
     graphs = await GraphRegistry.load(langgraph_config)
     db = await Database.connect(database_uri, pool_size=settings.db_pool_size)
     try:
@@ -97,10 +109,21 @@ async def open_services(
     try:
         await redis.ping()
         checkpointer = PostgresCheckpointer(db.pool)
-        store = StoreService(await open_store(db.pool, langgraph_config))
-        assistants = AssistantService(db, graphs)
-        threads = ThreadService(db, graphs, checkpointer)
-        runs = RunService(db, broker, assistants, threads, checkpointer)
+        store = StoreService(
+            await open_store(db.pool, langgraph_config),
+            max_page_size=settings.max_page_size,
+            auth=auth,
+        )
+        assistants = AssistantService(db, graphs, auth)
+        threads = ThreadService(db, graphs, checkpointer, thread_ttl, auth)
+        runs = RunService(
+            db,
+            broker,
+            assistants,
+            threads,
+            checkpointer,
+            webhook_policy=WebhookPolicy.from_config(settings, langgraph_config.webhooks),
+        )
         streams = EventStreams(
             redis,
             settings.redis_key_prefix,
@@ -122,12 +145,16 @@ async def open_services(
             threads=threads,
             runs=runs,
             run_streams=RunStreamService(db, streams, broker, runs, threads),
+            auth=auth,
             store=store,
             crons=CronService(db, runs, assistants, threads),
             webhooks=WebhookService(settings, langgraph_config, db, broker),
         )
         await services.assistants.ensure_default_assistants()
-        yield services
+        try:
+            yield services
+        finally:
+            await services.webhooks.close()
     finally:
         await broker.close()
         await redis.aclose()

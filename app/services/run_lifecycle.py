@@ -12,6 +12,10 @@ the same transaction, so a thread is never seen idle with a run going, or busy w
     pending ── cancel ─────▶ interrupted
     pending/running ── rollback ▶ (deleted, with its checkpoints)
 
+Every move to a final status (and every rollback) also records the run's webhook, if it has
+one, in the same transaction (`app.services.webhooks.record_run_end`), and stamps `ended_at`;
+the first start stamps `started_at`.
+
 Thread status, recomputed at each of these: busy while any run is pending or running; else error
 if the last run failed; else interrupted if the latest checkpoint waits on a node or interrupt;
 else idle.
@@ -28,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import runs as db
 from app.db import threads as threads_db
 from app.db.models import Run, Thread
+from app.services.webhooks import record_run_end
 
 RUN_STATUSES = ("pending", "running", "success", "error", "timeout", "interrupted")
 FINAL_STATUSES = ("success", "error", "timeout", "interrupted")
@@ -103,6 +108,8 @@ async def end(
         session, run.run_id, run.attempt, status=status, output=output, error=error
     )
     if ended is not None:
+        values = state.values if state is not None else (output or {}).get("values")
+        await record_run_end(session, ended, values=values)
         await _refresh_thread(
             session, run.thread_id, last_error=status in ("error", "timeout"), state=state
         )
@@ -120,27 +127,32 @@ async def roll_back(session: AsyncSession, run: Run) -> bool:
     await db.lock_thread_of_run(session, run.run_id)
     deleted = await db.fenced_delete(session, run.run_id, run.attempt)
     if deleted:
+        await record_run_end(session, run, status="rollback")
         await _refresh_thread(session, run.thread_id, last_error=False, state=None)
     return deleted
 
 
 async def cancel_pending(session: AsyncSession, runs: list[Run], action: str) -> list[uuid.UUID]:
     """pending → interrupted (or deleted, for rollback). The caller holds the thread lock."""
-    ids = [r.run_id for r in runs if r.status == "pending"]
+    pending = [r for r in runs if r.status == "pending"]
+    ids = [r.run_id for r in pending]
     if action == "rollback":
+        # Recorded before the rows go: the webhook carries the run as it was.
+        for run in pending:
+            await record_run_end(session, run, status="rollback")
         return await db.delete_runs(session, ids, statuses=["pending"])
-    return [
-        r.run_id
-        for r in await db.set_status(session, ids, from_status="pending", to_status="interrupted")
-    ]
+    ended = await db.set_status(session, ids, from_status="pending", to_status="interrupted")
+    for run in ended:
+        await record_run_end(session, run)
+    return [r.run_id for r in ended]
 
 
 async def lapse_leases(session: AsyncSession, *, max_attempts: int) -> list[Run]:
     """running → pending (or error, out of attempts) for runs whose worker stopped renewing."""
     lapsed = await db.expire_leases(session, max_attempts=max_attempts)
-    for run in lapsed:
-        if run.status == "error":
-            await _refresh_thread(session, run.thread_id, last_error=True, state=None)
+    for run in (r for r in lapsed if r.status == "error"):
+        await record_run_end(session, run)
+        await _refresh_thread(session, run.thread_id, last_error=True, state=None)
     return lapsed
 
 

@@ -150,6 +150,13 @@ class RunRequest:
             )
         return self
 
+    def add_configurable(self, **values: Any) -> None:
+        """Add server-set `config.configurable` keys (a cron's id, the caller's identity) after
+        `checked()`: a request with `context` may not carry `configurable` keys of its own."""
+        config = dict(self.config or {})
+        config["configurable"] = {**(config.get("configurable") or {}), **values}
+        self.config = config
+
     def kwargs(self) -> dict[str, Any]:
         """The run's options as stored on the run row (LangGraph's `kwargs`)."""
         command = None
@@ -187,3 +194,22 @@ def _sends(value: Any) -> bool:
         isinstance(i, str) or (isinstance(i, dict) and isinstance(i.get("node"), str))
         for i in items
     )
+
+
+# What authenticate returned may hold the user's own credentials (LangGraph's docs put API
+# tokens there for graphs to use): graphs get it in their config, clients and webhooks never.
+PRIVATE_CONFIGURABLE_KEYS = ("langgraph_auth_user",)
+
+
+def public_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A run's `kwargs` as shown to clients and webhook receivers."""
+    config = kwargs.get("config")
+    if not isinstance(config, dict):
+        return kwargs
+    configurable = config.get("configurable")
+    if not isinstance(configurable, dict) or not any(
+        k in configurable for k in PRIVATE_CONFIGURABLE_KEYS
+    ):
+        return kwargs
+    shown = {k: v for k, v in configurable.items() if k not in PRIVATE_CONFIGURABLE_KEYS}
+    return {**kwargs, "config": {**config, "configurable": shown}}

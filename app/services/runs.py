@@ -6,25 +6,32 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlmodel import col
+
+from app.auth.context import require_visible
+from app.auth.filters import AuthFilter
 from app.broker import Broker
 from app.db import runs as db
 from app.db import threads as threads_db
 from app.db.engine import Database, driver_connection
 from app.db.models import Run as RunRecord
-from app.db.pagination import count, fetch_page
+from app.db.pagination import read_count, read_page
 from app.runtime.checkpointer import PostgresCheckpointer
 from app.services import run_lifecycle as lifecycle
 from app.services.assistants import AssistantService
-from app.services.common import new_id, parse_uuid, utcnow
+from app.services.common import new_id, parse_uuid, require_object, utcnow
 from app.services.errors import BadUserInput, Conflict, NotFound
 from app.services.pagination import Page, PageRequest, SortOrder
 from app.services.run_request import IfNotExists, MultitaskStrategy, RunRequest
 from app.services.threads import ThreadService
+from app.services.webhook_policy import WebhookPolicy
+from app.services.webhooks import enqueue_recorded
 
-__all__ = ["RunRecord", "RunService"]
+__all__ = ["CreatedRun", "RunRecord", "RunService"]
 
 log = logging.getLogger("lgql.runs")
 
@@ -64,6 +71,22 @@ def record_from_snapshot(data: dict[str, Any]) -> RunRecord:
     )
 
 
+@dataclass(frozen=True)
+class CreatedRun:
+    """A run just inserted, and the running runs it superseded (to stop once committed)."""
+
+    run: RunRecord
+    cancel_running: list[uuid.UUID]
+
+
+@dataclass(frozen=True)
+class _CreateVisibility:
+    """The filters a new run's thread and assistant must pass (None: no limit)."""
+
+    thread: AuthFilter | None = None
+    assistant: AuthFilter | None = None
+
+
 class RunService:
     def __init__(
         self,
@@ -72,88 +95,163 @@ class RunService:
         assistants: AssistantService,
         threads: ThreadService,
         checkpointer: PostgresCheckpointer,
+        *,
+        webhook_policy: WebhookPolicy | None = None,
     ) -> None:
         self._db = db
         self._broker = broker
         self._assistants = assistants
         self._threads = threads
         self._checkpointer = checkpointer
+        self._webhook_policy = webhook_policy or WebhookPolicy()
+
+    def checked(self, request: RunRequest) -> RunRequest:
+        """`request.checked()`, and its webhook against the server's webhook policy (SSRF
+        rules). Raises BadUserInput."""
+        request.checked()
+        if request.webhook is not None:
+            self._webhook_policy.check_url(request.webhook)
+        return request
 
     # --- create ------------------------------------------------------------------------------
 
     async def create(self, request: RunRequest) -> RunRecord:
         """Insert the run (pending) and wake a worker. Raises NotFound (assistant, thread,
         checkpoint), Conflict (thread busy under REJECT), BadUserInput."""
-        request.checked()
-        assistant_id = self._assistants.resolve_id(request.assistant_id)
+        self.checked(request)
+        visibility = await self._authorize_create(request)
         if request.checkpoint_id is not None and request.thread_id is not None:
             thread_record = await self._threads.get(request.thread_id)
             await self._threads.require_checkpoint(thread_record, request.checkpoint_id)
+        async with self._db.sessions.begin() as session:
+            created = await self.create_in(session, request, visibility=visibility)
+        await self.announce_webhooks(session)  # of the runs it cancelled
+        await self.announce(created)
+        return created.run
+
+    async def _authorize_create(self, request: RunRequest) -> _CreateVisibility:
+        """LangGraph's `threads.create_run` check (its handler may stamp `metadata`), and
+        `assistants.read` unless the assistant is a graph's own; the run's config learns who
+        it runs for."""
+        auth = self._threads.auth
+        if not auth.enabled:
+            return _CreateVisibility()
+        value: dict[str, Any] = {
+            "thread_id": request.thread_id,
+            "assistant_id": request.assistant_id,
+            "metadata": dict(request.metadata or {}),
+            "multitask_strategy": request.multitask_strategy.value,
+            "if_not_exists": request.if_not_exists.value if request.if_not_exists else None,
+            "after_seconds": request.after_seconds,
+            "kwargs": request.kwargs(),
+        }
+        thread_filter = await auth.check("threads", "create_run", value)
+        request.metadata = require_object(value.get("metadata"), "metadata")
+        assistant_id = self._assistants.resolve_id(request.assistant_id)
+        assistant_filter = None
+        if assistant_id not in self._assistants.system_ids:
+            assistant_filter = await auth.check(
+                "assistants", "read", {"assistant_id": str(assistant_id)}
+            )
+        request.add_configurable(**auth.user_fields())
+        return _CreateVisibility(thread_filter, assistant_filter)
+
+    async def create_in(
+        self, session: Any, request: RunRequest, *, visibility: _CreateVisibility | None = None
+    ) -> CreatedRun:
+        """`create`'s writes inside the caller's transaction, for a request already `checked()`
+        (a cron's firing commits its run together with the advance of its schedule). Once the
+        transaction is committed, hand the result to `announce`. Raises as `create`.
+        `visibility`: what the caller may see (a thread or assistant it may not is NotFound)."""
+        seen = visibility or _CreateVisibility()
+        assistant_id = self._assistants.resolve_id(request.assistant_id)
         now = utcnow()
         run_id = new_id()
         stateless = request.thread_id is None
         thread_id = new_id() if stateless else parse_uuid(request.thread_id or "", "thread")
         cancel_running: list[uuid.UUID] = []
-        async with self._db.sessions.begin() as session:
-            assistant = await self._assistants.get_in(session, assistant_id)
-            thread = await threads_db.get(session, thread_id, for_update=True)
-            stamp = {"graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
-            if thread is None:
-                if not stateless and request.if_not_exists is not IfNotExists.CREATE:
-                    raise NotFound(f"Thread {thread_id} not found", thread_id=str(thread_id))
-                thread = await threads_db.insert_if_absent(
-                    session,
-                    thread_id=thread_id,
-                    metadata={**(request.metadata or {}), **stamp},
-                    now=now,
-                    status="busy",
-                )
-                if thread is None:  # created concurrently by another request: lock it
-                    thread = await threads_db.get(session, thread_id, for_update=True)
-                assert thread is not None
-            active = await db.active_runs(session, thread_id)
-            strategy = request.multitask_strategy
-            if active and strategy is MultitaskStrategy.REJECT:
-                raise Conflict(
-                    "Thread is already running a task. Wait for it to finish or choose a "
-                    "different multitask strategy.",
-                    thread_id=str(thread_id),
-                    active_run_id=str(active[0].run_id),
-                )
-            run = await db.insert_run(
-                session,
-                {
-                    "run_id": run_id,
-                    "thread_id": thread_id,
-                    "assistant_id": assistant.assistant_id,
-                    "status": "pending",
-                    "metadata": dict(request.metadata or {}),
-                    "kwargs": request.kwargs(),
-                    "multitask_strategy": strategy.value,
-                    "webhook": request.webhook,
-                    "created_at": now,
-                    "updated_at": now,
-                    "available_at": now + _seconds(request.after_seconds),
-                },
+        assistant = await self._assistants.get_in(session, assistant_id)
+        require_visible(
+            seen.assistant,
+            assistant.metadata_,
+            NotFound(f"Assistant {assistant_id} not found", assistant_id=str(assistant_id)),
+        )
+        thread = await threads_db.get(session, thread_id, for_update=True)
+        if thread is not None:
+            require_visible(
+                seen.thread,
+                thread.metadata_,
+                NotFound(f"Thread {thread_id} not found", thread_id=str(thread_id)),
             )
-            if active and strategy in (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK):
-                await lifecycle.cancel_pending(session, active, strategy.value)
-                cancel_running = [r.run_id for r in active if r.status == "running"]
-                await db.request_cancel(session, cancel_running, strategy.value)
-            await threads_db.update_fields(
+        stamp = {"graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
+        if thread is None:
+            if not stateless and request.if_not_exists is not IfNotExists.CREATE:
+                raise NotFound(f"Thread {thread_id} not found", thread_id=str(thread_id))
+            thread = await threads_db.insert_if_absent(
                 session,
-                thread_id,
+                thread_id=thread_id,
+                metadata={**(request.metadata or {}), **stamp},
+                now=now,
                 status="busy",
-                metadata={**thread.metadata_, **stamp},
-                updated_at=now,
+                ttl=self._threads.default_ttl_fields(now),
             )
+            if thread is None:  # created concurrently by another request: lock it
+                thread = await threads_db.get(session, thread_id, for_update=True)
+            assert thread is not None
+        active = await db.active_runs(session, thread_id)
+        strategy = request.multitask_strategy
+        if active and strategy is MultitaskStrategy.REJECT:
+            raise Conflict(
+                "Thread is already running a task. Wait for it to finish or choose a "
+                "different multitask strategy.",
+                thread_id=str(thread_id),
+                active_run_id=str(active[0].run_id),
+            )
+        run = await db.insert_run(
+            session,
+            {
+                "run_id": run_id,
+                "thread_id": thread_id,
+                "assistant_id": assistant.assistant_id,
+                "status": "pending",
+                "metadata": dict(request.metadata or {}),
+                "kwargs": request.kwargs(),
+                "multitask_strategy": strategy.value,
+                "webhook": request.webhook,
+                "created_at": now,
+                "updated_at": now,
+                "available_at": now + _seconds(request.after_seconds),
+            },
+        )
+        if active and strategy in (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK):
+            await lifecycle.cancel_pending(session, active, strategy.value)
+            cancel_running = [r.run_id for r in active if r.status == "running"]
+            await db.request_cancel(session, cancel_running, strategy.value)
+        await threads_db.update_fields(
+            session,
+            thread_id,
+            status="busy",
+            metadata={**thread.metadata_, **stamp},
+            updated_at=now,
+        )
+        return CreatedRun(run, cancel_running)
+
+    async def announce_webhooks(self, session: Any) -> None:
+        """Enqueue the webhooks `session`'s committed transaction recorded (runs it ended)."""
+        await enqueue_recorded(self._broker, session)
+
+    async def announce(self, created: CreatedRun) -> None:
+        """Wake a worker for a committed new run, and stop the runs it superseded."""
+        run = created.run
         # The run is committed: from here on, Redis only makes things faster. If it is down,
         # the cancel flag in the row and the workers' sweep do the same, a little later.
         try:
-            for active_id in cancel_running:
-                await self._broker.send_cancel(str(active_id), strategy.value)
+            for active_id in created.cancel_running:
+                await self._broker.send_cancel(str(active_id), run.multitask_strategy)
             await self._broker.enqueue_run(
-                str(run.run_id), job_key="created", defer_seconds=request.after_seconds
+                str(run.run_id),
+                job_key="created",
+                defer_seconds=max(0.0, run.available_at.timestamp() - time.time()),
             )
         except Exception:
             log.warning(
@@ -161,7 +259,6 @@ class RunService:
                 run.run_id,
                 exc_info=True,
             )
-        return run
 
     async def create_many(self, requests: list[RunRequest]) -> list[RunRecord]:
         """A batch of stateless runs, all inserted (or none, if one is invalid)."""
@@ -170,8 +267,9 @@ class RunService:
                 raise BadUserInput(
                     "`createRuns` takes stateless runs only (no threadId)", field="threadId"
                 )
-            request.checked()
-            await self._assistants.get(request.assistant_id)
+            self.checked(request)
+            if self._assistants.resolve_id(request.assistant_id) not in self._assistants.system_ids:
+                await self._assistants.get(request.assistant_id)
         return list(await asyncio.gather(*(self.create(r) for r in requests)))
 
     # --- wait --------------------------------------------------------------------------------
@@ -200,10 +298,16 @@ class RunService:
 
     # --- read --------------------------------------------------------------------------------
 
-    async def get(self, run_id: str | uuid.UUID) -> RunRecord:
+    async def get(self, run_id: str | uuid.UUID, *, action: str = "read") -> RunRecord:
+        """The run, if the current user may do `action` on its thread. Raises NotFound."""
         rid = parse_uuid(run_id, "run")
         async with self._db.sessions() as session:
             found = await db.get(session, rid)
+            if found is not None and self._threads.auth.enabled:
+                flt = await self._threads.visible(found.thread_id, action, run_id=str(rid))
+                thread = await threads_db.get(session, found.thread_id)
+                if thread is None or (flt is not None and not flt.matches(thread.metadata_)):
+                    found = None
         if found is None:
             raise NotFound(f"Run {rid} not found", run_id=str(rid))
         return found
@@ -211,26 +315,32 @@ class RunService:
     async def search(
         self, page: PageRequest, *, thread_id: str | None = None, status: str | None = None
     ) -> Page[RunRecord]:
-        stmt = self._search_stmt(thread_id, status)
-        async with self._db.sessions() as session:
-            return await fetch_page(
-                session,
-                stmt,
-                sort_by="created_at",
-                sort_column=RunRecord.created_at,  # type: ignore[arg-type]
-                id_column=RunRecord.run_id,  # type: ignore[arg-type]
-                order=SortOrder.DESC,
-                page=page,
-                to_item=lambda row: row,
-            )
+        stmt = await self._search_stmt(thread_id, status)
+        return await read_page(
+            self._db.sessions,
+            stmt,
+            sort_by="created_at",
+            sort_column=RunRecord.created_at,
+            id_column=RunRecord.run_id,
+            order=SortOrder.DESC,
+            page=page,
+        )
 
     async def count(self, *, thread_id: str | None = None, status: str | None = None) -> int:
-        async with self._db.sessions() as session:
-            return await count(session, self._search_stmt(thread_id, status))
+        stmt = await self._search_stmt(thread_id, status)
+        return await read_count(self._db.sessions, stmt)
 
-    def _search_stmt(self, thread_id: str | None, status: str | None) -> Any:
+    async def _search_stmt(self, thread_id: str | None, status: str | None) -> Any:
         tid = parse_uuid(thread_id, "thread") if thread_id is not None else None
-        return db.search(thread_id=tid, status=status)
+        stmt = db.search(thread_id=tid, status=status)
+        # Listing runs is searching threads (LangGraph's `threads.search`): only runs of the
+        # threads the filter lets through.
+        flt = await self._threads.auth.check(
+            "threads", "search", {"thread_id": thread_id, "status": status}
+        )
+        if flt is not None:
+            stmt = stmt.where(col(RunRecord.thread_id).in_(self._threads.visible_ids(flt)))
+        return stmt
 
     # --- cancel and delete -------------------------------------------------------------------
 
@@ -238,18 +348,22 @@ class RunService:
         """Cancel a pending or running run. Returns it once ended (None if rolled back).
         Raises NotFound, Conflict (already ended)."""
         rid = parse_uuid(run_id, "run")
+        await self.get(rid, action="update")  # LangGraph: cancelling is updating the thread
         async with self._db.sessions.begin() as session:
             run = await self._locked_run(session, rid)
             if run.status not in db.ACTIVE:
                 raise Conflict(f"Run {rid} has already ended ({run.status})", status=run.status)
-            if run.status == "pending":
+            # Read before the cancel: ending the run refreshes `run` to its new status.
+            was_pending = run.status == "pending"
+            if was_pending:
                 await lifecycle.cancel_pending(session, [run], action)
                 if action == "rollback":
                     await self._checkpoints_for_runs_deleted(session, [rid])
                 await lifecycle.refresh_thread(session, run.thread_id, state=None)
             else:
                 await db.request_cancel(session, [rid], action)
-        if run.status == "pending":
+        await self.announce_webhooks(session)
+        if was_pending:
             await self._broker.publish_run_end(
                 str(rid), stopped_outcome(run, deleted=action == "rollback")
             )
@@ -258,7 +372,7 @@ class RunService:
             await self._broker.send_cancel(str(rid), action)
         if not wait:
             return await self._maybe_get(rid)
-        if run.status == "running":
+        if not was_pending:
             await self.wait(run)
         return await self._maybe_get(rid)
 
@@ -296,6 +410,7 @@ class RunService:
     async def delete(self, run_id: str) -> uuid.UUID:
         """Delete an ended run with its checkpoints. Raises NotFound, Conflict (still active)."""
         rid = parse_uuid(run_id, "run")
+        await self.get(rid, action="delete")
         async with self._db.sessions.begin() as session:
             run = await self._locked_run(session, rid)
             if run.status in db.ACTIVE:

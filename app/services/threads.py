@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import EmptyInputError, InvalidUpdateError
 from langgraph.types import StateSnapshot
 
+from app.auth.context import Authorization, require_visible
+from app.auth.filters import AuthFilter
 from app.db import threads as db
 from app.db.engine import Database, driver_connection
 from app.db.models import Thread as ThreadRecord
-from app.db.pagination import count, fetch_page
+from app.db.pagination import read_count, read_page
 from app.runtime.checkpointer import PostgresCheckpointer
 from app.runtime.graphs import AccessContext, AnyPregel, GraphRegistry
 from app.runtime.serialization import to_jsonable
 from app.runtime.state import empty_state, interrupts_by_task, snapshot_to_dict
 from app.services.common import (
+    UNSET,
     IfExists,
     JsonValue,
+    Unset,
     merge_metadata,
     new_id,
     parse_uuid,
@@ -31,8 +37,18 @@ from app.services.common import (
 )
 from app.services.errors import BadUserInput, Conflict, NotFound
 from app.services.pagination import Page, PageRequest, SortOrder
+from app.services.thread_ttl import (
+    NO_TTL_FIELDS,
+    ThreadTTL,
+    ThreadTTLConfig,
+    ThreadTTLStrategy,
+    expires_at,
+    ttl_of,
+)
 
 __all__ = ["ThreadFilter", "ThreadRecord", "ThreadService"]
+
+log = logging.getLogger("lgql.threads")
 
 
 THREAD_STATUSES = ("idle", "busy", "interrupted", "error")
@@ -52,6 +68,10 @@ class ThreadFilter:
     status: str | None = None
 
 
+def _not_found(thread_id: uuid.UUID) -> NotFound:
+    return NotFound(f"Thread {thread_id} not found", thread_id=str(thread_id))
+
+
 def derived_state(snapshot: StateSnapshot) -> dict[str, Any]:
     """Status, values and interrupts a thread shows for its latest checkpoint."""
     return {
@@ -63,11 +83,28 @@ def derived_state(snapshot: StateSnapshot) -> dict[str, Any]:
 
 class ThreadService:
     def __init__(
-        self, db: Database, graphs: GraphRegistry, checkpointer: PostgresCheckpointer
+        self,
+        db: Database,
+        graphs: GraphRegistry,
+        checkpointer: PostgresCheckpointer,
+        ttl_config: ThreadTTLConfig | None = None,
+        auth: Authorization | None = None,
     ) -> None:
         self._db = db
         self._graphs = graphs
         self._checkpointer = checkpointer
+        self.ttl_config = ttl_config or ThreadTTLConfig()
+        self.auth = auth or Authorization(None)
+
+    async def visible(self, thread_id: uuid.UUID, action: str, **value: Any) -> AuthFilter | None:
+        """The filter the current user is held to for `action` on this thread (runs are
+        checked as actions on their thread, as on LangGraph Server)."""
+        return await self.auth.check("threads", action, {"thread_id": str(thread_id), **value})
+
+    def default_ttl_fields(self, now: datetime) -> dict[str, Any]:
+        """TTL columns of a thread created without a TTL of its own (`checkpointer.ttl`)."""
+        default = self.ttl_config.default
+        return default.row_fields(now) if default else {}
 
     async def create(
         self,
@@ -76,52 +113,89 @@ class ThreadService:
         metadata: JsonValue = None,
         if_exists: IfExists = IfExists.RAISE,
         graph_id: str | None = None,
+        ttl: ThreadTTL | None = None,
     ) -> ThreadRecord:
-        """Create an idle thread. Raises Conflict (id taken, `RAISE`), BadUserInput, NotFound (graph)."""
+        """Create an idle thread, with `ttl` or else the configured default TTL. Raises Conflict
+        (id taken, `RAISE`), BadUserInput, NotFound (graph)."""
         tid = parse_uuid(thread_id, "thread") if thread_id else new_id()
         meta = dict(require_object(metadata, "metadata") or {})
         if graph_id is not None:
             if graph_id not in self._graphs.graph_ids:
                 raise NotFound(f"Graph '{graph_id}' not found", graph_id=graph_id)
             meta["graph_id"] = graph_id
+        value: dict[str, Any] = {
+            "thread_id": str(tid),
+            "metadata": meta,
+            "if_exists": if_exists.value,
+            "ttl": {"strategy": ttl.strategy.value, "ttl": ttl.minutes} if ttl else None,
+        }
+        flt = await self.auth.check("threads", "create", value)
+        meta = dict(require_object(value.get("metadata"), "metadata") or {})
         async with self._db.sessions.begin() as session:
-            created = await db.insert_if_absent(session, thread_id=tid, metadata=meta, now=utcnow())
+            now = utcnow()
+            ttl_fields = ttl.row_fields(now) if ttl else self.default_ttl_fields(now)
+            created = await db.insert_if_absent(
+                session, thread_id=tid, metadata=meta, now=now, ttl=ttl_fields
+            )
             if created is not None:
                 return created
             if if_exists is IfExists.DO_NOTHING:
                 existing = await db.get(session, tid)
-                if existing is not None:
+                if existing is not None and (flt is None or flt.matches(existing.metadata_)):
                     return existing
         raise Conflict(f"Thread {tid} already exists", thread_id=str(tid))
 
-    async def get(self, thread_id: str | uuid.UUID) -> ThreadRecord:
+    async def get(self, thread_id: str | uuid.UUID, *, action: str = "read") -> ThreadRecord:
+        """The thread, if the current user may do `action` on it. Raises NotFound."""
         tid = parse_uuid(thread_id, "thread")
+        flt = await self.visible(tid, action)
         async with self._db.sessions() as session:
             found = await db.get(session, tid)
         if found is None:
             raise NotFound(f"Thread {tid} not found", thread_id=str(tid))
+        require_visible(flt, found.metadata_, _not_found(tid))
         return found
 
     async def get_many(self, thread_ids: list[str]) -> list[ThreadRecord | None]:
         """Threads by id, in the order asked (None where absent): one query for many lookups."""
         ids = [parse_uuid(t, "thread") for t in thread_ids]
+        filters = [await self.visible(i, "read") for i in ids]
         async with self._db.sessions() as session:
             result = await session.execute(db.search(ids=ids))
             found = {row.thread_id: row for row in result.scalars()}
-        return [found.get(i) for i in ids]
+        return [
+            row if (row := found.get(i)) and (f is None or f.matches(row.metadata_)) else None
+            for i, f in zip(ids, filters, strict=True)
+        ]
 
     async def update(
-        self, thread_id: str, *, metadata: dict[str, Any] | None = None
+        self,
+        thread_id: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        ttl: ThreadTTL | Unset | None = UNSET,
     ) -> ThreadRecord:
-        """Merge `metadata` into the thread's (given keys replace, others stay)."""
+        """Merge `metadata` into the thread's (given keys replace, others stay); set its `ttl`
+        (None removes it, UNSET leaves it)."""
         tid = parse_uuid(thread_id, "thread")
-        patch = require_object(metadata, "metadata")
+        value: dict[str, Any] = {"metadata": require_object(metadata, "metadata")}
+        flt = await self.visible(tid, "update", **value)
+        patch = require_object(value.get("metadata"), "metadata")
         async with self._db.sessions.begin() as session:
             current = await db.get(session, tid, for_update=True)
             if current is None:
                 raise NotFound(f"Thread {tid} not found", thread_id=str(tid))
+            require_visible(flt, current.metadata_, _not_found(tid))
+            now = utcnow()
+            fields: dict[str, Any] = {}
+            if not isinstance(ttl, Unset):
+                fields = ttl.row_fields(now) if ttl else dict(NO_TTL_FIELDS)
             updated = await db.update_fields(
-                session, tid, metadata=merge_metadata(current.metadata_, patch), updated_at=utcnow()
+                session,
+                tid,
+                metadata=merge_metadata(current.metadata_, patch),
+                updated_at=now,
+                **fields,
             )
         assert updated is not None
         return updated
@@ -129,9 +203,13 @@ class ThreadService:
     async def delete(self, thread_id: str) -> uuid.UUID:
         """Delete the thread, its runs, crons and checkpoints, all in one transaction."""
         tid = parse_uuid(thread_id, "thread")
+        flt = await self.visible(tid, "delete")
         async with self._db.sessions.begin() as session:
-            if not await self.delete_in(session, tid):
+            current = await db.get(session, tid, for_update=True)
+            if current is None:
                 raise NotFound(f"Thread {tid} not found", thread_id=str(tid))
+            require_visible(flt, current.metadata_, _not_found(tid))
+            await self.delete_in(session, tid)
         return tid
 
     async def delete_in(self, session: Any, thread_id: uuid.UUID) -> bool:
@@ -142,26 +220,66 @@ class ThreadService:
         await self._checkpointer.delete_thread_in(await driver_connection(session), str(thread_id))
         return True
 
+    async def sweep_expired(self) -> tuple[int, int]:
+        """One pass of the thread TTL sweeper over at most `sweep_limit` threads whose TTL has
+        run out: `delete` removes each (runs, crons, checkpoints too), `keep_latest` prunes it
+        to its latest checkpoint. Threads active since, or with a pending or running run, get
+        a later `expires_at` instead. Safe with many sweepers: rows are taken with SKIP LOCKED.
+        Returns (deleted, pruned)."""
+        deleted = pruned = 0
+        retry_later = timedelta(seconds=self.ttl_config.sweep_interval_seconds)
+        async with self._db.sessions.begin() as session:
+            now = utcnow()
+            for row in await db.lock_expiring(session, limit=self.ttl_config.sweep_limit):
+                ttl, due = ttl_of(row), expires_at(row)
+                if ttl is None or due is None:
+                    await db.update_fields(session, row.thread_id, **NO_TTL_FIELDS)
+                elif due > now:
+                    await db.update_fields(session, row.thread_id, expires_at=due)
+                elif await db.has_active_runs(session, row.thread_id):
+                    await db.update_fields(session, row.thread_id, expires_at=now + retry_later)
+                elif ttl.strategy is ThreadTTLStrategy.DELETE:
+                    await self.delete_in(session, row.thread_id)
+                    deleted += 1
+                else:
+                    conn = await driver_connection(session)
+                    try:
+                        await self._checkpointer.prune_in(conn, [str(row.thread_id)])
+                        pruned += 1
+                    except NotImplementedError as exc:  # a DeltaChannel thread: kept whole
+                        log.warning("thread %s not pruned: %s", row.thread_id, exc)
+                    await db.update_fields(session, row.thread_id, expires_at=ttl.deadline(now))
+        return deleted, pruned
+
     async def copy(self, thread_id: str) -> ThreadRecord:
         """A new thread with the same metadata and the whole checkpoint history of the source."""
         tid = parse_uuid(thread_id, "thread")
         new_tid = new_id()
+        flt = await self.visible(tid, "read")
         async with self._db.sessions.begin() as session:
             source = await db.get(session, tid, for_update=True)
             if source is None:
                 raise NotFound(f"Thread {tid} not found", thread_id=str(tid))
+            require_visible(flt, source.metadata_, _not_found(tid))
+            # As LangGraph: copying reads the source and creates a thread (whose handler may
+            # stamp the new owner into its metadata).
+            value: dict[str, Any] = {"thread_id": str(new_tid), "metadata": dict(source.metadata_)}
+            await self.auth.check("threads", "create", value)
             conn = await driver_connection(session)
             await self._checkpointer.copy_thread_in(conn, str(tid), str(new_tid))
             copied = await db.insert_if_absent(
                 session,
                 thread_id=new_tid,
-                metadata=dict(source.metadata_),
+                metadata=dict(require_object(value.get("metadata"), "metadata") or {}),
                 config=dict(source.config),
                 # A copy has no runs, so it cannot be busy; otherwise it shows what its state shows.
                 status="idle" if source.status == "busy" else source.status,
                 values=source.values,
                 interrupts=source.interrupts,
-                now=utcnow(),
+                now=(now := utcnow()),
+                ttl=ttl.row_fields(now)
+                if (ttl := ttl_of(source))
+                else self.default_ttl_fields(now),
             )
         assert copied is not None
         return copied
@@ -174,33 +292,36 @@ class ThreadService:
         sort_by: str = "created_at",
         order: SortOrder = SortOrder.DESC,
     ) -> Page[ThreadRecord]:
-        stmt = self._search_stmt(filter)
-        async with self._db.sessions() as session:
-            return await fetch_page(
-                session,
-                stmt,
-                sort_by=sort_by,
-                sort_column=SORT_COLUMNS[sort_by],  # type: ignore[arg-type]
-                id_column=ThreadRecord.thread_id,  # type: ignore[arg-type]
-                order=order,
-                page=page,
-                to_item=lambda row: row,
-            )
+        stmt = await self._search_stmt(filter)
+        return await read_page(
+            self._db.sessions,
+            stmt,
+            sort_by=sort_by,
+            sort_column=SORT_COLUMNS[sort_by],
+            id_column=ThreadRecord.thread_id,
+            order=order,
+            page=page,
+        )
 
     async def count(self, filter: ThreadFilter) -> int:
-        async with self._db.sessions() as session:
-            return await count(session, self._search_stmt(filter))
+        stmt = await self._search_stmt(filter)
+        return await read_count(self._db.sessions, stmt)
 
-    def _search_stmt(self, filter: ThreadFilter) -> Any:
+    async def _search_stmt(self, filter: ThreadFilter) -> Any:
         if filter.status is not None and filter.status not in THREAD_STATUSES:
             raise BadUserInput(f"unknown thread status {filter.status!r}", field="status")
         ids = [parse_uuid(i, "thread") for i in filter.ids] if filter.ids is not None else None
-        return db.search(
-            ids=ids,
-            metadata=require_object(filter.metadata, "metadata"),
-            values=require_object(filter.values, "values"),
-            status=filter.status,
+        metadata = require_object(filter.metadata, "metadata")
+        values = require_object(filter.values, "values")
+        flt = await self.auth.check(
+            "threads", "search", {"metadata": metadata, "values": values, "status": filter.status}
         )
+        stmt = db.search(ids=ids, metadata=metadata, values=values, status=filter.status)
+        return stmt if flt is None else stmt.where(flt.to_sql(ThreadRecord.metadata_))
+
+    def visible_ids(self, flt: AuthFilter) -> Any:
+        """The ids of the threads `flt` lets through, as a subquery (to filter their runs)."""
+        return db.ids_where(flt.to_sql(ThreadRecord.metadata_))
 
     # --- state -------------------------------------------------------------------------------
 
@@ -292,11 +413,13 @@ class ThreadService:
         (no graph on the thread, unknown node, invalid update).
         """
         tid = parse_uuid(thread_id, "thread")
+        flt = await self.visible(tid, "update", values=values, as_node=as_node)
         async with self._db.sessions.begin() as session:
             # The row lock keeps a run from starting between the busy check and the state write.
             thread = await db.get(session, tid, for_update=True)
             if thread is None:
                 raise NotFound(f"Thread {tid} not found", thread_id=str(tid))
+            require_visible(flt, thread.metadata_, _not_found(tid))
             if await db.has_active_runs(session, tid):
                 raise Conflict(
                     "Thread is busy with a run; wait for it to finish before updating its state",

@@ -23,7 +23,7 @@ from app.services.run_request import (
 from app.services.run_request import (
     OnDisconnect as ServiceOnDisconnect,
 )
-from app.services.run_request import RunCommand, RunRequest
+from app.services.run_request import RunCommand, RunRequest, public_kwargs
 from app.services.runs import RunRecord
 from schema.context import Context
 from schema.pagination import Connection
@@ -160,7 +160,7 @@ class Run:
             updated_at=row.updated_at,
             output=row.output,
             error=RunError.from_dict(row.error),
-            kwargs=row.kwargs,
+            kwargs=public_kwargs(row.kwargs),
         )
 
     @strawberry.field(description="The run's thread (null once a stateless run's thread is gone).")

@@ -8,6 +8,7 @@ from typing import Any
 
 import strawberry
 
+from app.services import thread_ttl
 from app.services.threads import ThreadFilter as ServiceThreadFilter
 from app.services.threads import ThreadRecord
 from schema.context import Context, services
@@ -31,6 +32,34 @@ class ThreadStatus(enum.Enum):
         description="The graph stopped at an interrupt or breakpoint; resume with a run.",
     )
     ERROR = strawberry.enum_value("error", description="The last run failed.")
+
+
+@strawberry.enum(description="What happens to a thread when its TTL runs out.")
+class ThreadTTLStrategy(enum.Enum):
+    DELETE = strawberry.enum_value(
+        "delete", description="Delete the thread with its runs, crons and checkpoints."
+    )
+    KEEP_LATEST = strawberry.enum_value(
+        "keep_latest", description="Keep the thread and its latest checkpoint; prune older ones."
+    )
+
+
+@strawberry.type(description="A thread's time-to-live: it expires after this long untouched.")
+class ThreadTTL:
+    strategy: ThreadTTLStrategy
+    minutes: float = strawberry.field(description="Inactivity, in minutes, before it expires.")
+    expires_at: datetime = strawberry.field(
+        description="When it expires if no run, state update or thread update touches it first."
+    )
+
+
+@strawberry.input(description="A thread's time-to-live (LangGraph's `ttl`).")
+class ThreadTTLInput:
+    minutes: float = strawberry.field(description="Inactivity, in minutes, before it expires.")
+    strategy: ThreadTTLStrategy = ThreadTTLStrategy.DELETE
+
+    def to_service(self) -> thread_ttl.ThreadTTL:
+        return thread_ttl.ThreadTTL.checked(self.minutes, self.strategy.value)
 
 
 @strawberry.enum(description="Fields threads can be sorted by.")
@@ -62,6 +91,20 @@ class Thread:
             updated_at=row.updated_at,
             state_updated_at=row.state_updated_at,
             _record=row,
+        )
+
+    @strawberry.field(
+        description="Its time-to-live (own, or langgraph.json `checkpointer.ttl.default_ttl`); "
+        "null when it never expires."
+    )
+    def ttl(self) -> ThreadTTL | None:
+        ttl, expires_at = thread_ttl.ttl_of(self._record), thread_ttl.expires_at(self._record)
+        if ttl is None or expires_at is None:
+            return None
+        return ThreadTTL(
+            strategy=ThreadTTLStrategy(ttl.strategy.value),
+            minutes=ttl.minutes,
+            expires_at=expires_at,
         )
 
     @strawberry.field(description="Pending interrupts at the latest checkpoint, across all tasks.")
@@ -145,11 +188,19 @@ class CreateThreadInput:
     graph_id: str | None = strawberry.field(
         default=None, description="Bind the thread to a graph now (stored as `metadata.graph_id`)."
     )
+    ttl: ThreadTTLInput | None = strawberry.field(
+        default=None,
+        description="Expire the thread after this long untouched; default: langgraph.json "
+        "`checkpointer.ttl.default_ttl`, else never.",
+    )
 
 
 @strawberry.input(description="Changes to a thread.")
 class UpdateThreadInput:
     metadata: JSON | None = strawberry.field(default=None, description="Merged into the metadata.")
+    ttl: strawberry.Maybe[ThreadTTLInput | None] = strawberry.field(
+        description="A new time-to-live, counted from now; null removes it."
+    )
 
 
 @strawberry.type(

@@ -1,0 +1,73 @@
+"""Authentication of every HTTP request, before it reaches GraphQL (WebSocket connections are
+authenticated at `connection_init`, where clients put their credentials, in the GraphQL view).
+
+Public: `/ok` (health checks carry no credentials), GraphiQL's static assets, and the GraphiQL
+page itself (a GET of `/graphql` with no `query`): the page holds no data, and its requests
+carry the credentials the user sets in it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import parse_qs
+
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.auth.context import Authorization, acting_as
+from app.auth.handlers import AuthHandlerError, Credentials
+from app.services.errors import ServiceError
+
+log = logging.getLogger("lgql.auth")
+
+USER_SCOPE_KEY = "lgql.user"
+PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PATHS = ("/ok",)
+
+
+def _is_public(scope: Scope) -> bool:
+    path: str = scope.get("path", "")
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        return True
+    if scope.get("method") == "GET" and path == "/graphql":
+        return "query" not in parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return False
+
+
+class AuthenticationMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _is_public(scope) or scope.get("method") == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        services = getattr(scope["app"].state, "services", None)
+        auth: Authorization | None = getattr(services, "auth", None)
+        if auth is None or auth.handlers is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            user = await auth.handlers.authenticate(Credentials(HTTPConnection(scope, receive)))
+        except ServiceError as exc:
+            status = (
+                401 if exc.code == "UNAUTHENTICATED" else 403 if exc.code == "FORBIDDEN" else 404
+            )
+            await _reject(send, status, exc.message, exc.code)
+            return
+        except AuthHandlerError:
+            await _reject(send, 500, "Internal server error", "INTERNAL_SERVER_ERROR")
+            return
+        scope[USER_SCOPE_KEY] = user
+        with acting_as(user):
+            await self.app(scope, receive, send)
+
+
+async def _reject(send: Send, status: int, message: str, code: str) -> None:
+    body = json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
