@@ -17,9 +17,7 @@ auth = Auth()
 
 
 def _tokens() -> dict[str, str]:
-    raw = os.environ.get(
-        "EXAMPLE_AUTH_TOKENS", "alice-token:alice,bob-token:bob,admin-token:admin"
-    )
+    raw = os.environ.get("EXAMPLE_AUTH_TOKENS", "alice-token:alice,bob-token:bob,admin-token:admin")
     pairs = (item.split(":", 1) for item in raw.split(",") if ":" in item)
     return {token.strip(): user.strip() for token, user in pairs}
 

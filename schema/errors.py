@@ -8,6 +8,7 @@ from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import InvalidOperationTypeError
 
 from app.services.errors import ServiceError
 
@@ -33,9 +34,25 @@ def _code_for(error: GraphQLError, *, phase: str) -> str:
     return "BAD_USER_INPUT"
 
 
+WRONG_OPERATION_MESSAGE = (
+    "This transport runs subscriptions only (the legacy graphql-ws protocol): send queries and "
+    "mutations over HTTP or the graphql-transport-ws protocol."
+)
+
+
 def _with_code(error: GraphQLError, *, phase: str) -> GraphQLError:
     if error.extensions and "code" in error.extensions:
         return error
+    if isinstance(error.original_error, InvalidOperationTypeError):
+        # The client sent an operation its transport does not carry: its mistake, said plainly.
+        return GraphQLError(
+            WRONG_OPERATION_MESSAGE,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={**(error.extensions or {}), "code": "BAD_REQUEST"},
+        )
     code = _code_for(error, phase=phase)
     extensions = dict(error.extensions or {})
     extensions["code"] = code

@@ -448,3 +448,58 @@ async def test_a_run_knows_the_user_it_runs_for(alice: GraphQLClient) -> None:
         {"input": {"assistantId": "whoami", "input": {}}},
     )
     assert done["runAndWait"]["values"] == {"user_id": "alice", "user": "alice"}
+
+
+async def test_b_cannot_start_a_streamed_run_on_a_thread(
+    auth_server: LiveServer, alice: GraphQLClient, world: AliceWorld
+) -> None:
+    stream = gql("subscription($input: RunInput!) { runStream(input: $input) { event } }")
+    stream.variable_values = {
+        "input": {"assistantId": "echo", "threadId": world.thread_id, "input": HI}
+    }
+    before = await alice.data(
+        "query($t: ID!) { runs(threadId: $t) { totalCount } }", {"t": world.thread_id}
+    )
+    async with _ws(auth_server, dict(BOB)) as session:
+        with pytest.raises(TransportQueryError) as refused:
+            async for _ in session.subscribe(stream):
+                raise AssertionError("Bob started a run on Alice's thread")
+    assert refused.value.errors and refused.value.errors[0]["extensions"]["code"] == "NOT_FOUND"
+    after = await alice.data(
+        "query($t: ID!) { runs(threadId: $t) { totalCount } }", {"t": world.thread_id}
+    )
+    assert after == before
+
+
+async def test_the_legacy_websocket_protocol_authenticates_too(
+    auth_server: LiveServer, world: AliceWorld
+) -> None:
+    url = auth_server.graphql_url.replace("http://", "ws://")
+    JOIN.variable_values = {"id": world.run_id}
+    for payload, allowed in ((dict(ALICE), True), (dict(BOB), False)):
+        transport = WebsocketsTransport(
+            url=url, subprotocols=[WebsocketsTransport.APOLLO_SUBPROTOCOL], init_payload=payload
+        )
+        async with Client(transport=transport) as session:
+            if allowed:
+                events = [e["joinRunStream"]["event"] async for e in session.subscribe(JOIN)]
+                assert events[-1] == "end"
+            else:
+                with pytest.raises(TransportQueryError) as refused:
+                    async for _ in session.subscribe(JOIN):
+                        raise AssertionError("Bob received an event of Alice's")
+                assert refused.value.errors[0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_a_query_over_the_legacy_protocol_is_a_clear_client_error(
+    auth_server: LiveServer,
+) -> None:
+    url = auth_server.graphql_url.replace("http://", "ws://")
+    transport = WebsocketsTransport(
+        url=url, subprotocols=[WebsocketsTransport.APOLLO_SUBPROTOCOL], init_payload=dict(ALICE)
+    )
+    async with Client(transport=transport) as session:
+        with pytest.raises(TransportQueryError) as refused:
+            await session.execute(gql("{ serverInfo { version } }"))
+    assert refused.value.errors[0]["extensions"]["code"] == "BAD_REQUEST"
+    assert "graphql-transport-ws" in refused.value.errors[0]["message"]
