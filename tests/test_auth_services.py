@@ -103,3 +103,18 @@ async def test_the_user_reaches_the_graph_but_not_clients_or_webhooks(services: 
     assert shown["config"]["configurable"]["langgraph_auth_user_id"] == "alice"
     assert "s3cret-token" not in json.dumps(shown)
     assert "s3cret-token" not in json.dumps(run_payload(run, status="success", values=None))
+
+
+def test_a_store_auth_filter_is_anded_with_the_clients_filter() -> None:
+    from app.auth.filters import AuthFilter
+    from app.services.store import _store_filter
+
+    owner = AuthFilter.parse({"owner": "alice"})
+    assert _store_filter(owner, {}) == {"owner": {"$eq": "alice"}}
+    assert _store_filter(owner, {"owner": "alice"}) == {"owner": {"$eq": "alice"}}
+    assert _store_filter(owner, {"owner": {"$ne": "bob"}}) == {
+        "owner": {"$ne": "bob", "$eq": "alice"}
+    }
+    impossible = {"owner": {"$eq": "alice", "$ne": "alice"}}
+    assert _store_filter(owner, {"owner": "bob"}) == impossible
+    assert _store_filter(owner, {"owner": {"$eq": "bob"}}) == impossible

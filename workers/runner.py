@@ -26,7 +26,6 @@ from app.services.assistants import AssistantRecord
 from app.services.container import Services
 from app.services.run_lifecycle import ThreadState
 from app.services.runs import RunRecord, outcome_of, stopped_outcome
-from app.services.webhooks import enqueue_recorded
 
 log = logging.getLogger("lgql.worker")
 
@@ -224,7 +223,7 @@ class RunRunner:
                 await services.threads.delete_in(session, run.thread_id)
             else:
                 nxt = await lifecycle.next_pending(session, run.thread_id)
-        await enqueue_recorded(services.broker, session)
+        await services.runs.announce_webhooks(session)
         await self._close_stream(run, publisher, status, error)
         await services.broker.publish_run_end(str(run.run_id), outcome_of(ended))
         if nxt is not None:
@@ -265,7 +264,7 @@ class RunRunner:
         if not deleted:
             await publisher.close()
             return
-        await enqueue_recorded(services.broker, session)
+        await services.runs.announce_webhooks(session)
         await self._close_stream(run, publisher, "rollback", None)
         if not run.kwargs.get("temporary"):
             snapshot = await current_state(services.graphs, services.checkpointer, spec)

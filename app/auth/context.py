@@ -78,10 +78,15 @@ class Authorization:
         }
 
 
+def is_visible(flt: AuthFilter | None, metadata: dict[str, Any] | None) -> bool:
+    """Whether `flt` (None: no limit) lets a resource with this metadata through."""
+    return flt is None or flt.matches(metadata)
+
+
 def require_visible(
     flt: AuthFilter | None, metadata: dict[str, Any] | None, not_found: ServiceError
 ) -> None:
     """Raise `not_found` when `flt` hides a resource with this metadata: to a user who may not
     see it, a resource that exists looks exactly like one that does not."""
-    if flt is not None and not flt.matches(metadata):
+    if not is_visible(flt, metadata):
         raise not_found

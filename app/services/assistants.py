@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 
-from app.auth.context import Authorization, require_visible
+from app.auth.context import Authorization, is_visible, require_visible
 from app.db import assistants as db
 from app.db.engine import Database
 from app.db.models import Assistant as AssistantRecord
@@ -128,7 +128,7 @@ class AssistantService:
                 return created
             if if_exists is IfExists.DO_NOTHING:
                 existing = await db.get(session, aid, self._graphs.graph_ids)
-                if existing is not None and (flt is None or flt.matches(existing.metadata_)):
+                if existing is not None and is_visible(flt, existing.metadata_):
                     return existing
         raise Conflict(f"Assistant {aid} already exists", assistant_id=str(aid))
 
@@ -185,7 +185,7 @@ class AssistantService:
             )
             found = {row.assistant_id: row for row in result.scalars()}
         return [
-            row if (row := found.get(i)) and (f is None or f.matches(row.metadata_)) else None
+            row if (row := found.get(i)) and is_visible(f, row.metadata_) else None
             for i, f in zip(ids, filters, strict=True)
         ]
 

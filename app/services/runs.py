@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlmodel import col
 
-from app.auth.context import require_visible
+from app.auth.context import is_visible, require_visible
 from app.auth.filters import AuthFilter
 from app.broker import Broker
 from app.db import runs as db
@@ -306,7 +306,7 @@ class RunService:
             if found is not None and self._threads.auth.enabled:
                 flt = await self._threads.visible(found.thread_id, action, run_id=str(rid))
                 thread = await threads_db.get(session, found.thread_id)
-                if thread is None or (flt is not None and not flt.matches(thread.metadata_)):
+                if thread is None or not is_visible(flt, thread.metadata_):
                     found = None
         if found is None:
             raise NotFound(f"Run {rid} not found", run_id=str(rid))

@@ -20,7 +20,7 @@ from langgraph.store.base import (
     _validate_namespace_labels,
 )
 
-from app.auth.context import Authorization
+from app.auth.context import Authorization, is_visible
 from app.auth.filters import AuthFilter, AuthFilterError
 from app.auth.handlers import AuthHandlerError
 from app.runtime.store import PostgresStore
@@ -88,7 +88,7 @@ class StoreService:
         flt = await self.auth.check("store", "get", value)
         ns = _namespace(value["namespace"], "namespace")
         item = await self.backend.aget(ns, key, refresh_ttl=refresh_ttl)
-        if item is not None and flt is not None and not flt.matches(item.value):
+        if item is not None and not is_visible(flt, item.value):
             return None
         return item
 
@@ -238,12 +238,15 @@ def _store_filter(auth_filter: AuthFilter, client: dict[str, Any]) -> dict[str, 
     merged: dict[str, Any] = {}
     for key, expected in auth_filter.equalities().items():
         theirs = client.get(key)
-        if isinstance(theirs, dict) and theirs and all(str(k).startswith("$") for k in theirs):
-            merged[key] = {**theirs, "$eq": expected} if "$eq" not in theirs else theirs
-            if "$eq" in theirs and theirs["$eq"] != expected:
-                merged[key] = {"$eq": expected, "$ne": expected}  # both cannot hold
-        elif key in client and theirs != expected:
-            merged[key] = {"$eq": expected, "$ne": expected}
-        else:
+        ops = (
+            theirs
+            if isinstance(theirs, dict) and all(str(k).startswith("$") for k in theirs)
+            else {}
+        )
+        if ops and ops.get("$eq", expected) == expected:
+            merged[key] = {**ops, "$eq": expected}
+        elif key not in client or (not ops and theirs == expected):
             merged[key] = {"$eq": expected}
+        else:  # the client asks for another value: both cannot hold
+            merged[key] = {"$eq": expected, "$ne": expected}
     return merged

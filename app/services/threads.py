@@ -14,7 +14,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.errors import EmptyInputError, InvalidUpdateError
 from langgraph.types import StateSnapshot
 
-from app.auth.context import Authorization, require_visible
+from app.auth.context import Authorization, is_visible, require_visible
 from app.auth.filters import AuthFilter
 from app.db import threads as db
 from app.db.engine import Database, driver_connection
@@ -141,7 +141,7 @@ class ThreadService:
                 return created
             if if_exists is IfExists.DO_NOTHING:
                 existing = await db.get(session, tid)
-                if existing is not None and (flt is None or flt.matches(existing.metadata_)):
+                if existing is not None and is_visible(flt, existing.metadata_):
                     return existing
         raise Conflict(f"Thread {tid} already exists", thread_id=str(tid))
 
@@ -164,7 +164,7 @@ class ThreadService:
             result = await session.execute(db.search(ids=ids))
             found = {row.thread_id: row for row in result.scalars()}
         return [
-            row if (row := found.get(i)) and (f is None or f.matches(row.metadata_)) else None
+            row if (row := found.get(i)) and is_visible(f, row.metadata_) else None
             for i, f in zip(ids, filters, strict=True)
         ]
 
