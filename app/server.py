@@ -22,8 +22,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from app import __version__
+from app.a2a.door import A2ADoor, a2a_routes
 from app.auth.middleware import AuthenticationMiddleware
 from app.graphql_app import graphiql_static_mount, graphql_routes, make_graphql_app
+from app.mcp.door import MCP_PATH, McpDoor
 from app.runtime.graphs import default_assistant_id
 from app.runtime.langgraph_config import ConfigError
 from app.services.container import Services
@@ -105,6 +107,8 @@ def create_app(
     """The ASGI app over the services `services_factory` opens for the app's lifetime.
     `embedded_worker` runs an arq worker inside this process (dev)."""
 
+    mcp = McpDoor(max_body_bytes=settings.max_body_bytes)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with services_factory() as services:
@@ -120,7 +124,8 @@ def create_app(
                 )
                 worker_task = asyncio.create_task(worker.async_run(), name="lgql-embedded-worker")
             try:
-                yield
+                async with mcp.lifespan():
+                    yield
             finally:
                 if worker is not None and worker_task is not None:
                     await worker.close()
@@ -174,6 +179,8 @@ def create_app(
         Route("/info", info, methods=["GET"]),
         *graphql_routes(graphql, "/graphql"),
         graphiql_static_mount(),
+        Route(MCP_PATH, mcp),
+        *a2a_routes(A2ADoor(max_body_bytes=settings.max_body_bytes)),
     ]
     # CORS outermost: a browser's preflight carries no credentials and must still be answered.
     return Starlette(

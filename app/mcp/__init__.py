@@ -1,0 +1,1 @@
+"""The MCP door: every assistant as a tool, at `/mcp` (Streamable HTTP)."""
