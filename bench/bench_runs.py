@@ -1,31 +1,25 @@
-"""Run benchmark: lgql (GraphQL) against `langgraph dev` (LangGraph's SDK) on the same graphs.
+"""Run benchmark: the floor, `langgraph dev` and lgql side by side, with lgql's ratios to both.
 
-    python bench/bench_runs.py [--n 50] [--graphs echo,steps] [--bg-runs 500 --clients 20]
+    python bench/bench_runs.py [--n 50] [--bg-runs 500 --clients 20] [--workers 1]
     python bench/bench_runs.py --peer langgraph-dev --peer-venv /tmp/lgdev
 
-Starts lgql itself: `lgql dev` with embedded Postgres and Valkey in a temporary folder, or, when
-DATABASE_URI and REDIS_URI are set, `lgql migrate` + `lgql serve` + `lgql worker` (`--workers`) on a
-scratch database it creates and drops (and a Redis key prefix of its own, deleted at the end). Uses
-the fixture graphs (`tests/fixtures/graphs/langgraph.json`): `echo` (one node) and `steps` (five).
+Columns (each started by the script, one after the other, on the same machine):
+- floor: the fixture graphs in-process with LangGraph's `AsyncPostgresSaver` on a scratch
+  database of the same Postgres, no server (`floor.py`, in a child process of its own);
+- langgraph dev: `langgraph dev` (in-memory runtime) from `--peer-venv`, through LangGraph's SDK
+  (only with `--peer langgraph-dev`);
+- lgql: `lgql serve` + `--workers` x `lgql worker` on the machine's Postgres and Redis
+  (DATABASE_URI / REDIS_URI, default the local ones), a scratch database and key prefix of its own.
 
-For each graph it prints:
-- new-thread wait: create a thread, then wait for a run on it (`createThread` + `runAndWait`;
-  `threads.create` + `runs.wait` on the peer), sequential, p50/p95 over `--n` runs;
-- stateless wait: `runAndWait` without a thread (`runs.wait(None, …)`), p50/p95;
-- background throughput: `--bg-runs` runs, each on a thread of its own created beforehand, created
-  (`createRun` / `runs.create`) by `--clients` concurrent clients, from the first create to the
-  end of the last run (lgql: `runs(status:)` counts polled; peer: `runs.join`), in runs/s;
-- CPU per background run: user+sys of the server processes over that batch / runs, and of the
-  engines (Postgres + Valkey/Redis) beside it;
-- server memory: RSS summed over the server's processes after the runs; embedded engines apart,
-  as PSS (their shared memory counted once, not once per Postgres backend).
-
-With `--peer langgraph-dev` it also starts `langgraph dev --no-browser --no-reload` from the venv
-given by `--peer-venv` (make it with `python3 -m venv /tmp/lgdev && /tmp/lgdev/bin/pip install
-"langgraph-cli[inmem]"`; never inside the repository) on a copy of the fixture graphs in a temporary
-folder (it writes `.langgraph_api/` into its working folder), with `--n-jobs-per-worker` equal to
-lgql's N_JOBS_PER_WORKER, and prints both side by side with lgql's advantage (> 1 = lgql better).
-No assertions: it prints medians and ratios.
+Figures (graphs from `tests/fixtures/graphs`): wait for a run on a new thread (`echo`) and a
+stateless wait (`steps`), p50/p95 over `--n` sequential runs; `stream100` streamed (custom
+events), first and last event p50; background throughput of `--bg-runs` `steps` runs from
+`--clients` concurrent clients, one thread each; CPU per background run split by process (API,
+workers, Postgres, Redis); RSS of each server process after the runs. Then a separate, smaller
+pass (`--count-runs`) with counting proxies between each process and Postgres / Redis
+(`wire.py`) gives round trips per background run: Postgres statements and transactions per
+process, commits (`pg_stat_database.xact_commit` of the scratch database), Redis commands. The
+proxies are never in the timed pass. No assertions: medians and ratios, then a markdown table.
 """
 
 from __future__ import annotations
@@ -33,580 +27,439 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import os
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import asyncpg
-import httpx
 import psutil
-import redis.asyncio as aioredis
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-FIXTURES = ROOT / "tests" / "fixtures" / "graphs"
-CONFIG = FIXTURES / "langgraph.json"
-LGQL = [sys.executable, "-m", "app"]
-INPUTS: dict[str, dict[str, Any]] = {
-    "echo": {"messages": [{"role": "user", "content": "hello"}]},
-    "steps": {"count": 0},
-}
-ENGINE_NAMES = ("postgres", "valkey-server", "redis-server")
-SCRUB = ("DATABASE_URI", "DATABASE_URL", "POSTGRES_URI", "REDIS_URI", "REDIS_URL", "LGQL_CONFIG")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-# ---- process accounting -----------------------------------------------------------------------
-
-
-def _tree(pids: list[int]) -> list[psutil.Process]:
-    procs: dict[int, psutil.Process] = {}
-    for pid in pids:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p = psutil.Process(pid)
-            procs[p.pid] = p
-            for child in p.children(recursive=True):
-                procs[child.pid] = child
-    return list(procs.values())
-
-
-def _is_engine(p: psutil.Process) -> bool:
-    try:
-        return p.name().startswith(ENGINE_NAMES)
-    except psutil.Error:
-        return False
-
-
-@dataclass
-class ProcessSet:
-    """The processes of one server: its own (`root_pids` and their non-engine descendants) and
-    its engines (embedded engines among the descendants, or the machine's when `machine_engines`)."""
-
-    root_pids: list[int]
-    machine_engines: bool = False
-
-    def server(self) -> list[psutil.Process]:
-        return [p for p in _tree(self.root_pids) if not _is_engine(p)]
-
-    def engines(self) -> list[psutil.Process]:
-        if self.machine_engines:
-            return [p for p in psutil.process_iter() if _is_engine(p)]
-        return [p for p in _tree(self.root_pids) if _is_engine(p)]
-
-    @staticmethod
-    def cpu(procs: list[psutil.Process]) -> dict[int, float]:
-        out = {}
-        for p in procs:
-            with contextlib.suppress(psutil.Error):
-                t = p.cpu_times()
-                out[p.pid] = t.user + t.system
-        return out
-
-    @staticmethod
-    def rss_mib(procs: list[psutil.Process]) -> float:
-        total = 0
-        for p in procs:
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
-        return total / 2**20
-
-    @staticmethod
-    def pss_mib(procs: list[psutil.Process]) -> float:
-        """Proportional set size: shared memory (Postgres' shared buffers, mapped in every
-        backend) counted once overall instead of once per process; RSS where PSS is unreadable."""
-        total = 0
-        for p in procs:
-            with contextlib.suppress(psutil.Error):
-                try:
-                    total += p.memory_full_info().pss
-                except (psutil.AccessDenied, AttributeError):
-                    total += p.memory_info().rss
-        return total / 2**20
-
-
-def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
-    # A process born during the batch counts from zero; one that died is lost (rare: pools).
-    return sum(v - before.get(pid, 0.0) for pid, v in after.items())
-
-
-# ---- servers -------------------------------------------------------------------------------
-
-
-def _spawn(
-    args: list[str], *, env: dict[str, str], cwd: Path, log: Path
-) -> subprocess.Popen[bytes]:
-    f = log.open("ab")
-    return subprocess.Popen(
-        args, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
-    for p in procs:
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.wait(timeout=max(0.0, deadline - time.monotonic()))
-    for p in procs:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(p.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.wait(timeout=10)
-
-
-def _log_tails(log_dir: Path) -> str:
-    return "\n".join(f"--- {f}\n{f.read_text()[-3000:]}" for f in sorted(log_dir.glob("*.log")))
-
-
-async def wait_ok(url: str, procs: list[subprocess.Popen[bytes]], log_dir: Path) -> None:
-    deadline = time.monotonic() + 120
-    async with httpx.AsyncClient(timeout=5) as http:
-        while True:
-            for p in procs:
-                if p.poll() is not None:
-                    raise SystemExit(
-                        f"a server process exited early ({p.args!r}):\n{_log_tails(log_dir)}"
-                    )
-            with contextlib.suppress(httpx.TransportError):
-                if (await http.get(f"{url}/ok")).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{url}/ok never answered")
-            await asyncio.sleep(0.2)
-
-
-@dataclass
-class Server:
-    name: str
-    url: str
-    processes: ProcessSet
-    mode: str
-    notes: list[str] = field(default_factory=list)
-
-
-@contextlib.asynccontextmanager
-async def lgql_server(workers: int, log_dir: Path) -> AsyncIterator[Server]:
-    env = {k: v for k, v in os.environ.items() if k not in SCRUB}
-    env.update({"LGQL_CONFIG": str(CONFIG), "LOG_LEVEL": "WARNING"})
-    database_uri, redis_uri = os.environ.get("DATABASE_URI"), os.environ.get("REDIS_URI")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    procs: list[subprocess.Popen[bytes]] = []
-    if not (database_uri and redis_uri):
-        data_dir = Path(tempfile.mkdtemp(prefix="lgql-bench-"))
-        try:
-            procs.append(
-                _spawn(
-                    [*LGQL, "dev", "--port", str(port), "--data-dir", str(data_dir / ".lgql")],
-                    env=env,
-                    cwd=data_dir,
-                    log=log_dir / "lgql-dev.log",
-                )
-            )
-            await wait_ok(url, procs, log_dir)
-            yield Server(
-                "lgql", url, ProcessSet([p.pid for p in procs]), "lgql dev, embedded engines"
-            )
-        finally:
-            await asyncio.to_thread(_stop, procs)
-            shutil.rmtree(data_dir, ignore_errors=True)
-        return
-
-    from app.db.engine import asyncpg_url
-
-    name = f"lgql_bench_{uuid.uuid4().hex[:10]}"
-    admin_url = asyncpg_url(database_uri)
-    scratch = f"{admin_url.rpartition('/')[0]}/{name}"
-    prefix = f"lgql_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    env.update({"DATABASE_URI": scratch, "REDIS_URI": redis_uri, "REDIS_KEY_PREFIX": prefix})
-    try:
-        migrated = await asyncio.to_thread(
-            subprocess.run, [*LGQL, "migrate"], env=env, cwd=ROOT, capture_output=True, text=True
-        )
-        if migrated.returncode != 0:
-            raise SystemExit(f"lgql migrate failed:\n{migrated.stderr}")
-        procs.append(
-            _spawn(
-                [*LGQL, "serve", "--port", str(port)], env=env, cwd=ROOT, log=log_dir / "api.log"
-            )
-        )
-        for i in range(workers):
-            procs.append(
-                _spawn([*LGQL, "worker"], env=env, cwd=ROOT, log=log_dir / f"worker-{i}.log")
-            )
-        await wait_ok(url, procs, log_dir)
-        await asyncio.sleep(3)  # let the workers finish starting (they import the graphs)
-        yield Server(
-            "lgql",
-            url,
-            ProcessSet([p.pid for p in procs], machine_engines=True),
-            f"lgql serve + {workers} worker(s), machine's Postgres and Redis",
-            ["engine CPU is every postgres/redis process on the machine"],
-        )
-    finally:
-        await asyncio.to_thread(_stop, procs)
-        admin = await asyncpg.connect(admin_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-        client = aioredis.from_url(redis_uri)
-        try:
-            keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-            if keys:
-                await client.delete(*keys)
-        finally:
-            await client.aclose()
-
-
-@contextlib.asynccontextmanager
-async def langgraph_dev_server(venv: Path, n_jobs: int, log_dir: Path) -> AsyncIterator[Server]:
-    exe = venv / "bin" / "langgraph"
-    if not exe.exists():
-        raise SystemExit(
-            f"no `langgraph` CLI in {venv}: python3 -m venv {venv} && "
-            f'{venv}/bin/pip install "langgraph-cli[inmem]"'
-        )
-    work = Path(tempfile.mkdtemp(prefix="lgdev-bench-"))
-    shutil.copytree(FIXTURES / "agents", work / "agents")
-    shutil.copy(CONFIG, work / "langgraph.json")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in SCRUB}
-    env.update(
-        {
-            "LANGSMITH_TRACING": "false",
-            "LANGCHAIN_TRACING_V2": "false",
-            "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    args = [str(exe), "dev", "--port", str(port), "--no-browser", "--no-reload"]
-    args += ["--config", "langgraph.json", "--n-jobs-per-worker", str(n_jobs)]
-    args += ["--server-log-level", "WARNING"]
-    procs = [_spawn(args, env=env, cwd=work, log=log_dir / "langgraph-dev.log")]
-    try:
-        url = f"http://127.0.0.1:{port}"
-        await wait_ok(url, procs, log_dir)
-        yield Server(
-            "langgraph dev",
-            url,
-            ProcessSet([procs[0].pid]),
-            f"langgraph dev (in-memory runtime), --n-jobs-per-worker {n_jobs}",
-        )
-    finally:
-        await asyncio.to_thread(_stop, procs)
-        shutil.rmtree(work, ignore_errors=True)
-
-
-# ---- clients -------------------------------------------------------------------------------
-
-
-class Driver:
-    """What a benchmark needs from a server, whatever its API."""
-
-    async def new_thread_wait(self, graph: str) -> None:
-        raise NotImplementedError
-
-    async def stateless_wait(self, graph: str) -> None:
-        raise NotImplementedError
-
-    async def create_threads(self, graph: str, n: int) -> list[str]:
-        raise NotImplementedError
-
-    async def background(self, graph: str, threads: list[list[str]]) -> None:
-        """Create one run on each thread, one client per list, and return when all ended."""
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        pass
-
-
-RUN_AND_WAIT = """mutation($input: RunInput!) {
-  runAndWait(input: $input) { run { id status } error { type message } }
-}"""
-CREATE_RUN = "mutation($input: RunInput!) { createRun(input: $input) { id } }"
-CREATE_THREAD = "mutation($graph: String!) { createThread(input: {graphId: $graph}) { id } }"
-ACTIVE = "{ p: runs(status: PENDING) { totalCount } r: runs(status: RUNNING) { totalCount } }"
-
-
-class LgqlDriver(Driver):
-    def __init__(self, url: str) -> None:
-        self.url = f"{url}/graphql"
-        self.http = httpx.AsyncClient(timeout=600)
-
-    async def _data(self, http: httpx.AsyncClient, query: str, variables: dict[str, Any]) -> Any:
-        response = await http.post(self.url, json={"query": query, "variables": variables})
-        body = response.json()
-        if body.get("errors"):
-            raise RuntimeError(f"GraphQL errors: {body['errors']}")
-        return body["data"]
-
-    async def _wait(self, graph: str, thread_id: str | None) -> None:
-        run_input: dict[str, Any] = {"assistantId": graph, "input": INPUTS[graph]}
-        if thread_id is not None:
-            run_input["threadId"] = thread_id
-        data = await self._data(self.http, RUN_AND_WAIT, {"input": run_input})
-        result = data["runAndWait"]
-        if result["run"]["status"] != "SUCCESS":
-            raise RuntimeError(f"run did not succeed: {result}")
-
-    async def new_thread_wait(self, graph: str) -> None:
-        thread = await self._data(self.http, CREATE_THREAD, {"graph": graph})
-        await self._wait(graph, thread["createThread"]["id"])
-
-    async def stateless_wait(self, graph: str) -> None:
-        await self._wait(graph, None)
-
-    async def create_threads(self, graph: str, n: int) -> list[str]:
-        sem = asyncio.Semaphore(20)
-
-        async def one() -> str:
-            async with sem:
-                data = await self._data(self.http, CREATE_THREAD, {"graph": graph})
-                thread_id: str = data["createThread"]["id"]
-                return thread_id
-
-        return list(await asyncio.gather(*(one() for _ in range(n))))
-
-    async def background(self, graph: str, threads: list[list[str]]) -> None:
-        async def client(thread_ids: list[str]) -> None:
-            async with httpx.AsyncClient(timeout=60) as http:
-                for thread_id in thread_ids:
-                    run_input = {
-                        "assistantId": graph,
-                        "threadId": thread_id,
-                        "input": INPUTS[graph],
-                    }
-                    await self._data(http, CREATE_RUN, {"input": run_input})
-
-        await asyncio.gather(*(client(ids) for ids in threads))
-        while True:
-            data = await self._data(self.http, ACTIVE, {})
-            if data["p"]["totalCount"] + data["r"]["totalCount"] == 0:
-                return
-            # Each poll costs the server CPU that the batch is charged with: not too often.
-            await asyncio.sleep(0.1)
-
-    async def close(self) -> None:
-        await self.http.aclose()
-
-
-class LangGraphSdkDriver(Driver):
-    def __init__(self, url: str) -> None:
-        from langgraph_sdk import get_client
-
-        self.url = url
-        self.client = get_client(url=url, api_key=None, timeout=600)
-
-    async def new_thread_wait(self, graph: str) -> None:
-        thread = await self.client.threads.create()
-        await self.client.runs.wait(thread["thread_id"], graph, input=INPUTS[graph])
-
-    async def stateless_wait(self, graph: str) -> None:
-        await self.client.runs.wait(None, graph, input=INPUTS[graph])
-
-    async def create_threads(self, graph: str, n: int) -> list[str]:
-        sem = asyncio.Semaphore(20)
-
-        async def one() -> str:
-            async with sem:
-                thread = await self.client.threads.create()
-                thread_id: str = thread["thread_id"]
-                return thread_id
-
-        return list(await asyncio.gather(*(one() for _ in range(n))))
-
-    async def background(self, graph: str, threads: list[list[str]]) -> None:
-        from langgraph_sdk import get_client
-
-        async def client(thread_ids: list[str]) -> None:
-            sdk = get_client(url=self.url, api_key=None, timeout=600)
-            runs = []
-            for thread_id in thread_ids:
-                run = await sdk.runs.create(thread_id, graph, input=INPUTS[graph])
-                runs.append((thread_id, run["run_id"]))
-            for thread_id, run_id in runs:
-                await sdk.runs.join(thread_id, run_id)
-
-        await asyncio.gather(*(client(ids) for ids in threads))
-
-
-# ---- the benchmark -----------------------------------------------------------------------------
-
-
-@dataclass
-class Figures:
-    values: dict[str, float] = field(default_factory=dict)
-
-
-FIGURES: list[tuple[str, str, bool]] = [
-    # key, label, higher is better
-    ("thread_p50", "new-thread wait p50 (ms)", False),
-    ("thread_p95", "new-thread wait p95 (ms)", False),
-    ("stateless_p50", "stateless wait p50 (ms)", False),
-    ("stateless_p95", "stateless wait p95 (ms)", False),
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from drivers import Driver, LangGraphSdkDriver, LgqlDriver, floor_process
+from servers import (
+    ROOT,
+    ProcessSet,
+    Server,
+    cancel_on_signals,
+    cpu_delta,
+    langgraph_dev_server,
+    lgql_server,
+    named,
+    pct,
+    scratch_database,
+    tree,
+)
+from wire import WireProxy, address_of, with_address
+
+__all__ = ["Server", "lgql_server", "pct"]  # bench_stream.py imports these from here
+
+COLUMNS = ("floor", "langgraph dev", "lgql")
+Figs = dict[str, float]
+
+# key, label, higher is better (None: no direction)
+ROWS: list[tuple[str, str, bool | None]] = [
+    ("thread_p50", "wait, new thread, echo, p50 (ms)", False),
+    ("thread_p95", "wait, new thread, echo, p95 (ms)", False),
+    ("stateless_p50", "stateless wait, steps, p50 (ms)", False),
+    ("stateless_p95", "stateless wait, steps, p95 (ms)", False),
+    ("stream_first", "stream100: first event, p50 (ms)", False),
+    ("stream_last", "stream100: last event, p50 (ms)", False),
     ("throughput", "background throughput (runs/s)", True),
-    ("cpu_server", "CPU per bg run, server (ms)", False),
-    ("cpu_engines", "CPU per bg run, engines (ms)", False),
-    ("rss", "server RSS after runs (MiB)", False),
-    ("pss_engines", "engines PSS after runs (MiB)", False),
+    ("cpu_api", "CPU/run: API process (floor: its process) (ms)", False),
+    ("cpu_worker", "CPU/run: worker process(es) (ms)", False),
+    ("cpu_pg", "CPU/run: Postgres (ms)", False),
+    ("cpu_redis", "CPU/run: Redis (ms)", False),
+    ("cpu_total", "CPU/run: total (ms)", False),
+    ("rss_api", "RSS after runs: API (floor: its process) (MiB)", False),
+    ("rss_worker", "RSS after runs: worker (largest) (MiB)", False),
+    ("pg_statements", "Postgres statements/run", False),
+    ("pg_statements_api", "  of which API", False),
+    ("pg_statements_worker", "  of which worker(s)", False),
+    ("pg_commits", "Postgres commits/run (pg_stat_database)", False),
+    ("pg_tx_api", "  transactions/run seen by proxy, API", False),
+    ("pg_tx_worker", "  transactions/run seen by proxy, worker(s)", False),
+    ("redis_commands", "Redis commands/run", False),
+    ("redis_commands_api", "  of which API", False),
+    ("redis_commands_worker", "  of which worker(s)", False),
+    ("idle_pg", "idle background: Postgres statements/s", None),
+    ("idle_redis", "idle background: Redis commands/s", None),
 ]
 
 
-async def timed(n: int, op: Callable[[], Awaitable[None]]) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        await op()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
+# ---- timed pass --------------------------------------------------------------------------------
 
 
-async def measure(server: Server, driver: Driver, graph: str, args: argparse.Namespace) -> Figures:
-    fig = Figures()
+def role_cpu(roles: dict[str, int]) -> dict[str, dict[int, float]]:
+    return {role: ProcessSet.cpu(tree([pid])) for role, pid in roles.items()}
+
+
+async def postgres_processes(pg: tuple[str, str] | None) -> list[psutil.Process]:
+    """With `pg` = (admin URL, database): the backends connected to that database plus the
+    server's own processes (postmaster, WAL writer, checkpointer, …), leaving out the backends
+    of other databases (other people's work on a shared server). Else every `postgres`."""
+    if pg is None:
+        return named("postgres")
+    conn = await asyncpg.connect(pg[0])
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 OR datname IS NULL", pg[1]
+        )
+    finally:
+        await conn.close()
+    procs: dict[int, psutil.Process] = {}
+    for row in rows:
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(row["pid"])
+            procs[p.pid] = p
+            parent = p.parent()
+            if parent is not None and parent.name().startswith("postgres"):
+                procs[parent.pid] = parent
+    return list(procs.values())
+
+
+async def engines_cpu(pg: tuple[str, str] | None) -> dict[str, dict[int, float]]:
+    return {
+        "pg": ProcessSet.cpu(await postgres_processes(pg)),
+        "redis": ProcessSet.cpu(named("redis-server")),
+    }
+
+
+async def timed_pass(
+    driver: Driver,
+    roles: dict[str, int],
+    engines: tuple[str, ...],
+    args: argparse.Namespace,
+    pg: tuple[str, str] | None = None,
+) -> Figs:
+    """Every timed figure of one column; `engines` are those it uses ("pg", "redis"), `pg` the
+    (admin URL, database) whose backends are its Postgres CPU."""
+    fig: Figs = {}
     for _ in range(args.warmup):
-        await driver.new_thread_wait(graph)
-        await driver.stateless_wait(graph)
-    thread_ms = await timed(args.n, lambda: driver.new_thread_wait(graph))
-    stateless_ms = await timed(args.n, lambda: driver.stateless_wait(graph))
-    fig.values.update(
+        await driver.new_thread_wait("echo")
+        await driver.stateless_wait("steps")
+        await driver.stream("stream100")
+    thread_ms = [await driver.new_thread_wait("echo") for _ in range(args.n)]
+    stateless_ms = [await driver.stateless_wait("steps") for _ in range(args.n)]
+    streams = [await driver.stream("stream100") for _ in range(args.n)]
+    fig.update(
         thread_p50=statistics.median(thread_ms),
         thread_p95=pct(thread_ms, 0.95),
         stateless_p50=statistics.median(stateless_ms),
         stateless_p95=pct(stateless_ms, 0.95),
+        stream_first=statistics.median(s[0] for s in streams),
+        stream_last=statistics.median(s[1] for s in streams),
     )
 
-    thread_ids = await driver.create_threads(graph, args.bg_runs)
+    thread_ids = await driver.create_threads("steps", args.bg_runs)
     per_client = [thread_ids[i :: args.clients] for i in range(args.clients)]
-    server_procs, engine_procs = server.processes.server(), server.processes.engines()
-    cpu0 = ProcessSet.cpu(server_procs), ProcessSet.cpu(engine_procs)
+    cpu0, eng0 = role_cpu(roles), await engines_cpu(pg)
     t0 = time.perf_counter()
-    await driver.background(graph, per_client)
+    await driver.background("steps", per_client)
     elapsed = time.perf_counter() - t0
-    server_procs, engine_procs = server.processes.server(), server.processes.engines()
-    cpu1 = ProcessSet.cpu(server_procs), ProcessSet.cpu(engine_procs)
-    fig.values["throughput"] = args.bg_runs / elapsed
-    fig.values["cpu_server"] = cpu_delta(cpu0[0], cpu1[0]) / args.bg_runs * 1000
-    if engine_procs:
-        fig.values["cpu_engines"] = cpu_delta(cpu0[1], cpu1[1]) / args.bg_runs * 1000
-        if not server.processes.machine_engines:
-            fig.values["pss_engines"] = ProcessSet.pss_mib(engine_procs)
-    fig.values["rss"] = ProcessSet.rss_mib(server_procs)
+    cpu1, eng1 = role_cpu(roles), await engines_cpu(pg)
+    per_run = 1000 / args.bg_runs
+    fig["throughput"] = args.bg_runs / elapsed
+    fig["cpu_api"] = cpu_delta(cpu0["api"], cpu1["api"]) * per_run
+    workers = [r for r in roles if r.startswith("worker")]
+    if workers:
+        fig["cpu_worker"] = sum(cpu_delta(cpu0[r], cpu1[r]) for r in workers) * per_run
+    for engine in engines:
+        fig[f"cpu_{engine}"] = cpu_delta(eng0[engine], eng1[engine]) * per_run
+    fig["cpu_total"] = sum(
+        fig.get(k, 0.0) for k in ("cpu_api", "cpu_worker", "cpu_pg", "cpu_redis")
+    )
+    fig["rss_api"] = ProcessSet.rss_mib(tree([roles["api"]]))
+    if workers:
+        fig["rss_worker"] = max(ProcessSet.rss_mib(tree([roles[r]])) for r in workers)
     return fig
+
+
+# ---- round-trip pass (through the proxies) ---------------------------------------------------------
+
+
+async def xact_commits(admin_url: str, database: str, settle: float) -> int:
+    """The database's committed transactions once the backends' lazily flushed statistics have
+    caught up: wait `settle` seconds (an idle backend flushes within 10 s), then read until two
+    reads half a second apart agree (or five tries)."""
+    await asyncio.sleep(settle)
+    conn = await asyncpg.connect(admin_url)
+    try:
+        last = None
+        for _ in range(5):
+            await conn.execute("SELECT pg_stat_clear_snapshot()")
+            value = await conn.fetchval(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = $1", database
+            )
+            if value == last:
+                break
+            last = value
+            await asyncio.sleep(0.5)
+        return int(value or 0)
+    finally:
+        await conn.close()
+
+
+async def count_pass(
+    driver: Driver,
+    proxies: dict[str, tuple[WireProxy, WireProxy | None]],
+    admin_url: str,
+    database: str,
+    args: argparse.Namespace,
+) -> Figs:
+    """Round trips per background `steps` run, per role: the batch's deltas on the proxies
+    minus the cost of the client's completion polls (measured right after the batch)."""
+    runs = args.count_runs
+    for _ in range(3):
+        await driver.new_thread_wait("steps")
+    thread_ids = await driver.create_threads("steps", runs)
+    per_client = [thread_ids[i :: args.clients] for i in range(args.clients)]
+
+    def snap() -> dict[str, tuple[int, int, int]]:
+        out = {}
+        for role, (pg, rd) in proxies.items():
+            p, r = pg.snapshot(), (rd.snapshot().commands if rd else 0)
+            out[role] = (p.statements, p.transactions, r)
+        return out
+
+    commits0 = await xact_commits(admin_url, database, args.settle)
+    s0 = snap()
+    polls = await driver.background("steps", per_client, poll=0.25)
+    s1 = snap()
+    poll_cost = {role: (0.0, 0.0, 0.0) for role in proxies}
+    if polls and isinstance(driver, LgqlDriver):
+        k = 10
+        for _ in range(k):
+            await driver.active()
+        s2 = snap()
+        poll_cost = {r: tuple((s2[r][i] - s1[r][i]) / k for i in range(3)) for r in proxies}  # type: ignore[misc]
+    s_after = snap()
+    t_after = time.perf_counter()
+    commits1 = await xact_commits(admin_url, database, args.settle)
+    s3 = snap()
+    idle_seconds = time.perf_counter() - t_after
+
+    fig: Figs = {}
+    per_role: dict[str, list[float]] = {}
+    for role in proxies:
+        per_role[role] = [
+            (s1[role][i] - s0[role][i] - polls * poll_cost[role][i]) / runs for i in range(3)
+        ]
+    workers = [r for r in proxies if r != "api"]
+    fig["pg_statements_api"], fig["pg_tx_api"], api_redis = per_role["api"]
+    fig["pg_statements"] = sum(v[0] for v in per_role.values())
+    if workers:
+        fig["pg_statements_worker"] = sum(per_role[r][0] for r in workers)
+        fig["pg_tx_worker"] = sum(per_role[r][1] for r in workers)
+    if any(rd for _, rd in proxies.values()):
+        fig["redis_commands_api"] = api_redis
+        fig["redis_commands_worker"] = sum(per_role[r][2] for r in workers)
+        fig["redis_commands"] = sum(v[2] for v in per_role.values())
+    # Commits: everything the proxies saw after the batch (the poll probes, the idle background
+    # while statistics settle) is taken off, and so are the batch's own polls.
+    after_tx = sum(s3[r][1] - s1[r][1] for r in proxies)
+    batch_polls_tx = polls * sum(c[1] for c in poll_cost.values())
+    fig["pg_commits"] = (commits1 - commits0 - after_tx - batch_polls_tx) / runs
+    fig["idle_pg"] = sum(s3[r][0] - s_after[r][0] for r in proxies) / idle_seconds
+    if any(rd for _, rd in proxies.values()):
+        fig["idle_redis"] = sum(s3[r][2] - s_after[r][2] for r in proxies) / idle_seconds
+    return fig
+
+
+# ---- columns -----------------------------------------------------------------------------------
+
+
+async def floor_column(args: argparse.Namespace, log_dir: Path) -> Figs:
+    database_uri = os.environ["DATABASE_URI"]
+    async with scratch_database(database_uri, "lgql_bench_floor") as (name, scratch, admin_url):
+        async with floor_process(scratch, log_dir / "floor.log") as (driver, pid):
+            print(f"- floor: pid {pid}, AsyncPostgresSaver on database {name}", flush=True)
+            fig = await timed_pass(driver, {"api": pid}, ("pg",), args, (admin_url, name))
+        if args.count_runs:
+            pg = await WireProxy("postgres", *address_of(scratch, 5432)).start()
+            try:
+                proxied = with_address(scratch, "127.0.0.1", pg.port)
+                async with floor_process(proxied, log_dir / "floor-count.log") as (driver, _):
+                    fig |= await count_pass(driver, {"api": (pg, None)}, admin_url, name, args)
+            finally:
+                await pg.close()
+    return fig
+
+
+async def peer_column(args: argparse.Namespace, log_dir: Path) -> Figs:
+    async with langgraph_dev_server(args.peer_venv, args.n_jobs, log_dir) as server:
+        print(f"- langgraph dev: {server.mode}", flush=True)
+        driver = LangGraphSdkDriver(server.url)
+        try:
+            return await timed_pass(driver, server.roles, (), args)
+        finally:
+            await driver.close()
+
+
+async def lgql_column(args: argparse.Namespace, log_dir: Path) -> Figs:
+    async with lgql_server(args.workers, log_dir, root=args.lgql_root) as server:
+        print(f"- lgql: {server.mode}", flush=True)
+        driver = LgqlDriver(server.url)
+        try:
+            pg = (
+                (server.admin_url, server.database)
+                if server.database and server.admin_url
+                else None
+            )
+            fig = await timed_pass(driver, server.roles, ("pg", "redis"), args, pg)
+        finally:
+            await driver.close()
+    if args.count_runs:
+        async with lgql_server(
+            args.workers, log_dir, proxies=True, label="count-", root=args.lgql_root
+        ) as server:
+            print(f"- lgql (round trips): {server.mode}", flush=True)
+            driver = LgqlDriver(server.url)
+            assert server.admin_url and server.database
+            proxies: dict[str, tuple[WireProxy, WireProxy | None]] = dict(server.proxies)
+            try:
+                fig |= await count_pass(driver, proxies, server.admin_url, server.database, args)
+            finally:
+                await driver.close()
+    return fig
+
+
+# ---- report --------------------------------------------------------------------------------------
 
 
 def _fmt(v: float | None) -> str:
     if v is None:
         return "—"
-    return f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}"
 
 
-def report(graph: str, results: dict[str, Figures], names: list[str]) -> None:
-    print(f"\n== graph `{graph}` ==")
-    header = f"{'figure':<34}" + "".join(f"{n:>16}" for n in names)
-    if len(names) == 2:
-        header += f"{'lgql advantage':>16}"
-    print(header)
-    for key, label, higher_better in FIGURES:
-        row = [results[n].values.get(key) for n in names]
-        if all(v is None for v in row):
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "—"
+    return f"{a / b:.2f}x"
+
+
+def table(results: dict[str, Figs]) -> list[tuple[str, list[str]]]:
+    rows = []
+    for key, label, _ in ROWS:
+        values = [results.get(c, {}).get(key) for c in COLUMNS]
+        if all(v is None for v in values):
             continue
-        line = f"{label:<34}" + "".join(f"{_fmt(v):>16}" for v in row)
-        ours, theirs = [*row, None][:2]
-        if len(names) == 2 and ours and theirs:
-            ratio = ours / theirs if higher_better else theirs / ours
-            line += f"{ratio:>15.1f}x"
-        print(line)
+        floor, peer, ours = values
+        rows.append((label, [*map(_fmt, values), _ratio(ours, floor), _ratio(ours, peer)]))
+    return rows
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return f"{os.cpu_count()} CPUs ({model})"
+
+
+def report(results: dict[str, Figs], args: argparse.Namespace) -> None:
+    heads = [*COLUMNS, "lgql/floor", "lgql/lg-dev"]
+    rows = table(results)
+    print()
+    print(f"{'figure':<48}" + "".join(f"{h:>15}" for h in heads))
+    for label, cells in rows:
+        print(f"{label:<48}" + "".join(f"{c:>15}" for c in cells))
+    print(
+        "\nratios are lgql's figure over the other's: below 1 is better for lgql, except "
+        "throughput (above 1 is better).\ntimed figures without proxies; round trips from a "
+        f"separate pass of {args.count_runs} runs through the counting proxies, the client's "
+        "completion polls subtracted."
+    )
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    print("\nFor the README:\n")
+    print(
+        f"Measured {date} on {machine()}; `bench/bench_runs.py --n {args.n} --bg-runs "
+        f"{args.bg_runs} --clients {args.clients} --workers {args.workers}`.\n"
+    )
+    print("| figure | floor | langgraph dev | lgql | lgql / floor | lgql / langgraph dev |")
+    print("|---|---|---|---|---|---|")
+    for label, cells in rows:
+        print(f"| {label.strip()} | " + " | ".join(cells) + " |")
 
 
 async def run(args: argparse.Namespace) -> None:
-    graphs = [g.strip() for g in args.graphs.split(",") if g.strip()]
+    cancel_on_signals()
     log_dir = Path(tempfile.mkdtemp(prefix="lgql-bench-logs-"))
-    results: dict[str, dict[str, Figures]] = {g: {} for g in graphs}
-    names: list[str] = []
-    servers: list[tuple[str, Callable[[], contextlib.AbstractAsyncContextManager[Server]]]] = []
-    if not args.peer_only:
-        names.append("lgql")
-        servers.append(("lgql", lambda: lgql_server(args.workers, log_dir)))
-    if args.peer == "langgraph-dev":
-        names.append("langgraph dev")
-        servers.append(
-            ("langgraph dev", lambda: langgraph_dev_server(args.peer_venv, args.n_jobs, log_dir))
-        )
     print(
-        f"bench_runs: {psutil.cpu_count()} CPUs, n={args.n} sequential runs (+{args.warmup} warm-up),"
-        f" {args.bg_runs} background runs from {args.clients} clients"
+        f"bench_runs: {machine()}; n={args.n} sequential runs (+{args.warmup} warm-up) per "
+        f"latency figure, {args.bg_runs} background runs from {args.clients} clients; "
+        f"round trips over {args.count_runs} runs"
     )
-    for name, start in servers:
-        async with start() as server:
-            print(f"- {name}: {server.mode}" + "".join(f"; {n}" for n in server.notes))
-            driver: Driver = (
-                LgqlDriver(server.url) if name == "lgql" else LangGraphSdkDriver(server.url)
-            )
-            try:
-                for graph in graphs:
-                    results[graph][name] = await measure(server, driver, graph, args)
-                    print(f"  {graph}: done", flush=True)
-            finally:
-                await driver.close()
-    for graph in graphs:
-        report(graph, results[graph], names)
-    print(f"\nserver logs: {log_dir}")
+    print(f"Postgres {os.environ['DATABASE_URI']}, Redis {os.environ['REDIS_URI']}")
+    columns: dict[str, Callable[[], Awaitable[Figs]]] = {}
+    if not args.no_floor:
+        columns["floor"] = lambda: floor_column(args, log_dir)
+    if args.peer == "langgraph-dev":
+        columns["langgraph dev"] = lambda: peer_column(args, log_dir)
+    else:
+        print("- langgraph dev: skipped (give --peer langgraph-dev --peer-venv VENV)")
+    columns["lgql"] = lambda: lgql_column(args, log_dir)
+    results: dict[str, Figs] = {}
+    for name, measure in columns.items():
+        results[name] = await measure()
+        print(f"  {name}: done", flush=True)
+    report(results, args)
+    print(f"\nlogs: {log_dir}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50, help="sequential runs per latency figure")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--graphs", default="echo,steps")
     parser.add_argument("--bg-runs", type=int, default=500)
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1, help="`lgql worker` processes")
     parser.add_argument(
-        "--workers",
+        "--count-runs",
         type=int,
-        default=1,
-        help="`lgql worker` processes (with DATABASE_URI/REDIS_URI)",
+        default=None,
+        help="background runs of the round-trip pass (default: --bg-runs, at most 200; 0: skip)",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=11.0,
+        help="seconds to let Postgres flush its statistics before reading xact_commit",
     )
     parser.add_argument("--peer", choices=["none", "langgraph-dev"], default="none")
     parser.add_argument("--peer-venv", type=Path, default=Path("/tmp/lgdev"))
-    parser.add_argument("--peer-only", action="store_true", help="measure only the peer")
+    parser.add_argument(
+        "--lgql-root",
+        type=Path,
+        default=ROOT,
+        help="the lgql source tree to run (default: this checkout)",
+    )
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor column")
     parser.add_argument(
         "--n-jobs",
         type=int,
         default=int(os.environ.get("N_JOBS_PER_WORKER", "10")),
         help="the peer's --n-jobs-per-worker (default: lgql's N_JOBS_PER_WORKER, 10)",
     )
-    asyncio.run(run(parser.parse_args()))
+    args = parser.parse_args()
+    if args.count_runs is None:
+        args.count_runs = min(args.bg_runs, 200)
+    os.environ.setdefault("DATABASE_URI", "postgresql://postgres@127.0.0.1:5432/test")
+    os.environ.setdefault("REDIS_URI", "redis://127.0.0.1:6379/0")
+    try:
+        asyncio.run(run(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted: servers stopped, scratch databases dropped", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
