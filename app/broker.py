@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,8 +21,6 @@ log = logging.getLogger("lgql.broker")
 
 # How long a finished run's outcome stays in Redis for waiters (longer than any sane wait gap).
 RESULT_TTL_SECONDS = 600
-# Cap on queued doorbell rings: a ring only means "look at the queue now".
-DOORBELL_MAX = 64
 EXECUTE_RUN = "execute_run"
 SEND_WEBHOOK = "send_webhook"
 
@@ -56,7 +55,7 @@ class Broker:
 
     @property
     def doorbell_key(self) -> str:
-        return f"{self.prefix}:doorbell"
+        return f"{self.prefix}:arq:doorbell"
 
     def _control_channel(self, run_id: str) -> str:
         return f"{self.prefix}:run:{run_id}:control"
@@ -99,16 +98,9 @@ class Broker:
             await self.ring()
 
     async def ring(self) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.lpush(self.doorbell_key, b"1")
-            pipe.ltrim(self.doorbell_key, 0, DOORBELL_MAX - 1)
-            await pipe.execute()
-
-    async def wait_for_ring(self, seconds: float) -> None:
-        """Return when a ring arrives or after `seconds`."""
-        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-            # Redis takes fractional BLPOP timeouts; redis-py's annotation says int.
-            await self.redis.blpop([self.doorbell_key], timeout=max(seconds, 0.01))  # type: ignore[arg-type,misc]
+        """Tell a worker to look at arq's queue now. The doorbell is a sorted set holding at
+        most one ring, so that workers wait on it and on run wake-ups with one `BZPOPMIN`."""
+        await self.redis.zadd(self.doorbell_key, {"ring": time.time()}, nx=True)
 
     # --- cancel requests ---------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from app.db.models import Run
 from app.runtime.graphs import default_assistant_id
 from app.runtime.langgraph_config import load_langgraph_config
 from app.services.assistants import AssistantFilter
@@ -164,33 +165,39 @@ async def _hand_back_then_lapse(services: Services) -> None:
             thread.thread_id,
             default_assistant_id("steps"),
         )
+
+    async def start() -> Run:
+        async with services.db.pool.acquire() as conn, conn.transaction():
+            claimed = await lifecycle.start(
+                lifecycle.RunTx(conn), run_id, worker_id="w", lease_seconds=60
+            )
+        assert claimed is not None
+        return claimed.run
+
+    async def lapse() -> list[Run]:
+        async with services.db.pool.acquire() as conn, conn.transaction():
+            return await lifecycle.lapse_leases(lifecycle.RunTx(conn), max_attempts=3)
+
     for _ in range(4):
-        async with services.db.sessions.begin() as session:
-            run = await lifecycle.start(session, run_id, worker_id="w", lease_seconds=60)
-            assert run is not None
-        async with services.db.sessions.begin() as session:
-            assert await lifecycle.hand_back(session, run)
-    async with services.db.sessions.begin() as session:
-        run = await lifecycle.start(session, run_id, worker_id="w", lease_seconds=60)
-    assert run is not None and run.attempt == 5
+        run = await start()
+        async with services.db.pool.acquire() as conn, conn.transaction():
+            assert await lifecycle.hand_back(lifecycle.RunTx(conn), run)
+    run = await start()
+    assert run.attempt == 5
     async with services.db.pool.acquire() as conn:
         await conn.execute(
             "UPDATE runs SET lease_until = now() - interval '1 second' WHERE run_id = $1", run_id
         )
-    async with services.db.sessions.begin() as session:
-        lapsed = await lifecycle.lapse_leases(session, max_attempts=3)
+    lapsed = await lapse()
     assert [(r.run_id, r.status) for r in lapsed if r.run_id == run_id] == [(run_id, "pending")]
     for _ in range(2):  # two more deaths: the third ends it
-        async with services.db.sessions.begin() as session:
-            run = await lifecycle.start(session, run_id, worker_id="w", lease_seconds=60)
-        assert run is not None
+        run = await start()
         async with services.db.pool.acquire() as conn:
             await conn.execute(
                 "UPDATE runs SET lease_until = now() - interval '1 second' WHERE run_id = $1",
                 run_id,
             )
-        async with services.db.sessions.begin() as session:
-            lapsed = await lifecycle.lapse_leases(session, max_attempts=3)
+        lapsed = await lapse()
     final = next(r for r in lapsed if r.run_id == run_id)
     assert final.status == "error" and "3 attempts" in final.error["message"]
 
@@ -198,7 +205,8 @@ async def _hand_back_then_lapse(services: Services) -> None:
 async def test_sweeping_a_backlog_does_not_grow_the_queue(
     engines: EngineUrls, redis_prefix: str
 ) -> None:
-    """Pending runs no worker has taken yet get one wake-up job each, however many sweeps pass."""
+    """Pending runs no worker has taken yet have one wake-up each, however many sweeps pass: no
+    worker ever tries to claim a run twice for one wait."""
     import asyncio
 
     from app.services.run_request import RunRequest
@@ -216,13 +224,12 @@ async def test_sweeping_a_backlog_does_not_grow_the_queue(
         ) as svc:
             for _ in range(5):
                 await svc.runs.create(RunRequest(assistant_id="steps", input={"count": 0}))
-            queue = svc.broker.queue_name
-            assert await svc.redis.zcard(queue) == 5  # one job each, from createRun
+            assert await svc.wakeups.waiting() == 5  # one wake-up each, from createRun
             for _ in range(3):
                 await asyncio.sleep(settings.sweep_interval_seconds + 0.1)
                 _, woken = await sweep_once(svc)
                 assert woken == 5
-            assert await svc.redis.zcard(queue) == 10  # plus one sweep job each, not one per sweep
+            assert await svc.wakeups.waiting() == 5  # still one each, not one per sweep
 
 
 async def test_cancelling_a_pending_run_announces_its_end_and_wakes_the_next(
@@ -241,11 +248,11 @@ async def test_cancelling_a_pending_run_announces_its_end_and_wakes_the_next(
         second = await services.runs.create(
             RunRequest(assistant_id="echo", thread_id=str(thread.thread_id), input=body)
         )
-        queue = services.broker.queue_name
-        await services.redis.delete(queue)  # no worker serves this prefix: start from empty
+        # No worker serves this prefix: start from no wake-ups.
+        await services.redis.delete(services.wakeups.key)
         cancelled = await services.runs.cancel(str(first.run_id), "interrupt")
         assert cancelled is not None and cancelled.status == "interrupted"
         outcome = await services.broker.run_outcome(str(first.run_id))
         assert outcome is not None and outcome["run"]["status"] == "interrupted"
-        queued = [job.decode() for job in await services.redis.zrange(queue, 0, -1)]
-        assert any(str(second.run_id) in job for job in queued), queued
+        queued = [m.decode() for m in await services.redis.zrange(services.wakeups.key, 0, -1)]
+        assert queued == [str(second.run_id)]

@@ -31,10 +31,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.broker import Broker, connect_queue
-from app.db import runs as runs_db
 from app.db import threads as threads_db
 from app.db import webhooks as webhooks_db
-from app.db.engine import Database
+from app.db.engine import Database, driver_connection
 from app.db.migrate import upgrade
 from app.db.models import Run, WebhookDelivery
 from app.runtime.langgraph_config import load_langgraph_config
@@ -455,7 +454,7 @@ async def test_a_never_enqueued_delivery_is_sent_by_the_sweeper(
         updated_at=utcnow(),
     )
     async with hooked.db.sessions.begin() as session:
-        delivery_id = await record_run_end(session, run, values={"x": 1})
+        delivery_id = await record_run_end(await driver_connection(session), run, values={"x": 1})
     (got,) = await receiver.wait_for("orphan")
     assert got.headers["x-lgql-delivery"] == str(delivery_id)
     assert got.json["values"] == {"x": 1}
@@ -620,7 +619,7 @@ async def _outbox(service: WebhookService, url: str) -> uuid.UUID:
         updated_at=utcnow(),
     )
     async with service.db.sessions.begin() as session:
-        delivery_id = await record_run_end(session, run)
+        delivery_id = await record_run_end(await driver_connection(session), run)
     assert delivery_id is not None
     return delivery_id
 
@@ -691,21 +690,18 @@ async def test_a_run_whose_worker_keeps_dying_records_its_error_webhook(
         await threads_db.insert_if_absent(
             session, thread_id=thread_id, metadata={}, now=utcnow(), status="busy"
         )
-        await runs_db.insert_run(
-            session,
-            {
-                "run_id": run_id,
-                "thread_id": thread_id,
-                "assistant_id": new_id(),
-                "status": "running",
-                "attempt": 1,
-                "started_at": utcnow() - timedelta(minutes=1),
-                "lease_until": utcnow() - timedelta(seconds=1),
-                "webhook": "https://hooks.example.com/x",
-            },
+        await (await driver_connection(session)).execute(
+            "INSERT INTO runs (run_id, thread_id, assistant_id, status, attempt, started_at,"
+            " lease_until, webhook) VALUES ($1, $2, $3, 'running', 1, $4, $5, $6)",
+            run_id,
+            thread_id,
+            new_id(),
+            utcnow() - timedelta(minutes=1),
+            utcnow() - timedelta(seconds=1),
+            "https://hooks.example.com/x",
         )
-    async with service.db.sessions.begin() as session:
-        (lapsed,) = await lifecycle.lapse_leases(session, max_attempts=1)
+    async with service.db.pool.acquire() as conn, conn.transaction():
+        (lapsed,) = await lifecycle.lapse_leases(lifecycle.RunTx(conn), max_attempts=1)
     assert lapsed.status == "error" and lapsed.ended_at is not None
     async with service.db.sessions() as session:
         (delivery,) = await webhooks_db.for_run(session, run_id)

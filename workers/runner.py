@@ -15,16 +15,15 @@ from typing import Any
 
 from langgraph.types import StateSnapshot
 
-from app.db.engine import driver_connection
 from app.event_streams import EventPublisher
 from app.runtime.checkpointer import LostOwnership
 from app.runtime.executor import RunSpec, current_state, execute
 from app.runtime.serialization import to_jsonable
 from app.runtime.state import interrupts_by_task
 from app.services import run_lifecycle as lifecycle
-from app.services.assistants import AssistantRecord
 from app.services.container import Services
-from app.services.run_lifecycle import ThreadState
+from app.services.errors import NotFound
+from app.services.run_lifecycle import Claimed, RunTx, ThreadState
 from app.services.runs import RunRecord, outcome_of, stopped_outcome
 
 log = logging.getLogger("lgql.worker")
@@ -71,33 +70,33 @@ class RunRunner:
 
     async def run(self, run_id: uuid.UUID) -> None:
         """Claim the run if it may start now, and execute it."""
-        spec: RunSpec | Exception
-        async with self.services.db.sessions.begin() as session:
-            run = await lifecycle.start(
-                session,
+        async with self.services.db.pool.acquire() as conn, conn.transaction():
+            claimed = await lifecycle.start(
+                RunTx(conn),
                 run_id,
                 worker_id=self.worker_id,
                 lease_seconds=self.settings.run_lease_seconds,
             )
-            if run is None:
-                return
-            try:
-                # In the claim's transaction: one round trip less per run.
-                assistant = await self.services.assistants.get_in(session, run.assistant_id)
-                spec = self._spec(run, assistant)
-            except Exception as exc:  # the assistant was deleted under the run, say
-                spec = exc
-        await self._execute(run, spec)
+        if claimed is None:
+            return
+        await self._execute(claimed.run, self._spec(claimed))
 
-    def _spec(self, run: RunRecord, assistant: AssistantRecord) -> RunSpec:
+    def _spec(self, claimed: Claimed) -> RunSpec | Exception:
+        """What the executor needs, or why the run cannot execute (its assistant was deleted
+        under it, or its graph is not served here)."""
+        run, assistant = claimed.run, claimed.assistant
+        if assistant is None or not self.services.assistants.serves(assistant["graph_id"]):
+            return NotFound(
+                f"Assistant {run.assistant_id} not found", assistant_id=str(run.assistant_id)
+            )
         return RunSpec(
             run_id=str(run.run_id),
             thread_id=str(run.thread_id),
             attempt=run.attempt,
-            graph_id=assistant.graph_id,
-            assistant_id=str(assistant.assistant_id),
-            assistant_config=assistant.config,
-            assistant_context=assistant.context,
+            graph_id=assistant["graph_id"],
+            assistant_id=str(run.assistant_id),
+            assistant_config=assistant["config"] or {},
+            assistant_context=assistant["context"] or {},
             metadata=run.metadata_,
             kwargs=run.kwargs,
         )
@@ -182,9 +181,9 @@ class RunRunner:
         while True:
             await asyncio.sleep(interval)
             try:
-                async with self.services.db.sessions.begin() as session:
+                async with self.services.db.pool.acquire() as conn:
                     owned, action = await lifecycle.renew_lease(
-                        session, run, lease_seconds=self.settings.run_lease_seconds
+                        RunTx(conn), run, lease_seconds=self.settings.run_lease_seconds
                     )
             except Exception:  # the database blinked: try again at the next beat
                 log.warning("could not renew the lease of run %s", run.run_id, exc_info=True)
@@ -208,26 +207,24 @@ class RunRunner:
         services = self.services
         state = thread_state_of(snapshot) if snapshot is not None else None
         output = output_of(snapshot)
-        async with services.db.sessions.begin() as session:
+        async with services.db.pool.acquire() as conn, conn.transaction():
+            tx = RunTx(conn)
             ended = await lifecycle.end(
-                session, run, status=status, output=output, error=error, state=state
+                tx, run, status=status, output=output, error=error, state=state
             )
-            if ended is None:
-                if publisher is not None:
-                    await publisher.close()
-                return
-            nxt = None
-            if run.kwargs.get("temporary"):
+            if ended is not None and run.kwargs.get("temporary"):
                 # A stateless run's thread goes in the same transaction: no one ever sees the
                 # run ended with its temporary thread still there.
-                await services.threads.delete_in(session, run.thread_id)
-            else:
-                nxt = await lifecycle.next_pending(session, run.thread_id)
-        await services.runs.announce_webhooks(session)
+                await services.threads.delete_in(conn, run.thread_id)
+        if ended is None:
+            if publisher is not None:
+                await publisher.close()
+            return
+        await services.runs.announce_webhooks(tx.deliveries)
         await self._close_stream(run, publisher, status, error)
-        await services.broker.publish_run_end(str(run.run_id), outcome_of(ended))
-        if nxt is not None:
-            await services.runs.wake(nxt)
+        await services.broker.publish_run_end(str(run.run_id), outcome_of(ended.run))
+        if ended.next_run is not None and not run.kwargs.get("temporary"):
+            await services.runs.wake(*ended.next_run)
 
     async def _close_stream(
         self,
@@ -253,38 +250,39 @@ class RunRunner:
 
     async def _roll_back(self, run: RunRecord, spec: RunSpec, publisher: EventPublisher) -> None:
         services = self.services
-        async with services.db.sessions.begin() as session:
-            deleted = await lifecycle.roll_back(session, run)
+        temporary = bool(run.kwargs.get("temporary"))
+        async with services.db.pool.acquire() as conn, conn.transaction():
+            tx = RunTx(conn)
+            deleted = await lifecycle.roll_back(tx, run)
             if deleted:
-                await services.checkpointer.delete_for_runs_in(
-                    await driver_connection(session), [str(run.run_id)]
-                )
-            if deleted and run.kwargs.get("temporary"):
-                await services.threads.delete_in(session, run.thread_id)
+                await services.checkpointer.delete_for_runs_in(conn, [str(run.run_id)])
+                if temporary:
+                    await services.threads.delete_in(conn, run.thread_id)
         if not deleted:
             await publisher.close()
             return
-        await services.runs.announce_webhooks(session)
+        await services.runs.announce_webhooks(tx.deliveries)
         await self._close_stream(run, publisher, "rollback", None)
-        if not run.kwargs.get("temporary"):
+        if not temporary:
             snapshot = await current_state(services.graphs, services.checkpointer, spec)
-            async with services.db.sessions.begin() as session:
+            async with services.db.pool.acquire() as conn:
                 await lifecycle.refresh_thread(
-                    session, run.thread_id, state=thread_state_of(snapshot)
+                    RunTx(conn), run.thread_id, state=thread_state_of(snapshot)
                 )
         await services.broker.publish_run_end(str(run.run_id), stopped_outcome(run, deleted=True))
-        if not run.kwargs.get("temporary"):
+        if not temporary:
             await services.runs.wake_next(run.thread_id)
 
     async def _hand_back(self, run: RunRecord) -> None:
-        with contextlib.suppress(Exception):
-            async with self.services.db.sessions.begin() as session:
-                handed = await lifecycle.hand_back(session, run)
+        try:
+            async with self.services.db.pool.acquire() as conn, conn.transaction():
+                handed = await lifecycle.hand_back(RunTx(conn), run)
             if handed:
                 log.info("handed run %s back to the queue", run.run_id)
-                await self.services.broker.enqueue_run(
-                    str(run.run_id), job_key=f"handback:{run.attempt}"
-                )
+                await self.services.runs.wake(run.run_id, run.available_at)
+        except Exception:
+            # Its lease lapses instead, and the sweeper requeues it (counting a lapse).
+            log.warning("could not hand run %s back", run.run_id, exc_info=True)
 
 
 async def _settle(task: asyncio.Task[Any]) -> None:

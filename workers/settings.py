@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
+import uuid
 from contextlib import AsyncExitStack
 from typing import Any
 
 from arq import func
 from arq.connections import create_pool
 from arq.worker import Worker
+from redis.exceptions import RedisError
 
+from app import process_tuning
 from app.broker import EXECUTE_RUN, SEND_WEBHOOK, redis_settings
 from app.runtime.langgraph_config import load_langgraph_config
 from app.services.container import Services, open_services
@@ -26,9 +30,11 @@ from workers.cron_scheduler import schedule_crons_forever
 from workers.heartbeat import report_heartbeats
 from workers.runner import RunRunner
 from workers.sweeper import sweep_forever
-from workers.tasks import execute_run
+from workers.tasks import wake_run
 from workers.ttl_sweeper import sweep_store_forever, sweep_threads_forever
 from workers.webhooks import send_webhook
+
+log = logging.getLogger("lgql.worker")
 
 
 def worker_id() -> str:
@@ -36,11 +42,18 @@ def worker_id() -> str:
 
 
 class DoorbellWorker(Worker):
-    """An arq worker that looks at the queue as soon as a run is enqueued (a Redis doorbell)
-    instead of only every `poll_delay`: a run starts in about a millisecond, not a poll period."""
+    """An arq worker that also takes run wake-ups (`app.messaging.wakeups`), and looks at arq's
+    own queue (webhooks, delayed wake-ups) as soon as something is enqueued there (the doorbell)
+    instead of only every `poll_delay`.
+
+    One blocking `BZPOPMIN` on both sets serves both: a run starts about a millisecond after its
+    wake-up, with two Redis commands per run instead of arq's job protocol. Runs count against
+    the same `max_jobs` slots as arq's jobs and live in arq's `tasks`, so a SIGTERM waits for
+    them (`job_completion_wait`) and then cancels them like any job: the runner hands the run
+    back.
+    """
 
     async def main(self) -> None:
-        # arq's own main() with its fixed-period `poll()` replaced by the doorbell wait.
         if self._pool is None:
             self._pool = await create_pool(
                 self.redis_settings,
@@ -53,14 +66,64 @@ class DoorbellWorker(Worker):
         if self.on_startup:
             await self.on_startup(self.ctx)
         services: Services = self.ctx["services"]
+        runner: RunRunner = self.ctx["runner"]
+        keys = [services.wakeups.key, services.broker.doorbell_key]
+        loop = asyncio.get_running_loop()
+        polled_at = -self.poll_delay_s
+        failures = 0
         while True:
-            await self._poll_iteration()
-            if self.burst and self.pool is not None:
-                queued = await self.pool.zcard(self.queue_name)
-                if queued == 0:
+            if loop.time() - polled_at >= self.poll_delay_s:
+                polled_at = loop.time()
+                await self._poll_iteration()
+                if self.burst and self.pool is not None and not await self._work_left(services):
                     await asyncio.gather(*self.tasks.values())
                     return
-            await services.broker.wait_for_ring(self.poll_delay_s)
+            if not self.allow_pick_jobs:  # shutting down: arq cancels us once jobs are done
+                await asyncio.sleep(self.poll_delay_s)
+                continue
+            await self.sem.acquire()
+            try:
+                found = await self.pool.bzpopmin(keys, timeout=self.poll_delay_s)
+                failures = 0
+            except (RedisError, OSError):
+                self.sem.release()
+                failures += 1
+                log.warning("cannot reach Redis for wake-ups; retrying", exc_info=failures == 1)
+                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                continue
+            key = found[0].decode() if found else None
+            if key != services.wakeups.key or not self.allow_pick_jobs:
+                self.sem.release()
+                if key == services.wakeups.key:  # taken while stopping: give it back
+                    await services.wakeups.wake([found[1].decode()])
+                elif key is not None:  # the doorbell: arq's queue has a job due
+                    polled_at = -self.poll_delay_s
+                continue
+            self._start_run(runner, found[1].decode())
+
+    def _start_run(self, runner: RunRunner, run_id: str) -> None:
+        self.job_counter += 1
+        task = asyncio.create_task(_execute_quietly(runner, run_id))
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        # A key of its own per task: two wake-ups of one run may run at once (one of them finds
+        # the run claimed and returns at once).
+        self.tasks[f"run:{run_id}:{id(task)}"] = task
+
+    async def _work_left(self, services: Services) -> bool:
+        queued = await self.pool.zcard(self.queue_name)
+        return bool(queued or await services.wakeups.waiting() or self.tasks)
+
+
+async def _execute_quietly(runner: RunRunner, run_id: str) -> None:
+    try:
+        await runner.run(uuid.UUID(run_id))
+    except asyncio.CancelledError:
+        # The worker is shutting down (arq cancels its tasks once the grace period is over) and
+        # the runner handed the run back: this task's work is done, not failed.
+        return
+    except Exception:
+        # Its lease lapses, and the sweeper gives it to a worker again.
+        log.exception("run %s failed in the worker", run_id)
 
 
 def build_worker(
@@ -89,6 +152,8 @@ def build_worker(
             )
         ctx["services"] = opened
         ctx["runner"] = RunRunner(opened, wid)
+        if services is None:  # a worker process of its own: its start-up is done
+            process_tuning.freeze_startup_objects()
         ctx["background"] = [
             asyncio.create_task(sweep_forever(opened), name="lgql-sweeper"),
             asyncio.create_task(schedule_crons_forever(opened), name="lgql-crons"),
@@ -109,13 +174,8 @@ def build_worker(
 
     return DoorbellWorker(
         functions=[
-            func(
-                execute_run,
-                name=EXECUTE_RUN,
-                # Our own timeout (BG_JOB_TIMEOUT_SECS) ends runs TIMEOUT; arq's is a backstop.
-                timeout=settings.bg_job_timeout_secs + 60,
-                max_tries=1_000_000,
-            ),
+            # Delayed runs' wake-ups (the name is the one such jobs were always queued under).
+            func(wake_run, name=EXECUTE_RUN, timeout=60),
             # One delivery attempt per job; retries are scheduled from the outbox row.
             func(send_webhook, name=SEND_WEBHOOK, timeout=settings.webhook_timeout_seconds + 30),
         ],

@@ -13,6 +13,7 @@ import logging
 
 from app.services import run_lifecycle as lifecycle
 from app.services.container import Services
+from app.services.run_lifecycle import RunTx
 from app.services.runs import outcome_of
 
 log = logging.getLogger("lgql.sweeper")
@@ -21,24 +22,25 @@ log = logging.getLogger("lgql.sweeper")
 async def sweep_once(services: Services) -> tuple[int, int]:
     """One pass. Returns (leases lapsed, runs woken)."""
     settings = services.settings
-    async with services.db.sessions.begin() as session:
-        lapsed = await lifecycle.lapse_leases(session, max_attempts=settings.bg_job_max_retries)
+    async with services.db.pool.acquire() as conn, conn.transaction():
+        tx = RunTx(conn)
+        lapsed = await lifecycle.lapse_leases(tx, max_attempts=settings.bg_job_max_retries)
+    await services.runs.announce_webhooks(tx.deliveries)
+    requeued: list[str] = []
     for run in lapsed:
         if run.status == "error":
             log.error("run %s failed: %s", run.run_id, (run.error or {}).get("message"))
             await services.broker.publish_run_end(str(run.run_id), outcome_of(run))
         else:
             log.warning("run %s lost its worker; requeued (attempt %s)", run.run_id, run.attempt)
-            await services.broker.enqueue_run(str(run.run_id), job_key=f"lapsed:{run.attempt}")
-    async with services.db.sessions() as session:
+            requeued.append(str(run.run_id))
+    async with services.db.pool.acquire() as conn:
         startable = await lifecycle.startable(
-            session, grace_seconds=settings.sweep_interval_seconds
+            RunTx(conn), grace_seconds=settings.sweep_interval_seconds
         )
-    for run_id, attempt in startable:
-        # One sweep job per run and attempt: arq keeps a queued job's id taken, so a backlog of
-        # pending runs does not grow the queue by a job per run at every sweep; once the job
-        # has run (keep_result=0) the id is free for the next sweep.
-        await services.broker.enqueue_run(str(run_id), job_key=f"sweep:{attempt}")
+    # One wake-up per run however often it is swept: a run still queued (a backlog during a
+    # burst) is not queued again, so workers never try to claim it twice for one wait.
+    await services.wakeups.wake([*requeued, *(str(r) for r in startable)])
     # Webhooks whose wake-up job was lost (Redis restart, crashed worker) or whose retry is due.
     await services.webhooks.requeue_due()
     return len(lapsed), len(startable)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from workers.runner import RunRunner
+from app.services.container import Services
 
 
-async def execute_run(ctx: dict[str, Any], run_id: str) -> None:
-    """Start `run_id` if it may start now (else return: whoever ends the run ahead of it, or the
-    sweeper, wakes it again) and execute it."""
-    runner: RunRunner = ctx["runner"]
-    await runner.run(uuid.UUID(run_id))
+async def wake_run(ctx: dict[str, Any], run_id: str) -> None:
+    """A delayed run (`afterSeconds`) is due: wake it like any run, so that every run starts
+    through the same wake-up queue and counts against the same slots."""
+    services: Services = ctx["services"]
+    await services.wakeups.wake([run_id])

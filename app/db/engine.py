@@ -77,9 +77,14 @@ class Database:
 
 
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection under a SQLAlchemy session, so raw-SQL writes (the checkpointer's)
-    share the session's transaction."""
+    """The asyncpg connection under a SQLAlchemy session, inside the session's transaction, so
+    raw-SQL writes (the checkpointer's, the run queue's) commit or roll back with it."""
     conn = await session.connection()
     raw = await conn.get_raw_connection()
+    adapter = raw.dbapi_connection
+    # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the session's first statement: a
+    # raw statement sent before that would run (and commit) on its own.
+    if getattr(adapter, "_transaction", True) is None:
+        await conn.exec_driver_sql("SELECT 1")
     driver: asyncpg.Connection = raw.driver_connection
     return driver

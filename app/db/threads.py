@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, select, text, update
+import asyncpg
+from sqlalchemy import Select, exists, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -74,10 +75,13 @@ async def update_fields(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def delete_one(session: AsyncSession, thread_id: uuid.UUID) -> bool:
-    """Delete a thread; its runs and crons go with it (foreign keys cascade)."""
-    stmt = delete(Thread).where(col(Thread.thread_id) == thread_id).returning(col(Thread.thread_id))
-    return (await session.execute(stmt)).scalar_one_or_none() is not None
+async def delete_one(conn: asyncpg.Connection, thread_id: uuid.UUID) -> bool:
+    """Delete a thread; its runs and crons go with it (foreign keys cascade). On asyncpg
+    directly: a stateless run's thread goes in the statement-level transaction that ends it."""
+    found = await conn.fetchval(
+        "DELETE FROM threads WHERE thread_id = $1 RETURNING thread_id", thread_id
+    )
+    return found is not None
 
 
 async def has_active_runs(session: AsyncSession, thread_id: uuid.UUID) -> bool:

@@ -10,27 +10,31 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
+import orjson
 from sqlalchemy import select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db.models import WebhookDelivery
 
+_INSERT_DELIVERY = """
+INSERT INTO webhook_deliveries (delivery_id, run_id, url, payload, status)
+VALUES ($1, $2, $3, $4::jsonb, 'pending')
+"""
+
 
 async def insert_delivery(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     *,
     delivery_id: uuid.UUID,
     run_id: uuid.UUID,
     url: str,
     payload: dict[str, Any],
 ) -> None:
-    await session.execute(
-        insert(WebhookDelivery).values(
-            delivery_id=delivery_id, run_id=run_id, url=url, payload=payload, status="pending"
-        )
-    )
+    """Write a delivery to the outbox, in the caller's transaction (on the run state machine's
+    connection: it ends runs in raw SQL, `app.db.run_queue`)."""
+    await conn.execute(_INSERT_DELIVERY, delivery_id, run_id, url, orjson.dumps(payload).decode())
 
 
 async def get(session: AsyncSession, delivery_id: uuid.UUID) -> WebhookDelivery | None:

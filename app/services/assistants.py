@@ -78,13 +78,17 @@ class AssistantService:
         """The ids of the graphs' own assistants (LangGraph's system assistants)."""
         return frozenset(default_assistant_id(g) for g in self._graphs.graph_ids)
 
+    def serves(self, graph_id: str) -> bool:
+        """Whether this server serves `graph_id` (an assistant of another graph is hidden)."""
+        return graph_id in self._graphs
+
     def _check_graph(self, graph_id: str) -> None:
         if graph_id not in self._graphs.graph_ids:
             raise NotFound(f"Graph '{graph_id}' not found", graph_id=graph_id)
 
     def resolve_id(self, id_or_graph: str) -> uuid.UUID:
         """An assistant id, or a graph id standing for that graph's default assistant."""
-        if id_or_graph in self._graphs.graph_ids:
+        if id_or_graph in self._graphs:
             return default_assistant_id(id_or_graph)
         try:
             return uuid.UUID(str(id_or_graph))

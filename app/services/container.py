@@ -16,6 +16,7 @@ from app.broker import Broker, connect_queue
 from app.db.engine import Database
 from app.db.migrate import ensure_up_to_date, upgrade
 from app.event_streams import EventStreams
+from app.messaging.wakeups import RunWakeups
 from app.runtime.checkpointer import PostgresCheckpointer
 from app.runtime.graphs import GraphRegistry
 from app.runtime.langgraph_config import LanggraphConfig
@@ -43,6 +44,7 @@ class Services:
     db: Database
     redis: ArqRedis
     broker: Broker
+    wakeups: RunWakeups
     streams: EventStreams
     graphs: GraphRegistry
     checkpointer: PostgresCheckpointer
@@ -106,6 +108,7 @@ async def open_services(
         await db.close()
         raise
     broker = Broker(redis, settings.redis_key_prefix)
+    wakeups = RunWakeups(redis, settings.redis_key_prefix)
     try:
         await redis.ping()
         checkpointer = PostgresCheckpointer(db.pool)
@@ -119,6 +122,7 @@ async def open_services(
         runs = RunService(
             db,
             broker,
+            wakeups,
             assistants,
             threads,
             checkpointer,
@@ -138,6 +142,7 @@ async def open_services(
             db=db,
             redis=redis,
             broker=broker,
+            wakeups=wakeups,
             streams=streams,
             graphs=graphs,
             checkpointer=checkpointer,

@@ -48,6 +48,7 @@ from app.services.cron_request import (
 )
 from app.services.errors import BadUserInput, NotFound, ServiceError
 from app.services.pagination import Page, PageRequest, SortOrder
+from app.services.run_lifecycle import RunTx
 from app.services.run_request import OnCompletion, RunRequest
 from app.services.runs import CreatedRun, RunService
 from app.services.threads import ThreadService
@@ -362,7 +363,11 @@ class CronService:
                 try:
                     # A savepoint per cron: one that fails leaves the others' runs intact.
                     async with session.begin_nested():
-                        created.append(await self.runs.create_in(session, self._firing(cron)))
+                        created.append(
+                            await self.runs.create_in(
+                                await RunTx.of_session(session), self._firing(cron)
+                            )
+                        )
                 except ServiceError as exc:
                     log.warning("cron %s could not fire: %s", cron.cron_id, exc.message)
                 except Exception:

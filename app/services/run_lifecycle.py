@@ -19,23 +19,51 @@ the first start stamps `started_at`.
 Thread status, recomputed at each of these: busy while any run is pending or running; else error
 if the last run failed; else interrupted if the latest checkpoint waits on a node or interrupt;
 else idle.
+
+The functions work in a `RunTx`: an asyncpg connection inside a transaction (the statements are
+`app.db.run_queue`'s, prepared, without the ORM: they run for every run), and the webhook
+deliveries the transaction recorded, to enqueue once it is committed.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import runs as db
-from app.db import threads as threads_db
-from app.db.models import Run, Thread
-from app.services.webhooks import record_run_end
+from app.db import run_queue as db
+from app.db.engine import driver_connection
+from app.db.models import Run
+from app.services.webhooks import record_run_end, recorded_in
 
-RUN_STATUSES = ("pending", "running", "success", "error", "timeout", "interrupted")
 FINAL_STATUSES = ("success", "error", "timeout", "interrupted")
+ACTIVE_STATUSES = db.ACTIVE_STATUSES
+
+
+@dataclass
+class RunTx:
+    """A transaction of the state machine: its connection, and the webhook deliveries recorded
+    in it (for `RunService.announce_webhooks` once committed)."""
+
+    conn: asyncpg.Connection
+    deliveries: list[uuid.UUID] = field(default_factory=list)
+
+    @classmethod
+    async def of_session(cls, session: AsyncSession) -> RunTx:
+        """The state machine inside a SQLAlchemy session's transaction; deliveries it records
+        are the session's (`announce_webhooks(session)` sends them)."""
+        return cls(await driver_connection(session), recorded_in(session))
+
+    async def record_webhook(
+        self, run: Run, *, status: str | None = None, values: dict[str, Any] | None = None
+    ) -> None:
+        delivery = await record_run_end(self.conn, run, status=status, values=values)
+        if delivery is not None:
+            self.deliveries.append(delivery)
 
 
 @dataclass(frozen=True)
@@ -47,7 +75,24 @@ class ThreadState:
     waiting: bool
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A run just started by this worker, with the assistant it runs (None if deleted)."""
+
+    run: Run
+    assistant: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A run just ended, and its thread's next pending run (id, due time), if any."""
+
+    run: Run
+    next_run: tuple[uuid.UUID, datetime] | None
+
+
 def thread_status(*, active: bool, last_error: bool, waiting: bool) -> str:
+    """The rule `app.db.run_queue` applies in SQL, for callers that decide in Python."""
     if active:
         return "busy"
     if last_error:
@@ -55,131 +100,129 @@ def thread_status(*, active: bool, last_error: bool, waiting: bool) -> str:
     return "interrupted" if waiting else "idle"
 
 
-async def _refresh_thread(
-    session: AsyncSession,
-    thread_id: uuid.UUID,
-    *,
-    last_error: bool,
-    state: ThreadState | None,
-) -> Thread | None:
-    active = bool(await db.active_runs(session, thread_id))
-    fields: dict[str, Any] = {"updated_at": db_now()}
-    if state is not None:
-        fields.update(values=state.values, interrupts=state.interrupts, state_updated_at=db_now())
-        waiting = state.waiting
-    else:
-        current = await threads_db.get(session, thread_id)
-        waiting = current is not None and current.status == "interrupted"
-    fields["status"] = thread_status(active=active, last_error=last_error, waiting=waiting)
-    return await threads_db.update_fields(session, thread_id, **fields)
-
-
-def db_now() -> Any:
-    from sqlalchemy import func
-
-    return func.now()
-
-
 async def start(
-    session: AsyncSession, run_id: uuid.UUID, *, worker_id: str, lease_seconds: float
-) -> Run | None:
+    tx: RunTx, run_id: uuid.UUID, *, worker_id: str, lease_seconds: float
+) -> Claimed | None:
     """pending → running, if the run is its thread's next and the thread has none running."""
-    if await db.lock_thread_of_run(session, run_id) is None:
+    if await db.lock_thread_of_run(tx.conn, run_id) is None:
         return None
-    return await db.claim(session, run_id, worker_id=worker_id, lease_seconds=lease_seconds)
+    claimed = await db.claim(tx.conn, run_id, worker_id=worker_id, lease_seconds=lease_seconds)
+    return None if claimed is None else Claimed(*claimed)
 
 
 async def end(
-    session: AsyncSession,
+    tx: RunTx,
     run: Run,
     *,
     status: str,
     output: dict[str, Any] | None,
     error: dict[str, Any] | None,
     state: ThreadState | None,
-) -> Run | None:
+) -> Ended | None:
     """running → `status` (success, error, timeout or interrupted) for the attempt we hold.
 
     None when the attempt is no longer ours (then nothing is written).
     """
     assert status in FINAL_STATUSES
-    await db.lock_thread_of_run(session, run.run_id)
-    ended = await db.fenced_finish(
-        session, run.run_id, run.attempt, status=status, output=output, error=error
+    await db.lock_thread_of_run(tx.conn, run.run_id)
+    finished = await db.finish(
+        tx.conn,
+        run.run_id,
+        run.attempt,
+        status=status,
+        output=output,
+        error=error,
+        values=state.values if state is not None else None,
+        interrupts=state.interrupts if state is not None else None,
+        waiting=state.waiting if state is not None else None,
+        has_state=state is not None,
     )
-    if ended is not None:
+    if finished is None:
+        return None
+    ended, nxt = finished
+    if ended.webhook:
         values = state.values if state is not None else (output or {}).get("values")
-        await record_run_end(session, ended, values=values)
-        await _refresh_thread(
-            session, run.thread_id, last_error=status in ("error", "timeout"), state=state
-        )
-    return ended
+        await tx.record_webhook(ended, values=values)
+    return Ended(ended, nxt)
 
 
-async def hand_back(session: AsyncSession, run: Run) -> bool:
+async def hand_back(tx: RunTx, run: Run) -> bool:
     """running → pending: this worker is stopping; another one resumes the run."""
-    await db.lock_thread_of_run(session, run.run_id)
-    return await db.fenced_hand_back(session, run.run_id, run.attempt)
+    await db.lock_thread_of_run(tx.conn, run.run_id)
+    return await db.hand_back(tx.conn, run.run_id, run.attempt)
 
 
-async def roll_back(session: AsyncSession, run: Run) -> bool:
+async def roll_back(tx: RunTx, run: Run) -> bool:
     """running → deleted (its checkpoints are the caller's to delete in this transaction)."""
-    await db.lock_thread_of_run(session, run.run_id)
-    deleted = await db.fenced_delete(session, run.run_id, run.attempt)
-    if deleted:
-        await record_run_end(session, run, status="rollback")
-        await _refresh_thread(session, run.thread_id, last_error=False, state=None)
-    return deleted
+    await db.lock_thread_of_run(tx.conn, run.run_id)
+    deleted = await db.delete_held(tx.conn, run.run_id, run.attempt)
+    if deleted is None:
+        return False
+    await tx.record_webhook(deleted, status="rollback")
+    await refresh_thread(tx, run.thread_id, state=None)
+    return True
 
 
-async def cancel_pending(session: AsyncSession, runs: list[Run], action: str) -> list[uuid.UUID]:
+async def cancel_pending(tx: RunTx, runs: list[Run], action: str) -> list[uuid.UUID]:
     """pending → interrupted (or deleted, for rollback). The caller holds the thread lock."""
     pending = [r for r in runs if r.status == "pending"]
     ids = [r.run_id for r in pending]
     if action == "rollback":
         # Recorded before the rows go: the webhook carries the run as it was.
         for run in pending:
-            await record_run_end(session, run, status="rollback")
-        return await db.delete_runs(session, ids, statuses=["pending"])
-    ended = await db.set_status(session, ids, from_status="pending", to_status="interrupted")
+            await tx.record_webhook(run, status="rollback")
+        return await db.delete_runs(tx.conn, ids, statuses=["pending"])
+    ended = await db.set_status(tx.conn, ids, from_status="pending", to_status="interrupted")
     for run in ended:
-        await record_run_end(session, run)
+        await tx.record_webhook(run)
     return [r.run_id for r in ended]
 
 
-async def lapse_leases(session: AsyncSession, *, max_attempts: int) -> list[Run]:
+async def request_cancel(tx: RunTx, run_ids: list[uuid.UUID], action: str) -> None:
+    """Record a cancel on running runs, for their workers' lease renewal to apply."""
+    await db.request_cancel(tx.conn, run_ids, action)
+
+
+async def lapse_leases(tx: RunTx, *, max_attempts: int) -> list[Run]:
     """running → pending (or error, out of attempts) for runs whose worker stopped renewing."""
-    lapsed = await db.expire_leases(session, max_attempts=max_attempts)
+    lapsed = await db.expire_leases(tx.conn, max_attempts=max_attempts)
     for run in (r for r in lapsed if r.status == "error"):
-        await record_run_end(session, run)
-        await _refresh_thread(session, run.thread_id, last_error=True, state=None)
+        await tx.record_webhook(run)
+        await refresh_thread(tx, run.thread_id, state=None, last_error=True)
     return lapsed
 
 
 async def refresh_thread(
-    session: AsyncSession,
+    tx: RunTx,
     thread_id: uuid.UUID,
     *,
     state: ThreadState | None,
     last_error: bool = False,
-) -> Thread | None:
-    """Recompute a thread's status (and, given `state`, its values) after runs changed."""
-    return await _refresh_thread(session, thread_id, last_error=last_error, state=state)
+) -> str | None:
+    """Recompute a thread's status (and, given `state`, its values) after runs changed; its new
+    status, or None when the thread is gone."""
+    return await db.refresh_thread(
+        tx.conn,
+        thread_id,
+        last_error=last_error,
+        values=state.values if state is not None else None,
+        interrupts=state.interrupts if state is not None else None,
+        waiting=state.waiting if state is not None else None,
+        has_state=state is not None,
+    )
 
 
-async def renew_lease(
-    session: AsyncSession, run: Run, *, lease_seconds: float
-) -> tuple[bool, str | None]:
+async def renew_lease(tx: RunTx, run: Run, *, lease_seconds: float) -> tuple[bool, str | None]:
     """running → running, lease extended, for the attempt we hold. Returns (still ours,
     cancel action asked for meanwhile)."""
-    return await db.renew_lease(session, run.run_id, run.attempt, lease_seconds)
+    return await db.renew_lease(tx.conn, run.run_id, run.attempt, lease_seconds)
 
 
-async def next_pending(session: AsyncSession, thread_id: uuid.UUID) -> Run | None:
+async def next_pending(tx: RunTx, thread_id: uuid.UUID) -> Run | None:
     """The thread's next run to start, if any."""
-    return await db.next_pending(session, thread_id)
+    return await db.next_pending(tx.conn, thread_id)
 
 
-async def startable(session: AsyncSession, *, grace_seconds: float) -> list[tuple[uuid.UUID, int]]:
+async def startable(tx: RunTx, *, grace_seconds: float) -> list[uuid.UUID]:
     """Pending runs that may start now and have waited at least `grace_seconds`."""
-    return await db.startable_runs(session, grace_seconds=grace_seconds)
+    return await db.startable_runs(tx.conn, grace_seconds=grace_seconds)

@@ -10,26 +10,31 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.auth.context import is_visible, require_visible
 from app.auth.filters import AuthFilter
 from app.broker import Broker
+from app.db import run_queue as queue_db
 from app.db import runs as db
 from app.db import threads as threads_db
-from app.db.engine import Database, driver_connection
+from app.db.engine import Database
 from app.db.models import Run as RunRecord
 from app.db.pagination import read_count, read_page
+from app.messaging.wakeups import RunWakeups
 from app.runtime.checkpointer import PostgresCheckpointer
 from app.services import run_lifecycle as lifecycle
 from app.services.assistants import AssistantService
 from app.services.common import new_id, parse_uuid, require_object, utcnow
 from app.services.errors import BadUserInput, Conflict, NotFound
 from app.services.pagination import Page, PageRequest, SortOrder
+from app.services.run_lifecycle import RunTx
 from app.services.run_request import IfNotExists, MultitaskStrategy, RunRequest
 from app.services.threads import ThreadService
 from app.services.webhook_policy import WebhookPolicy
-from app.services.webhooks import enqueue_recorded
+from app.services.webhooks import enqueue_recorded, recorded_in
 
 __all__ = ["CreatedRun", "RunRecord", "RunService"]
 
@@ -92,6 +97,7 @@ class RunService:
         self,
         db: Database,
         broker: Broker,
+        wakeups: RunWakeups,
         assistants: AssistantService,
         threads: ThreadService,
         checkpointer: PostgresCheckpointer,
@@ -100,6 +106,7 @@ class RunService:
     ) -> None:
         self._db = db
         self._broker = broker
+        self._wakeups = wakeups
         self._assistants = assistants
         self._threads = threads
         self._checkpointer = checkpointer
@@ -123,9 +130,10 @@ class RunService:
         if request.checkpoint_id is not None and request.thread_id is not None:
             thread_record = await self._threads.get(request.thread_id)
             await self._threads.require_checkpoint(thread_record, request.checkpoint_id)
-        async with self._db.sessions.begin() as session:
-            created = await self.create_in(session, request, visibility=visibility)
-        await self.announce_webhooks(session)  # of the runs it cancelled
+        async with self._db.pool.acquire() as conn, conn.transaction():
+            tx = RunTx(conn)
+            created = await self.create_in(tx, request, visibility=visibility)
+        await self.announce_webhooks(tx.deliveries)  # of the runs it cancelled
         await self.announce(created)
         return created.run
 
@@ -157,7 +165,7 @@ class RunService:
         return _CreateVisibility(thread_filter, assistant_filter)
 
     async def create_in(
-        self, session: Any, request: RunRequest, *, visibility: _CreateVisibility | None = None
+        self, tx: RunTx, request: RunRequest, *, visibility: _CreateVisibility | None = None
     ) -> CreatedRun:
         """`create`'s writes inside the caller's transaction, for a request already `checked()`
         (a cron's firing commits its run together with the advance of its schedule). Once the
@@ -166,39 +174,40 @@ class RunService:
         seen = visibility or _CreateVisibility()
         assistant_id = self._assistants.resolve_id(request.assistant_id)
         now = utcnow()
-        run_id = new_id()
         stateless = request.thread_id is None
         thread_id = new_id() if stateless else parse_uuid(request.thread_id or "", "thread")
-        cancel_running: list[uuid.UUID] = []
-        assistant = await self._assistants.get_in(session, assistant_id)
+        conn = tx.conn
+        # The assistant and the thread's lock in one round trip.
+        found = await queue_db.assistant_and_locked_thread(conn, assistant_id, thread_id)
+        if found is None or not self._assistants.serves(found.graph_id):
+            raise NotFound(f"Assistant {assistant_id} not found", assistant_id=str(assistant_id))
         require_visible(
             seen.assistant,
-            assistant.metadata_,
+            found.assistant_metadata,
             NotFound(f"Assistant {assistant_id} not found", assistant_id=str(assistant_id)),
         )
-        thread = await threads_db.get(session, thread_id, for_update=True)
-        if thread is not None:
+        thread_metadata = found.thread_metadata
+        if thread_metadata is not None:
             require_visible(
                 seen.thread,
-                thread.metadata_,
+                thread_metadata,
                 NotFound(f"Thread {thread_id} not found", thread_id=str(thread_id)),
             )
-        stamp = {"graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
-        if thread is None:
+        stamp = {"graph_id": found.graph_id, "assistant_id": str(assistant_id)}
+        if thread_metadata is None:
             if not stateless and request.if_not_exists is not IfNotExists.CREATE:
                 raise NotFound(f"Thread {thread_id} not found", thread_id=str(thread_id))
-            thread = await threads_db.insert_if_absent(
-                session,
-                thread_id=thread_id,
+            thread_metadata = await queue_db.insert_busy_thread(
+                conn,
+                thread_id,
                 metadata={**(request.metadata or {}), **stamp},
                 now=now,
-                status="busy",
                 ttl=self._threads.default_ttl_fields(now),
             )
-            if thread is None:  # created concurrently by another request: lock it
-                thread = await threads_db.get(session, thread_id, for_update=True)
-            assert thread is not None
-        active = await db.active_runs(session, thread_id)
+            if thread_metadata is None:  # created concurrently by another request: lock it
+                thread_metadata = await queue_db.lock_thread(conn, thread_id)
+            assert thread_metadata is not None
+        active = await queue_db.active_runs(conn, thread_id)
         strategy = request.multitask_strategy
         if active and strategy is MultitaskStrategy.REJECT:
             raise Conflict(
@@ -207,38 +216,31 @@ class RunService:
                 thread_id=str(thread_id),
                 active_run_id=str(active[0].run_id),
             )
-        run = await db.insert_run(
-            session,
-            {
-                "run_id": run_id,
-                "thread_id": thread_id,
-                "assistant_id": assistant.assistant_id,
-                "status": "pending",
-                "metadata": dict(request.metadata or {}),
-                "kwargs": request.kwargs(),
-                "multitask_strategy": strategy.value,
-                "webhook": request.webhook,
-                "created_at": now,
-                "updated_at": now,
-                "available_at": now + _seconds(request.after_seconds),
-            },
+        run = await queue_db.insert_run(
+            conn,
+            run_id=new_id(),
+            thread_id=thread_id,
+            assistant_id=assistant_id,
+            metadata=dict(request.metadata or {}),
+            kwargs=request.kwargs(),
+            multitask_strategy=strategy.value,
+            webhook=request.webhook,
+            now=now,
+            after_seconds=request.after_seconds,
+            thread_stamp=stamp,
         )
+        cancel_running: list[uuid.UUID] = []
         if active and strategy in (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK):
-            await lifecycle.cancel_pending(session, active, strategy.value)
+            await lifecycle.cancel_pending(tx, active, strategy.value)
             cancel_running = [r.run_id for r in active if r.status == "running"]
-            await db.request_cancel(session, cancel_running, strategy.value)
-        await threads_db.update_fields(
-            session,
-            thread_id,
-            status="busy",
-            metadata={**thread.metadata_, **stamp},
-            updated_at=now,
-        )
+            await lifecycle.request_cancel(tx, cancel_running, strategy.value)
         return CreatedRun(run, cancel_running)
 
-    async def announce_webhooks(self, session: Any) -> None:
-        """Enqueue the webhooks `session`'s committed transaction recorded (runs it ended)."""
-        await enqueue_recorded(self._broker, session)
+    async def announce_webhooks(self, recorded: list[uuid.UUID] | AsyncSession) -> None:
+        """Enqueue the webhooks a committed transaction recorded (runs it ended): a `RunTx`'s
+        `deliveries`, or those of a SQLAlchemy session."""
+        deliveries = recorded if isinstance(recorded, list) else recorded_in(recorded)
+        await enqueue_recorded(self._broker, deliveries)
 
     async def announce(self, created: CreatedRun) -> None:
         """Wake a worker for a committed new run, and stop the runs it superseded."""
@@ -248,11 +250,7 @@ class RunService:
         try:
             for active_id in created.cancel_running:
                 await self._broker.send_cancel(str(active_id), run.multitask_strategy)
-            await self._broker.enqueue_run(
-                str(run.run_id),
-                job_key="created",
-                defer_seconds=max(0.0, run.available_at.timestamp() - time.time()),
-            )
+            await self.wake(run.run_id, run.available_at)
         except Exception:
             log.warning(
                 "could not notify workers of run %s; the sweep will start it",
@@ -281,8 +279,8 @@ class RunService:
 
         async def from_database() -> dict[str, Any] | None:
             nonlocal missing_checks
-            async with self._db.sessions() as session:
-                current = await db.get(session, run.run_id)
+            async with self._db.pool.acquire() as conn:
+                current = await queue_db.get(conn, run.run_id)
             if current is None:
                 # Deleted (rolled back, or a stateless run with its thread): its outcome is in
                 # Redis; give the notice one more period before concluding Redis lost it.
@@ -301,13 +299,14 @@ class RunService:
     async def get(self, run_id: str | uuid.UUID, *, action: str = "read") -> RunRecord:
         """The run, if the current user may do `action` on its thread. Raises NotFound."""
         rid = parse_uuid(run_id, "run")
-        async with self._db.sessions() as session:
-            found = await db.get(session, rid)
-            if found is not None and self._threads.auth.enabled:
-                flt = await self._threads.visible(found.thread_id, action, run_id=str(rid))
+        async with self._db.pool.acquire() as conn:
+            found = await queue_db.get(conn, rid)
+        if found is not None and self._threads.auth.enabled:
+            flt = await self._threads.visible(found.thread_id, action, run_id=str(rid))
+            async with self._db.sessions() as session:
                 thread = await threads_db.get(session, found.thread_id)
-                if thread is None or not is_visible(flt, thread.metadata_):
-                    found = None
+            if thread is None or not is_visible(flt, thread.metadata_):
+                found = None
         if found is None:
             raise NotFound(f"Run {rid} not found", run_id=str(rid))
         return found
@@ -349,20 +348,20 @@ class RunService:
         Raises NotFound, Conflict (already ended)."""
         rid = parse_uuid(run_id, "run")
         await self.get(rid, action="update")  # LangGraph: cancelling is updating the thread
-        async with self._db.sessions.begin() as session:
-            run = await self._locked_run(session, rid)
-            if run.status not in db.ACTIVE:
+        async with self._db.pool.acquire() as conn, conn.transaction():
+            tx = RunTx(conn)
+            run = await self._locked_run(conn, rid)
+            if run.status not in lifecycle.ACTIVE_STATUSES:
                 raise Conflict(f"Run {rid} has already ended ({run.status})", status=run.status)
-            # Read before the cancel: ending the run refreshes `run` to its new status.
             was_pending = run.status == "pending"
             if was_pending:
-                await lifecycle.cancel_pending(session, [run], action)
+                await lifecycle.cancel_pending(tx, [run], action)
                 if action == "rollback":
-                    await self._checkpoints_for_runs_deleted(session, [rid])
-                await lifecycle.refresh_thread(session, run.thread_id, state=None)
+                    await self._checkpointer.delete_for_runs_in(conn, [str(rid)])
+                await lifecycle.refresh_thread(tx, run.thread_id, state=None)
             else:
-                await db.request_cancel(session, [rid], action)
-        await self.announce_webhooks(session)
+                await lifecycle.request_cancel(tx, [rid], action)
+        await self.announce_webhooks(tx.deliveries)
         if was_pending:
             await self._broker.publish_run_end(
                 str(rid), stopped_outcome(run, deleted=action == "rollback")
@@ -376,49 +375,48 @@ class RunService:
             await self.wait(run)
         return await self._maybe_get(rid)
 
-    async def _locked_run(self, session: Any, rid: uuid.UUID) -> RunRecord:
+    async def _locked_run(self, conn: asyncpg.Connection, rid: uuid.UUID) -> RunRecord:
         """The run, with its thread's row locked (no run of it starts or ends meanwhile)."""
-        if await db.lock_thread_of_run(session, rid) is None:
+        if await queue_db.lock_thread_of_run(conn, rid) is None:
             raise NotFound(f"Run {rid} not found", run_id=str(rid))
-        run = await db.get(session, rid)
+        run = await queue_db.get(conn, rid)
         assert run is not None
         return run
 
-    async def _checkpoints_for_runs_deleted(self, session: Any, run_ids: list[uuid.UUID]) -> None:
-        await self._checkpointer.delete_for_runs_in(
-            await driver_connection(session), [str(r) for r in run_ids]
-        )
-
     async def _maybe_get(self, rid: uuid.UUID) -> RunRecord | None:
-        async with self._db.sessions() as session:
-            return await db.get(session, rid)
+        async with self._db.pool.acquire() as conn:
+            return await queue_db.get(conn, rid)
 
     async def wake_next(self, thread_id: uuid.UUID) -> None:
         """Wake a worker for the thread's next pending run, if there is one."""
-        async with self._db.sessions() as session:
-            nxt = await db.next_pending(session, thread_id)
+        async with self._db.pool.acquire() as conn:
+            nxt = await queue_db.next_pending(conn, thread_id)
         if nxt is not None:
-            await self.wake(nxt)
+            await self.wake(nxt.run_id, nxt.available_at)
 
-    async def wake(self, run: RunRecord) -> None:
-        """Enqueue a pending run: due now, or when its `afterSeconds` delay is over."""
-        delay = max(0.0, run.available_at.timestamp() - time.time())
-        await self._broker.enqueue_run(
-            str(run.run_id), job_key=f"after:{new_id()}", defer_seconds=delay
-        )
+    async def wake(self, run_id: uuid.UUID, available_at: datetime) -> None:
+        """Ask a worker to start a pending run: now, or when its `afterSeconds` delay is over
+        (a deferred arq job, whose task wakes it then)."""
+        delay = available_at.timestamp() - time.time()
+        if delay > 0:
+            await self._broker.enqueue_run(
+                str(run_id), job_key=f"after:{new_id()}", defer_seconds=delay
+            )
+        else:
+            await self._wakeups.wake([str(run_id)])
 
     async def delete(self, run_id: str) -> uuid.UUID:
         """Delete an ended run with its checkpoints. Raises NotFound, Conflict (still active)."""
         rid = parse_uuid(run_id, "run")
         await self.get(rid, action="delete")
-        async with self._db.sessions.begin() as session:
-            run = await self._locked_run(session, rid)
-            if run.status in db.ACTIVE:
+        async with self._db.pool.acquire() as conn, conn.transaction():
+            run = await self._locked_run(conn, rid)
+            if run.status in lifecycle.ACTIVE_STATUSES:
                 raise Conflict(
                     f"Run {rid} is {run.status}: cancel it before deleting it", status=run.status
                 )
-            await db.delete_runs(session, [rid])
-            await self._checkpoints_for_runs_deleted(session, [rid])
+            await queue_db.delete_runs(conn, [rid])
+            await self._checkpointer.delete_for_runs_in(conn, [str(rid)])
         return rid
 
 

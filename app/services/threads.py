@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import EmptyInputError, InvalidUpdateError
 from langgraph.types import StateSnapshot
@@ -209,15 +210,15 @@ class ThreadService:
             if current is None:
                 raise NotFound(f"Thread {tid} not found", thread_id=str(tid))
             require_visible(flt, current.metadata_, _not_found(tid))
-            await self.delete_in(session, tid)
+            await self.delete_in(await driver_connection(session), tid)
         return tid
 
-    async def delete_in(self, session: Any, thread_id: uuid.UUID) -> bool:
-        """`delete`, inside the caller's transaction (a stateless run's thread goes in the
-        transaction that ends the run). False if there was no such thread."""
-        if not await db.delete_one(session, thread_id):
+    async def delete_in(self, conn: asyncpg.Connection, thread_id: uuid.UUID) -> bool:
+        """`delete`, inside the caller's transaction on `conn` (a stateless run's thread goes in
+        the transaction that ends the run). False if there was no such thread."""
+        if not await db.delete_one(conn, thread_id):
             return False
-        await self._checkpointer.delete_thread_in(await driver_connection(session), str(thread_id))
+        await self._checkpointer.delete_thread_in(conn, str(thread_id))
         return True
 
     async def sweep_expired(self) -> tuple[int, int]:
@@ -239,7 +240,7 @@ class ThreadService:
                 elif await db.has_active_runs(session, row.thread_id):
                     await db.update_fields(session, row.thread_id, expires_at=now + retry_later)
                 elif ttl.strategy is ThreadTTLStrategy.DELETE:
-                    await self.delete_in(session, row.thread_id)
+                    await self.delete_in(await driver_connection(session), row.thread_id)
                     deleted += 1
                 else:
                     conn = await driver_connection(session)

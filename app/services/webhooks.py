@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -77,33 +78,40 @@ def run_payload(run: Run, *, status: str, values: dict[str, Any] | None) -> dict
 
 
 async def record_run_end(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     run: Run,
     *,
     status: str | None = None,
     values: dict[str, Any] | None = None,
 ) -> uuid.UUID | None:
     """Write the webhook of a run reaching its final `status` (default: the run's) to the
-    outbox, in the caller's transaction; None when the run has no webhook. After the commit,
-    `enqueue_recorded(broker, session)` sends it at once (else the sweeper does)."""
+    outbox, in the caller's transaction (`conn`); its delivery id, or None when the run has no
+    webhook. Once committed, `enqueue_recorded` sends it at once (else the sweeper does)."""
     if not run.webhook:
         return None
     delivery_id = new_id()
     await db.insert_delivery(
-        session,
+        conn,
         delivery_id=delivery_id,
         run_id=run.run_id,
         url=run.webhook,
         payload=run_payload(run, status=status or run.status, values=values),
     )
-    session.info.setdefault(_RECORDED, []).append(delivery_id)
     return delivery_id
 
 
-async def enqueue_recorded(broker: Broker, session: AsyncSession) -> None:
-    """Enqueue the first attempt of the deliveries recorded in `session`'s (committed)
-    transaction. A failure is only logged: the sweeper enqueues them a little later."""
-    for delivery_id in session.info.pop(_RECORDED, []):
+def recorded_in(session: AsyncSession) -> list[uuid.UUID]:
+    """The deliveries recorded in `session`'s transaction: the list to append to, and that
+    `enqueue_recorded` empties once it is committed."""
+    recorded: list[uuid.UUID] = session.info.setdefault(_RECORDED, [])
+    return recorded
+
+
+async def enqueue_recorded(broker: Broker, deliveries: list[uuid.UUID]) -> None:
+    """Enqueue the first attempt of deliveries recorded in a committed transaction (and empty
+    the list). A failure is only logged: the sweeper enqueues them a little later."""
+    while deliveries:
+        delivery_id = deliveries.pop(0)
         try:
             await broker.enqueue_webhook(str(delivery_id), 1)
         except Exception:

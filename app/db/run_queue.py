@@ -1,0 +1,551 @@
+"""The run queue's statements on asyncpg: create, claim, renew, end, hand back, next pending.
+
+These run for every run, so they skip the ORM: each is a constant SQL text that asyncpg prepares
+once per connection and then only binds and executes. SQLModel (`app.db.models`) stays the schema
+of record; the columns named here are its columns, and `tests/test_run_queue_sql.py` checks that
+every statement still plans against the migrated tables.
+
+JSONB travels as text both ways (`$n::jsonb` in, `col::text` or the driver's text out), so the
+same functions work on a pool connection and on the connection under a SQLAlchemy session (whose
+codecs also exchange JSON as text).
+
+Every write a worker makes for a run it executes is fenced: it names the attempt it holds and
+does nothing once another claim bumped the attempt.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from app.db.models import Run
+
+#: A run that has not reached a final status.
+ACTIVE_STATUSES = ("pending", "running")
+
+_RUN_COLUMNS = (
+    "run_id, thread_id, assistant_id, status, metadata::text AS metadata, kwargs::text AS kwargs,"
+    " multitask_strategy, attempt, lease_until, lapses, worker_id, available_at, cancel_action,"
+    " output::text AS output, error::text AS error, webhook, started_at, ended_at, created_at,"
+    " updated_at"
+)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _loads(value: str | None) -> Any:
+    return None if value is None else orjson.loads(value)
+
+
+def run_of(row: asyncpg.Record) -> Run:
+    """A `Run` from a row selected with `_RUN_COLUMNS` (no validation: the row is the truth)."""
+    return Run.model_construct(
+        run_id=row["run_id"],
+        thread_id=row["thread_id"],
+        assistant_id=row["assistant_id"],
+        status=row["status"],
+        metadata_=orjson.loads(row["metadata"]),
+        kwargs=orjson.loads(row["kwargs"]),
+        multitask_strategy=row["multitask_strategy"],
+        attempt=row["attempt"],
+        lease_until=row["lease_until"],
+        lapses=row["lapses"],
+        worker_id=row["worker_id"],
+        available_at=row["available_at"],
+        cancel_action=row["cancel_action"],
+        output=_loads(row["output"]),
+        error=_loads(row["error"]),
+        webhook=row["webhook"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+# --- creating a run (API) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """What creating a run needs of its assistant, and of its thread (None: no such thread),
+    whose row is now locked."""
+
+    graph_id: str
+    assistant_metadata: dict[str, Any]
+    thread_metadata: dict[str, Any] | None
+
+
+_ASSISTANT_AND_THREAD = """
+SELECT a.graph_id, a.metadata::text AS assistant_metadata,
+       (SELECT t.metadata::text FROM threads t WHERE t.thread_id = $2 FOR UPDATE)
+           AS thread_metadata
+  FROM assistants a WHERE a.assistant_id = $1
+"""
+
+
+async def assistant_and_locked_thread(
+    conn: asyncpg.Connection, assistant_id: uuid.UUID, thread_id: uuid.UUID
+) -> RunTarget | None:
+    """The assistant (None when there is none) and the thread, locked: one round trip."""
+    row = await conn.fetchrow(_ASSISTANT_AND_THREAD, assistant_id, thread_id)
+    if row is None:
+        return None
+    return RunTarget(
+        graph_id=row["graph_id"],
+        assistant_metadata=orjson.loads(row["assistant_metadata"]),
+        thread_metadata=_loads(row["thread_metadata"]),
+    )
+
+
+_LOCK_THREAD = "SELECT metadata::text FROM threads WHERE thread_id = $1 FOR UPDATE"
+
+
+async def lock_thread(conn: asyncpg.Connection, thread_id: uuid.UUID) -> dict[str, Any] | None:
+    """Lock the thread's row; its metadata, or None when there is no such thread."""
+    found = await conn.fetchval(_LOCK_THREAD, thread_id)
+    return None if found is None else dict(orjson.loads(found))
+
+
+_INSERT_THREAD = """
+INSERT INTO threads (thread_id, metadata, config, status, interrupts, created_at, updated_at,
+                     state_updated_at, ttl_minutes, ttl_strategy, expires_at)
+VALUES ($1, $2::jsonb, '{}'::jsonb, 'busy', '{}'::jsonb, $3::timestamptz, $3, $3, $4, $5, $6)
+ON CONFLICT (thread_id) DO NOTHING
+RETURNING metadata::text
+"""
+
+
+async def insert_busy_thread(
+    conn: asyncpg.Connection,
+    thread_id: uuid.UUID,
+    *,
+    metadata: dict[str, Any],
+    now: datetime,
+    ttl: dict[str, Any],
+) -> dict[str, Any] | None:
+    """Insert a thread for a run about to be created (status busy); its metadata, or None when
+    the id was taken meanwhile (nothing written)."""
+    found = await conn.fetchval(
+        _INSERT_THREAD,
+        thread_id,
+        _json(metadata),
+        now,
+        ttl.get("ttl_minutes"),
+        ttl.get("ttl_strategy"),
+        ttl.get("expires_at"),
+    )
+    return None if found is None else dict(orjson.loads(found))
+
+
+_ACTIVE_RUNS = f"""
+SELECT {_RUN_COLUMNS} FROM runs
+ WHERE thread_id = $1 AND status IN ('pending', 'running')
+ ORDER BY created_at, run_id
+"""
+
+
+async def active_runs(conn: asyncpg.Connection, thread_id: uuid.UUID) -> list[Run]:
+    """The thread's pending and running runs, oldest first."""
+    return [run_of(r) for r in await conn.fetch(_ACTIVE_RUNS, thread_id)]
+
+
+# `created_at` is stamped here, under the thread lock, so the order of creation times is the
+# order in which the double-texting decisions were made.
+_INSERT_RUN = f"""
+WITH run AS (
+    INSERT INTO runs (run_id, thread_id, assistant_id, status, metadata, kwargs,
+                      multitask_strategy, webhook, created_at, updated_at, available_at)
+    VALUES ($1, $2, $3, 'pending', $4::jsonb, $5::jsonb, $6, $7, $8::timestamptz, $8,
+            $8::timestamptz + make_interval(secs => $9::float8))
+    RETURNING {_RUN_COLUMNS}
+), thread AS (
+    UPDATE threads SET status = 'busy', metadata = metadata || $10::jsonb, updated_at = $8
+     WHERE thread_id = $2
+)
+SELECT * FROM run
+"""
+
+
+async def insert_run(
+    conn: asyncpg.Connection,
+    *,
+    run_id: uuid.UUID,
+    thread_id: uuid.UUID,
+    assistant_id: uuid.UUID,
+    metadata: dict[str, Any],
+    kwargs: dict[str, Any],
+    multitask_strategy: str,
+    webhook: str | None,
+    now: datetime,
+    after_seconds: float,
+    thread_stamp: dict[str, Any],
+) -> Run:
+    """Insert a pending run and mark its thread busy (its metadata gains `thread_stamp`)."""
+    row = await conn.fetchrow(
+        _INSERT_RUN,
+        run_id,
+        thread_id,
+        assistant_id,
+        _json(metadata),
+        _json(kwargs),
+        multitask_strategy,
+        webhook,
+        now,
+        float(after_seconds),
+        _json(thread_stamp),
+    )
+    return run_of(row)
+
+
+_GET = f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = $1"
+
+
+async def get(conn: asyncpg.Connection, run_id: uuid.UUID) -> Run | None:
+    row = await conn.fetchrow(_GET, run_id)
+    return None if row is None else run_of(row)
+
+
+# --- the worker's side -------------------------------------------------------------------------
+
+_LOCK_THREAD_OF_RUN = """
+SELECT t.thread_id FROM threads t JOIN runs r ON r.thread_id = t.thread_id
+ WHERE r.run_id = $1
+   FOR UPDATE OF t
+"""
+
+
+async def lock_thread_of_run(conn: asyncpg.Connection, run_id: uuid.UUID) -> uuid.UUID | None:
+    """Lock the thread row of a run (serialises every start and end on that thread)."""
+    found: uuid.UUID | None = await conn.fetchval(_LOCK_THREAD_OF_RUN, run_id)
+    return found
+
+
+# The assistant rides along (a worker needs it to build the graph): one round trip less.
+_CLAIM = f"""
+UPDATE runs SET status = 'running', attempt = attempt + 1, worker_id = $2,
+       lease_until = now() + make_interval(secs => $3), cancel_action = NULL,
+       started_at = COALESCE(started_at, now()), updated_at = now()
+ WHERE run_id = $1 AND status = 'pending' AND available_at <= now()
+   AND NOT EXISTS (SELECT 1 FROM runs o
+                    WHERE o.thread_id = runs.thread_id AND o.status = 'running')
+   AND NOT EXISTS (SELECT 1 FROM runs o
+                    WHERE o.thread_id = runs.thread_id AND o.status = 'pending'
+                      AND (o.created_at, o.run_id) < (runs.created_at, runs.run_id))
+RETURNING {_RUN_COLUMNS},
+          (SELECT json_build_object('graph_id', a.graph_id, 'config', a.config,
+                                    'context', a.context)::text
+             FROM assistants a WHERE a.assistant_id = runs.assistant_id) AS assistant
+"""
+
+
+async def claim(
+    conn: asyncpg.Connection, run_id: uuid.UUID, *, worker_id: str, lease_seconds: float
+) -> tuple[Run, dict[str, Any] | None] | None:
+    """pending → running for the oldest pending run of an idle thread, with its assistant's
+    `graph_id`, `config` and `context` (None if the assistant is gone); None if not claimable.
+
+    The caller must hold the thread lock (`lock_thread_of_run`) in the same transaction: the
+    lock, then this statement's fresh snapshot, make the "no other running run" check safe.
+    """
+    row = await conn.fetchrow(_CLAIM, run_id, worker_id, float(lease_seconds))
+    if row is None:
+        return None
+    return run_of(row), _loads(row["assistant"])
+
+
+_RENEW = """
+UPDATE runs SET lease_until = now() + make_interval(secs => $3)
+ WHERE run_id = $1 AND attempt = $2 AND status = 'running'
+RETURNING cancel_action
+"""
+
+
+async def renew_lease(
+    conn: asyncpg.Connection, run_id: uuid.UUID, attempt: int, lease_seconds: float
+) -> tuple[bool, str | None]:
+    """Extend the lease of a run we hold. Returns (still ours, cancel action requested)."""
+    row = await conn.fetchrow(_RENEW, run_id, attempt, float(lease_seconds))
+    return (row is not None, row[0] if row is not None else None)
+
+
+# The end of an attempt, the thread's new status and values, and the thread's next pending run,
+# in one statement. The thread is busy while another run is pending or running (the statement's
+# snapshot still sees this run as running, hence `o.run_id <> $1`); else error if this run
+# failed; else interrupted if the latest checkpoint waits on a node (`$8`; NULL: keep what the
+# thread says); else idle.
+_FINISH = f"""
+WITH ended AS (
+    UPDATE runs SET status = $3, output = $4::jsonb, error = $5::jsonb, lease_until = NULL,
+           worker_id = NULL, ended_at = now(), updated_at = now()
+     WHERE run_id = $1 AND attempt = $2 AND status = 'running'
+    RETURNING {_RUN_COLUMNS}
+), thread AS (
+    UPDATE threads t SET
+        status = CASE
+            WHEN EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = t.thread_id
+                           AND o.status IN ('pending', 'running') AND o.run_id <> $1) THEN 'busy'
+            WHEN $3 IN ('error', 'timeout') THEN 'error'
+            WHEN COALESCE($8, t.status = 'interrupted') THEN 'interrupted'
+            ELSE 'idle' END,
+        values = CASE WHEN $9 THEN $6::jsonb ELSE t.values END,
+        interrupts = CASE WHEN $9 THEN $7::jsonb ELSE t.interrupts END,
+        state_updated_at = CASE WHEN $9 THEN now() ELSE t.state_updated_at END,
+        updated_at = now()
+     WHERE t.thread_id = (SELECT thread_id FROM ended)
+)
+SELECT ended.*,
+       (SELECT n.run_id FROM runs n
+         WHERE n.thread_id = ended.thread_id AND n.status = 'pending' AND n.run_id <> $1
+         ORDER BY n.created_at, n.run_id LIMIT 1) AS next_run_id,
+       (SELECT n.available_at FROM runs n
+         WHERE n.thread_id = ended.thread_id AND n.status = 'pending' AND n.run_id <> $1
+         ORDER BY n.created_at, n.run_id LIMIT 1) AS next_available_at
+  FROM ended
+"""
+
+
+async def finish(
+    conn: asyncpg.Connection,
+    run_id: uuid.UUID,
+    attempt: int,
+    *,
+    status: str,
+    output: dict[str, Any] | None,
+    error: dict[str, Any] | None,
+    values: dict[str, Any] | None,
+    interrupts: dict[str, Any] | None,
+    waiting: bool | None,
+    has_state: bool,
+) -> tuple[Run, tuple[uuid.UUID, datetime] | None] | None:
+    """running → `status` for the attempt we hold, the thread's status (and, with `has_state`,
+    its values and interrupts) refreshed; returns the ended run and the thread's next pending run
+    (id, available at), or None when the attempt is no longer ours (nothing written)."""
+    row = await conn.fetchrow(
+        _FINISH,
+        run_id,
+        attempt,
+        status,
+        _json(output),
+        _json(error),
+        _json(values),
+        _json(interrupts or {}),
+        waiting,
+        has_state,
+    )
+    if row is None:
+        return None
+    nxt = row["next_run_id"]
+    return run_of(row), (nxt, row["next_available_at"]) if nxt is not None else None
+
+
+_HAND_BACK = """
+UPDATE runs SET status = 'pending', lease_until = NULL, worker_id = NULL, updated_at = now()
+ WHERE run_id = $1 AND attempt = $2 AND status = 'running'
+RETURNING run_id
+"""
+
+
+async def hand_back(conn: asyncpg.Connection, run_id: uuid.UUID, attempt: int) -> bool:
+    """running → pending (a worker shutting down gives the run to another)."""
+    return await conn.fetchval(_HAND_BACK, run_id, attempt) is not None
+
+
+_DELETE_HELD = f"""
+DELETE FROM runs WHERE run_id = $1 AND attempt = $2 AND status = 'running'
+RETURNING {_RUN_COLUMNS}
+"""
+
+
+async def delete_held(conn: asyncpg.Connection, run_id: uuid.UUID, attempt: int) -> Run | None:
+    """Delete a running run we hold (rollback); the row as it was, or None if not ours."""
+    row = await conn.fetchrow(_DELETE_HELD, run_id, attempt)
+    return None if row is None else run_of(row)
+
+
+_REFRESH_THREAD = """
+UPDATE threads t SET
+    status = CASE
+        WHEN EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = t.thread_id
+                       AND o.status IN ('pending', 'running')) THEN 'busy'
+        WHEN $2 THEN 'error'
+        WHEN COALESCE($3, t.status = 'interrupted') THEN 'interrupted'
+        ELSE 'idle' END,
+    values = CASE WHEN $6 THEN $4::jsonb ELSE t.values END,
+    interrupts = CASE WHEN $6 THEN $5::jsonb ELSE t.interrupts END,
+    state_updated_at = CASE WHEN $6 THEN now() ELSE t.state_updated_at END,
+    updated_at = now()
+ WHERE t.thread_id = $1
+RETURNING status
+"""
+
+
+async def refresh_thread(
+    conn: asyncpg.Connection,
+    thread_id: uuid.UUID,
+    *,
+    last_error: bool,
+    values: dict[str, Any] | None,
+    interrupts: dict[str, Any] | None,
+    waiting: bool | None,
+    has_state: bool,
+) -> str | None:
+    """Recompute a thread's status (same rule as `finish`) and, with `has_state`, its values.
+    Its new status, or None when there is no such thread."""
+    status: str | None = await conn.fetchval(
+        _REFRESH_THREAD,
+        thread_id,
+        last_error,
+        waiting,
+        _json(values),
+        _json(interrupts or {}),
+        has_state,
+    )
+    return status
+
+
+_NEXT_PENDING = f"""
+SELECT {_RUN_COLUMNS} FROM runs
+ WHERE thread_id = $1 AND status = 'pending'
+ ORDER BY created_at, run_id LIMIT 1
+"""
+
+
+async def next_pending(conn: asyncpg.Connection, thread_id: uuid.UUID) -> Run | None:
+    row = await conn.fetchrow(_NEXT_PENDING, thread_id)
+    return None if row is None else run_of(row)
+
+
+# --- cancelling --------------------------------------------------------------------------------
+
+_SET_STATUS = f"""
+UPDATE runs SET status = $3, error = $4::jsonb, updated_at = now(),
+       ended_at = CASE WHEN $3 IN ('pending', 'running') THEN ended_at ELSE now() END
+ WHERE run_id = ANY($1::uuid[]) AND status = $2
+RETURNING {_RUN_COLUMNS}
+"""
+
+
+async def set_status(
+    conn: asyncpg.Connection,
+    run_ids: Sequence[uuid.UUID],
+    *,
+    from_status: str,
+    to_status: str,
+    error: dict[str, Any] | None = None,
+) -> list[Run]:
+    """Runs moved from `from_status` to `to_status`; a final `to_status` stamps their end."""
+    if not run_ids:
+        return []
+    rows = await conn.fetch(_SET_STATUS, list(run_ids), from_status, to_status, _json(error))
+    return [run_of(r) for r in rows]
+
+
+_REQUEST_CANCEL = """
+UPDATE runs SET cancel_action = $2 WHERE run_id = ANY($1::uuid[]) AND status = 'running'
+"""
+
+
+async def request_cancel(
+    conn: asyncpg.Connection, run_ids: Sequence[uuid.UUID], action: str
+) -> None:
+    """Record a cancel on running runs (their lease renewal applies it if the message is lost)."""
+    if run_ids:
+        await conn.execute(_REQUEST_CANCEL, list(run_ids), action)
+
+
+_DELETE_RUNS = """
+DELETE FROM runs WHERE run_id = ANY($1::uuid[]) AND ($2::text[] IS NULL OR status = ANY($2))
+RETURNING run_id
+"""
+
+
+async def delete_runs(
+    conn: asyncpg.Connection,
+    run_ids: Sequence[uuid.UUID],
+    *,
+    statuses: Sequence[str] | None = None,
+) -> list[uuid.UUID]:
+    if not run_ids:
+        return []
+    rows = await conn.fetch(
+        _DELETE_RUNS, list(run_ids), list(statuses) if statuses is not None else None
+    )
+    return [r[0] for r in rows]
+
+
+# --- the sweeper -------------------------------------------------------------------------------
+
+_EXPIRE = f"""
+UPDATE runs SET
+    lapses = lapses + 1,
+    status = CASE WHEN lapses + 1 >= $1 THEN 'error' ELSE 'pending' END,
+    error = CASE WHEN lapses + 1 >= $1 THEN jsonb_build_object(
+        'error', 'RunAttemptsExceeded',
+        'message', format('Run %s exceeded its %s attempts: its worker stopped '
+                          'renewing its lease each time (killed, out of memory, or hung)',
+                          run_id, lapses + 1))
+        ELSE error END,
+    ended_at = CASE WHEN lapses + 1 >= $1 THEN now() ELSE ended_at END,
+    lease_until = NULL, worker_id = NULL, updated_at = now()
+ WHERE run_id IN (SELECT run_id FROM runs WHERE status = 'running' AND lease_until < now()
+                  ORDER BY lease_until LIMIT 500 FOR UPDATE SKIP LOCKED)
+RETURNING {_RUN_COLUMNS}
+"""
+
+
+async def expire_leases(conn: asyncpg.Connection, *, max_attempts: int) -> list[Run]:
+    """Runs whose lease lapsed: back to pending, or error once their workers died under them
+    `max_attempts` times. Only lapses count: a run handed back by a worker shutting down cleanly
+    (a deploy) keeps its budget."""
+    return [run_of(r) for r in await conn.fetch(_EXPIRE, max_attempts)]
+
+
+_DUE = """
+SELECT r.run_id FROM runs r
+ WHERE r.status = 'pending' AND r.available_at <= now() - make_interval(secs => $1)
+   AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = r.thread_id AND o.status = 'running')
+   AND NOT EXISTS (SELECT 1 FROM runs o
+                    WHERE o.thread_id = r.thread_id AND o.status = 'pending'
+                      AND (o.created_at, o.run_id) < (r.created_at, r.run_id))
+ ORDER BY r.available_at
+ LIMIT 500
+"""
+
+
+async def startable_runs(conn: asyncpg.Connection, *, grace_seconds: float) -> list[uuid.UUID]:
+    """Pending runs that could start now and have waited `grace_seconds` (their wake-up was
+    lost, delayed, or due now)."""
+    return [r[0] for r in await conn.fetch(_DUE, float(grace_seconds))]
+
+
+#: Every statement above, for the test that plans each against the migrated schema.
+STATEMENTS = (
+    _ASSISTANT_AND_THREAD,
+    _LOCK_THREAD,
+    _INSERT_THREAD,
+    _ACTIVE_RUNS,
+    _INSERT_RUN,
+    _GET,
+    _LOCK_THREAD_OF_RUN,
+    _CLAIM,
+    _RENEW,
+    _FINISH,
+    _HAND_BACK,
+    _DELETE_HELD,
+    _REFRESH_THREAD,
+    _NEXT_PENDING,
+    _SET_STATUS,
+    _REQUEST_CANCEL,
+    _DELETE_RUNS,
+    _EXPIRE,
+    _DUE,
+)

@@ -1,0 +1,1 @@
+"""Messages between lgql's processes over Redis (news only: Postgres decides)."""
