@@ -300,6 +300,72 @@ async def test_cancel_task_cancels_the_run(
     assert run["run"]["status"] == "INTERRUPTED"
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_stream_ends_failed_or_input_required_as_the_run_does(
+    live_server: LiveServer, gql_client: GraphQLClient, version: str
+) -> None:
+    fail = await _assistant_id(gql_client, "fail")
+    ask = await _assistant_id(gql_client, "interrupt")
+    finals = []
+    for aid, data in ((fail, {"message": "kaboom"}), (ask, {"question": "Sure?"})):
+        async with a2a_client(live_server, aid, version=version, streaming=True) as client:
+            request = SendMessageRequest(message=user_message(data=data))
+            events = [e async for e in client.send_message(request)]
+        finals.append([e.status_update.status for e in events if e.HasField("status_update")][-1])
+    failed, asked = finals
+    assert failed.state == TaskState.TASK_STATE_FAILED
+    assert "kaboom" in failed.message.parts[0].text
+    assert asked.state == TaskState.TASK_STATE_INPUT_REQUIRED
+    assert asked.message.parts[0].text == "Sure?"
+
+
+async def test_a_task_belongs_to_its_assistant(
+    live_server: LiveServer, gql_client: GraphQLClient
+) -> None:
+    slow = await _assistant_id(gql_client, "slow")
+    echo = await _assistant_id(gql_client, "echo")
+    task = await send_nonstreaming(live_server, slow, {"seconds": 0})
+    async with a2a_client(live_server, echo) as client:
+        with pytest.raises(Exception) as caught:
+            await client.get_task(GetTaskRequest(id=task.id))
+    assert "not found" in str(caught.value).lower()
+
+
+async def test_a_long_send_keeps_the_connection_alive(
+    live_server: LiveServer, gql_client: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 5 s in production; shortened so the proof takes a second. The client's read timeout
+    # (0.5 s) is far shorter than the run (1.5 s): only the keep-alive newlines save the call.
+    from app.a2a import door
+
+    monkeypatch.setattr(door, "KEEP_ALIVE_AFTER", 0.1)
+    monkeypatch.setattr(door, "KEEP_ALIVE_EVERY", 0.1)
+    aid = await _assistant_id(gql_client, "slow")
+    async with httpx.AsyncClient(timeout=0.5) as http:
+        card = await A2ACardResolver(http, f"{live_server.url}/a2a/{aid}").get_agent_card()
+        client = ClientFactory(ClientConfig(httpx_client=http, streaming=False)).create(card)
+        task = await send(client, user_message(data={"seconds": 1.5, "count": 0}))
+    async with httpx.AsyncClient(timeout=0.5) as http:  # no A2A-Version header: a 0.3 call
+        raw = await http.post(
+            f"{live_server.url}/a2a/{aid}",
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "message/send",
+                "params": {
+                    "message": {
+                        "messageId": "m",
+                        "role": "user",
+                        "parts": [{"kind": "data", "data": {"seconds": 0.5}}],
+                    }
+                },
+            },
+        )
+    assert task.status.state == TaskState.TASK_STATE_COMPLETED
+    assert raw.text.startswith("\n")
+    assert raw.json()["result"]["status"]["state"] == "completed"
+
+
 # --- the same runs as every other door ---------------------------------------------------------
 
 JOIN = "subscription($id: ID!) { joinRunStream(runId: $id) { id event data } }"

@@ -18,6 +18,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from app.db.migrate import upgrade
+from app.mcp.tools import tool_name
 from tests.conftest import (
     ROOT,
     EngineUrls,
@@ -367,6 +368,35 @@ async def test_users_see_and_call_only_the_assistants_the_handlers_allow(
     # Each run acts for its caller, as every other run does.
     assert mine.structured_content == {"user_id": "alice", "user": "alice"}
     assert system.structured_content == {"user_id": "bob", "user": "bob"}
+
+
+def test_tool_names_are_valid_mcp_names() -> None:
+    assert tool_name("echo") == "echo"
+    assert tool_name("My research agent (v2)!") == "My_research_agent_v2"
+    assert tool_name("résumé.writer") == "r_sum_.writer"
+    assert tool_name("!!!") == ""
+    assert len(tool_name("x" * 500)) == 128
+
+
+async def test_duplicate_and_unnamable_assistants(auth_server: LiveServer, unique: str) -> None:
+    alice = GraphQLClient(auth_server.graphql_url, headers=ALICE)
+    try:
+        first = await alice.data(CREATE_ASSISTANT, {"name": f"dup {unique}"})
+        await alice.data(CREATE_ASSISTANT, {"name": f"dup?{unique}"})  # same tool name, newer
+        await alice.data(CREATE_ASSISTANT, {"name": "???"})
+    finally:
+        await alice.close()
+    async with mcp_client(auth_server, headers=ALICE) as client:
+        tools = (await client.list_tools()).tools
+        result = await client.call_tool(f"dup_{unique}", {})
+    names = [t.name for t in tools]
+    assert names.count(f"dup_{unique}") == 1
+    assert "" not in names and len(names) == len(set(names))
+    assert result.is_error is False
+    # The older assistant keeps the name.
+    [dup] = [t for t in tools if t.name == f"dup_{unique}"]
+    assert dup.description == f"Runs the assistant 'dup {unique}'"
+    assert first["createAssistant"]["name"] == f"dup {unique}"
 
 
 async def test_disable_mcp_turns_the_endpoint_off(engines: EngineUrls, redis_prefix: str) -> None:
