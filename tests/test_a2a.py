@@ -472,7 +472,15 @@ async def test_unknown_task_and_unknown_assistant_are_errors_not_crashes(
         {"kind": "file", "file": {"uri": "http://example.invalid/x.png"}}
     ]
     unsupported = await _rpc(live_server, "/a2a/echo", json.dumps(file_part).encode())
+    # `slow` takes no `messages`: a text part has nowhere to go.
+    text_to_data_graph = await _rpc(live_server, "/a2a/slow", json.dumps(send_body).encode())
+    bad_context = json.loads(json.dumps(send_body))
+    bad_context["params"]["message"]["contextId"] = "not-a-uuid"
+    not_a_uuid = await _rpc(live_server, "/a2a/echo", json.dumps(bad_context).encode())
     assert missing_task.json()["error"]["code"] == -32001  # TaskNotFoundError
+    assert text_to_data_graph.json()["error"]["code"] == -32602
+    assert "messages" in text_to_data_graph.json()["error"]["message"]
+    assert not_a_uuid.json()["error"]["code"] == -32602
     assert missing_assistant.json()["error"]["code"] == -32602
     assert unsupported.json()["error"]["code"] in (-32005, -32602)
 
@@ -545,7 +553,11 @@ async def test_users_reach_only_the_agents_and_tasks_the_handlers_allow(
     async with a2a_client(auth_server, "whoami", headers=ALICE) as client:
         with pytest.raises(Exception) as caught:
             await client.get_task(GetTaskRequest(id=bobs.id))
+        # Nor can she continue his conversation: his thread is not hers to see.
+        with pytest.raises(Exception) as continued:
+            await send(client, user_message(data={}, context_id=bobs.context_id))
     assert "not found" in str(caught.value).lower()
+    assert "not found" in str(continued.value).lower()
 
 
 async def test_disable_a2a_turns_the_endpoints_off(engines: EngineUrls, redis_prefix: str) -> None:

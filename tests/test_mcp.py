@@ -182,20 +182,32 @@ async def test_get_is_not_allowed_and_delete_finds_no_session(live_server: LiveS
     assert delete.status_code == 404
 
 
-async def test_initialize_negotiates_an_older_revision(live_server: LiveServer) -> None:
+@pytest.mark.parametrize(
+    ("offered", "agreed"),
+    [
+        ("2024-11-05", "2024-11-05"),
+        ("2025-03-26", "2025-03-26"),
+        ("2025-06-18", "2025-06-18"),
+        ("2025-11-25", "2025-11-25"),
+        ("2023-01-01", "2025-11-25"),  # unknown: the server counter-offers its latest handshake
+    ],
+)
+async def test_initialize_negotiates_a_revision(
+    live_server: LiveServer, offered: str, agreed: str
+) -> None:
     body = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "initialize",
         "params": {
-            "protocolVersion": "2024-11-05",
+            "protocolVersion": offered,
             "capabilities": {},
             "clientInfo": {"name": "old", "version": "0"},
         },
     }
     response = await _post(live_server, json.dumps(body).encode())
     [message] = _sse_messages(response.text)
-    assert message["result"]["protocolVersion"] == "2024-11-05"
+    assert message["result"]["protocolVersion"] == agreed
     assert "tools" in message["result"]["capabilities"]
     assert "mcp-session-id" not in response.headers  # stateless: no session is kept
 
@@ -274,7 +286,7 @@ async def test_tool_call_is_a_run_in_graphql_runs_and_joinable(
     before = await gql_client.data(RUNNING_MCP_RUNS)
     seen = {e["node"]["id"] for e in before["runs"]["edges"]}
     async with mcp_client(live_server, mode=mode) as client:
-        call = asyncio.create_task(client.call_tool("slow", {"seconds": 1.5, "count": 1}))
+        call = asyncio.create_task(client.call_tool("slow", {"seconds": 3, "count": 1}))
         run_id = await _wait_for_new_mcp_run(gql_client, seen)
         events = await _join(live_server, run_id)
         result = await call
