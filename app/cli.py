@@ -174,7 +174,10 @@ async def _dev(settings: Settings) -> None:
         database_uri = database_uri or urls.database_uri
         redis_uri = redis_uri or urls.redis_uri
     try:
-        log.info("GraphiQL: http://%s:%s/graphql", settings.host, settings.port)
+        log.info(
+            "GraphiQL: http://%s:%s/graphql, run console: http://%s:%s/console/",
+            *(settings.host, settings.port) * 2,
+        )
         await _serve(settings, database_uri=database_uri, redis_uri=redis_uri, dev=True)
     finally:
         if engines is not None:

@@ -480,14 +480,24 @@ GRAPHIQL_HTML = """<!doctype html>
         "}",
         "",
       ].join("\\n");
+      // The run console (graphs drawn, runs streaming live) sits beside the endpoint.
+      const consoleLink = React.createElement(
+        "a",
+        { href: new URL("console/", endpoint).href, id: "lgql-console-link", style: { fontSize: "0.6em", marginLeft: "0.8em" } },
+        "run console",
+      );
       ReactDOM.createRoot(document.getElementById("graphiql")).render(
-        React.createElement(GraphiQL, {
-          fetcher,
-          defaultQuery,
-          defaultEditorToolsVisibility: true,
-          isHeadersEditorEnabled: true,
-          inputValueDeprecation: true,
-        }),
+        React.createElement(
+          GraphiQL,
+          {
+            fetcher,
+            defaultQuery,
+            defaultEditorToolsVisibility: true,
+            isHeadersEditorEnabled: true,
+            inputValueDeprecation: true,
+          },
+          React.createElement(GraphiQL.Logo, null, "GraphiQL", consoleLink),
+        ),
       );
     </script>
   </body>

@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 from app import __version__
 from app.a2a.door import A2ADoor, a2a_routes
 from app.auth.middleware import AuthenticationMiddleware
+from app.console import console_routes
 from app.graphql_app import graphiql_static_mount, graphql_routes, make_graphql_app
 from app.mcp.door import MCP_PATH, McpDoor
 from app.runtime.graphs import default_assistant_id
@@ -179,6 +180,7 @@ def create_app(
         Route("/info", info, methods=["GET"]),
         *graphql_routes(graphql, "/graphql"),
         graphiql_static_mount(),
+        *console_routes(),
         Route(MCP_PATH, mcp),
         *a2a_routes(A2ADoor(max_body_bytes=settings.max_body_bytes)),
     ]

@@ -1,9 +1,9 @@
 """Authentication of every HTTP request, before it reaches GraphQL (WebSocket connections are
 authenticated at `connection_init`, where clients put their credentials, in the GraphQL view).
 
-Public: `/ok` (health checks carry no credentials), GraphiQL's static assets, and the GraphiQL
-page itself (a GET of `/graphql` with no `query`): the page holds no data, and its requests
-carry the credentials the user sets in it.
+Public: `/ok` (health checks carry no credentials), GraphiQL's static assets, the GraphiQL
+page itself (a GET of `/graphql` with no `query`) and the console (`/console`): the pages hold
+no data, and their requests carry the credentials the user sets in them.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from app.services.errors import ServiceError
 log = logging.getLogger("lgql.auth")
 
 USER_SCOPE_KEY = "lgql.user"
-PUBLIC_PREFIXES = ("/static/",)
-PUBLIC_PATHS = ("/ok",)
+PUBLIC_PREFIXES = ("/static/", "/console/")
+PUBLIC_PATHS = ("/ok", "/console")
 
 
 def _is_public(scope: Scope) -> bool:
