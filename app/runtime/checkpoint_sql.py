@@ -111,66 +111,58 @@ _KEEP_LAST = "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, bl
 INSERT_WRITES = _PUT_WRITES + _KEEP_FIRST
 UPSERT_WRITES = _PUT_WRITES + _KEEP_LAST
 
-# Fenced twins of the statements above (`PostgresCheckpointer.fenced`): the same inserts, made
-# only while the run ($11) is still 'running' at the writer's attempt ($12), checked within the
-# statement, which returns whether the check held. Every data-modifying CTE runs whether or not
-# the outer query reads it, so each INSERT carries the check. FOR SHARE keeps it true until commit:
-# a claim bumping the attempt waits for a write in flight, and a write arriving after the claim
-# re-reads the bumped row (READ COMMITTED rechecks locked rows) and writes nothing.
-_FENCE = """
+# The fenced save (`app.runtime.fenced_checkpointer`): any number of checkpoints (with their
+# blobs) and of task writes in one statement, made only while the run ($1) is still 'running' at
+# the writer's attempt ($2), checked within the statement, which returns whether the check held.
+# Each array group below is one of the statements above, flattened over the batch. Every
+# data-modifying CTE runs whether or not the outer query reads it, so each INSERT carries the
+# check. FOR SHARE keeps it true until commit: a claim bumping the attempt waits for a save in
+# flight, and a save arriving after the claim re-reads the bumped row (READ COMMITTED rechecks
+# locked rows) and writes nothing. The caller leaves no key twice in one group, nor in both
+# write groups: ON CONFLICT DO UPDATE cannot touch a row twice in one statement.
+SAVE_FENCED = """
 WITH fence AS MATERIALIZED (
     SELECT 1 FROM runs
-     WHERE run_id = $11::uuid AND status = 'running' AND attempt = $12::int
+     WHERE run_id = $1::uuid AND status = 'running' AND attempt = $2::int
        FOR SHARE
-)"""
-_HELD = "SELECT EXISTS (SELECT 1 FROM fence)\n"
-
-PUT_CHECKPOINT_FENCED = (
-    _FENCE
-    + """,
+),
 blobs AS (
     INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-    SELECT $1, $2, u.channel, u.version, u.type, u.blob
-      FROM unnest($7::text[], $8::text[], $9::text[], $10::bytea[])
-           AS u(channel, version, type, blob)
+    SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[])
      WHERE EXISTS (SELECT 1 FROM fence)
     ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
 ),
 saved AS (
     INSERT INTO checkpoints
         (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
-    SELECT $1, $2, $3, $4::text, $5::jsonb, $6::jsonb
+    SELECT u.thread_id, u.ns, u.id, u.parent, u.checkpoint::jsonb, u.metadata::jsonb
+      FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
+           AS u(thread_id, ns, id, parent, checkpoint, metadata)
      WHERE EXISTS (SELECT 1 FROM fence)
     ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
     DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
-)
-"""
-    + _HELD
-)
-
-_PUT_WRITES_FENCED = (
-    _FENCE
-    + """,
-saved AS (
+),
+kept AS (
     INSERT INTO checkpoint_writes
         (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, run_id,
          idx, channel, type, blob)
-    SELECT $1, $2, $3, $4, $5, $6::text, u.idx, u.channel, u.type, u.blob
-      FROM unnest($7::int[], $8::text[], $9::text[], $10::bytea[]) AS u(idx, channel, type, blob)
+    SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[],
+                         $20::text[], $21::int[], $22::text[], $23::text[], $24::bytea[])
+     WHERE EXISTS (SELECT 1 FROM fence)
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING
+),
+replaced AS (
+    INSERT INTO checkpoint_writes
+        (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, run_id,
+         idx, channel, type, blob)
+    SELECT * FROM unnest($25::text[], $26::text[], $27::text[], $28::text[], $29::text[],
+                         $30::text[], $31::int[], $32::text[], $33::text[], $34::bytea[])
      WHERE EXISTS (SELECT 1 FROM fence)
     ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
-    {on_conflict}
+    DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob
 )
+SELECT EXISTS (SELECT 1 FROM fence)
 """
-    + _HELD
-)
-
-# Each write statement of the checkpointer -> its fenced twin (same parameters, then $11, $12).
-FENCED = {
-    PUT_CHECKPOINT: PUT_CHECKPOINT_FENCED,
-    INSERT_WRITES: _PUT_WRITES_FENCED.format(on_conflict=_KEEP_FIRST),
-    UPSERT_WRITES: _PUT_WRITES_FENCED.format(on_conflict=_KEEP_LAST),
-}
 
 DELETE_THREADS = """
 WITH c AS (DELETE FROM checkpoints WHERE thread_id = ANY($1::text[])),

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any, NoReturn
-from uuid import UUID
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import asyncpg
 import orjson
@@ -30,6 +29,9 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from app.runtime import checkpoint_sql as sql
+
+if TYPE_CHECKING:
+    from app.runtime.fenced_checkpointer import FencedCheckpointer
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 
@@ -199,28 +201,34 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
                 entry["seed"] = value
         return result
 
-    def fenced(self, run_id: str, attempt: int) -> PostgresCheckpointer:
+    def fenced(
+        self, run_id: str, attempt: int, *, write_behind: bool = False
+    ) -> FencedCheckpointer:
         """A view on the same pool and serializer whose `aput` and `aput_writes` save only while
         run `run_id` is 'running' at `attempt`, checked in the saving statement itself, and raise
-        `LostOwnership` (having saved nothing) otherwise. Reads and maintenance are not fenced."""
-        return _FencedCheckpointer(self, run_id, attempt)
+        `LostOwnership` (having saved nothing) otherwise. Reads and maintenance are not fenced.
+        `write_behind`: saves are batched in the background (`FencedCheckpointer`)."""
+        from app.runtime.fenced_checkpointer import FencedCheckpointer
+
+        return FencedCheckpointer(self, run_id, attempt, write_behind=write_behind)
 
     # -- writes --------------------------------------------------------------------------------
 
-    async def _write(self, query: str, *args: Any) -> None:
-        """The one door for statements that save a run's progress (checkpoints and writes)."""
+    async def _save(self, query: str, args: list[Any]) -> None:
+        """The one door for statements that save a run's progress (checkpoints and writes):
+        `PUT_CHECKPOINT` with `checkpoint_args`, or `INSERT_WRITES`/`UPSERT_WRITES` with
+        `writes_args`."""
         await self.pool.execute(query, *args)
 
-    async def aput(
+    def checkpoint_args(
         self,
         config: RunnableConfig,
         checkpoint: Checkpoint,
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
-    ) -> RunnableConfig:
+    ) -> list[Any]:
+        """`PUT_CHECKPOINT`'s parameters: the row, then its new blobs as four arrays."""
         conf = config["configurable"]
-        thread_id = str(conf["thread_id"])
-        checkpoint_ns: str = conf.get("checkpoint_ns") or ""
         values = checkpoint["channel_values"]
         dumps = self.serde.dumps_typed
         # Only channels with a new version get a blob; the others keep pointing at theirs.
@@ -239,10 +247,9 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
                 types.append("empty")
                 blobs.append(None)
         skeleton = {k: v for k, v in checkpoint.items() if k != "channel_values"}
-        await self._write(
-            sql.PUT_CHECKPOINT,
-            thread_id,
-            checkpoint_ns,
+        return [
+            str(conf["thread_id"]),
+            conf.get("checkpoint_ns") or "",
             checkpoint["id"],
             conf.get("checkpoint_id"),
             orjson.dumps(skeleton, option=orjson.OPT_NON_STR_KEYS).decode(),
@@ -251,18 +258,17 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
             versions,
             types,
             blobs,
-        )
-        return _config(thread_id, checkpoint_ns, checkpoint["id"])
+        ]
 
-    async def aput_writes(
+    def writes_args(
         self,
         config: RunnableConfig,
         writes: Sequence[tuple[str, Any]],
         task_id: str,
-        task_path: str = "",
-    ) -> None:
-        if not writes:
-            return
+        task_path: str,
+    ) -> tuple[bool, list[Any]]:
+        """Whether the writes replace earlier ones (`UPSERT_WRITES`, else `INSERT_WRITES`), and
+        the statement's parameters: the task, then one array per column."""
         conf = config["configurable"]
         upsert = all(channel in WRITES_IDX_MAP for channel, _ in writes)
         dumps = self.serde.dumps_typed
@@ -274,8 +280,7 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
             if upsert or idx not in rows:
                 rows[idx] = (channel, *dumps(value))
         run_id = (config.get("metadata") or {}).get("run_id") or conf.get("run_id")
-        await self._write(
-            sql.UPSERT_WRITES if upsert else sql.INSERT_WRITES,
+        return upsert, [
             str(conf["thread_id"]),
             conf.get("checkpoint_ns") or "",
             conf["checkpoint_id"],
@@ -286,7 +291,30 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
             [r[0] for r in rows.values()],
             [r[1] for r in rows.values()],
             [r[2] for r in rows.values()],
-        )
+        ]
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        args = self.checkpoint_args(config, checkpoint, metadata, new_versions)
+        await self._save(sql.PUT_CHECKPOINT, args)
+        return _config(args[0], args[1], checkpoint["id"])
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        if not writes:
+            return
+        upsert, args = self.writes_args(config, writes, task_id, task_path)
+        await self._save(sql.UPSERT_WRITES if upsert else sql.INSERT_WRITES, args)
 
     # -- maintenance ---------------------------------------------------------------------------
 
@@ -413,18 +441,3 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         _sync_unsupported("prune")
-
-
-class _FencedCheckpointer(PostgresCheckpointer):
-    """`PostgresCheckpointer.fenced`: each write statement swapped for its fenced twin."""
-
-    def __init__(self, base: PostgresCheckpointer, run_id: str, attempt: int) -> None:
-        super().__init__(base.pool, serde=base.serde)
-        self.run_id = str(run_id)
-        self.attempt = int(attempt)
-        self._run_uuid = UUID(self.run_id)  # a bad id fails here, not in the first write
-
-    async def _write(self, query: str, *args: Any) -> None:
-        held = await self.pool.fetchval(sql.FENCED[query], *args, self._run_uuid, self.attempt)
-        if not held:
-            raise LostOwnership(self.run_id, self.attempt)

@@ -3,6 +3,7 @@ state it ended in. Knows LangGraph, not the queue: leases, cancel and statuses a
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -132,8 +133,10 @@ async def execute(
     resuming = await started_earlier(checkpointer, spec)
     config = build_config(spec, resuming=resuming)
     context = build_context(spec)
-    fenced = checkpointer.fenced(spec.run_id, spec.attempt)
     kwargs = spec.kwargs
+    durability = kwargs.get("durability") or "async"
+    # `sync` waits for each save before the next step; the others may batch them.
+    fenced = checkpointer.fenced(spec.run_id, spec.attempt, write_behind=durability != "sync")
     requested = list(kwargs.get("stream_mode") or ["values"])
     shaper = EventShaper(requested)
     subgraphs = bool(kwargs.get("subgraphs"))
@@ -142,7 +145,7 @@ async def execute(
         "subgraphs": subgraphs,
         "interrupt_before": kwargs.get("interrupt_before"),
         "interrupt_after": kwargs.get("interrupt_after"),
-        "durability": kwargs.get("durability") or "async",
+        "durability": durability,
         "context": context or None,
     }
     graph_input = build_input(kwargs, resuming=resuming)
@@ -154,22 +157,34 @@ async def execute(
         for name, data in shaper.shape(mode, namespace, payload):
             sink(name, data)
 
-    async with graphs.open(
-        spec.graph_id, config, checkpointer=fenced, store=store, context=context
-    ) as graph:
-        if "events" in requested and sink is not None:
-            # astream_events carries the other modes too: the root run's stream chunks.
-            async for event in graph.astream_events(graph_input, config, version="v2", **options):
-                if "langsmith:hidden" in (event.get("tags") or ()):
-                    continue
-                if event["event"] == "on_chain_stream" and event.get("run_id") == spec.run_id:
-                    deliver(event["data"]["chunk"])
-                else:
-                    sink("events", event)
-        else:
-            async for item in graph.astream(graph_input, config, **options):
-                deliver(item)
-        return await final_state(graph, spec.thread_id)
+    try:
+        async with graphs.open(
+            spec.graph_id, config, checkpointer=fenced, store=store, context=context
+        ) as graph:
+            if "events" in requested and sink is not None:
+                # astream_events carries the other modes too: the root run's stream chunks.
+                events = graph.astream_events(graph_input, config, version="v2", **options)
+                async for event in events:
+                    if "langsmith:hidden" in (event.get("tags") or ()):
+                        continue
+                    if event["event"] == "on_chain_stream" and event.get("run_id") == spec.run_id:
+                        deliver(event["data"]["chunk"])
+                    else:
+                        sink("events", event)
+            else:
+                async for item in graph.astream(graph_input, config, **options):
+                    deliver(item)
+            # Every save made (or its failure raised: LostOwnership, a database error) before the
+            # run can be recorded as ended.
+            await fenced.flush()
+            return await final_state(graph, spec.thread_id)
+    except BaseException:
+        # However the graph stopped (its error, a cancel), what it handed to the checkpointer
+        # is saved before the worker records how the run ended; the graph's own exception is
+        # the one to report.
+        with contextlib.suppress(Exception):
+            await fenced.flush()
+        raise
 
 
 async def final_state(graph: AnyPregel, thread_id: str) -> StateSnapshot:

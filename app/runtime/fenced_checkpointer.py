@@ -1,0 +1,163 @@
+"""The checkpointer a run's attempt writes through: fenced on the attempt, and batched.
+
+Fenced: every save names the run and the attempt that claimed it, and is made only while that
+attempt still holds the run, checked in the saving statement itself (`checkpoint_sql.SAVE_FENCED`);
+a worker that lost the run raises `LostOwnership` and has saved nothing more.
+
+Batched (`write_behind`, for LangGraph's `async` durability): LangGraph hands a checkpoint and each
+task's writes to the checkpointer in the background and goes on with the next step; it only waits
+for them when the graph exits. So the saves need not be one statement (and one commit) each: they
+queue up, and one background flush at a time sends everything queued in a single statement. A
+step never waits for the database, and a run of a few quick steps costs two or three statements
+instead of a dozen. What a crash can lose is what was queued or in flight, which is what LangGraph's
+`async` mode already gives up (the checkpoint in flight, and the ones chained behind it). Reads
+through this view, and the end of the graph, wait for the queue to drain first, so the run reads
+its own writes and ends only once its progress is saved. Under `sync` durability every save is
+flushed before it returns; under `exit` LangGraph saves once, at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import CheckpointTuple, DeltaChannelHistory
+
+from app.runtime import checkpoint_sql as sql
+from app.runtime.checkpointer import LostOwnership, PostgresCheckpointer
+
+_CHECKPOINT, _WRITES_KEPT, _WRITES_REPLACED = 0, 1, 2
+
+
+class FencedCheckpointer(PostgresCheckpointer):
+    """`PostgresCheckpointer.fenced`: saves fenced on (`run_id`, `attempt`); with `write_behind`,
+    queued and sent in batches by one background flush at a time."""
+
+    def __init__(
+        self, base: PostgresCheckpointer, run_id: str, attempt: int, *, write_behind: bool
+    ) -> None:
+        super().__init__(base.pool, serde=base.serde)
+        self.run_id = str(run_id)
+        self.attempt = int(attempt)
+        self._run_uuid = UUID(self.run_id)  # a bad id fails here, not in the first write
+        self._write_behind = write_behind
+        self._queued: list[tuple[int, list[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        #: Statements sent, for tests and benchmarks.
+        self.statements = 0
+
+    async def _save(self, query: str, args: list[Any]) -> None:
+        self._raise_failure()
+        kind = (
+            _CHECKPOINT
+            if query is sql.PUT_CHECKPOINT
+            else _WRITES_REPLACED
+            if query is sql.UPSERT_WRITES
+            else _WRITES_KEPT
+        )
+        self._queued.append((kind, args))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_queued())
+        if not self._write_behind:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Wait until every save queued so far is made. Raises `LostOwnership` (the attempt no
+        longer holds the run: nothing more was saved), or what a save raised."""
+        await self._drained()
+        self._raise_failure()
+
+    async def _drained(self) -> None:
+        while self._flusher is not None and not self._flusher.done():
+            # Shielded: a caller cancelled while waiting must not cancel the flush itself.
+            await asyncio.shield(self._flusher)
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    async def _flush_queued(self) -> None:
+        while self._queued and self._failure is None:
+            batch, self._queued = self._queued, []
+            try:
+                self.statements += 1
+                held = await self.pool.fetchval(
+                    sql.SAVE_FENCED, self._run_uuid, self.attempt, *_batch_args(batch)
+                )
+            except BaseException as exc:
+                self._failure = exc
+                self._queued.clear()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
+            if not held:
+                self._failure = LostOwnership(self.run_id, self.attempt)
+                self._queued.clear()
+
+    # -- reads see this attempt's own saves (reads are not fenced: they never raise a save's
+    # failure) -------------------------------------------------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        await self._drained()
+        return await super().aget_tuple(config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        await self._drained()
+        async for item in super().alist(config, filter=filter, before=before, limit=limit):
+            yield item
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        await self._drained()
+        return await super().aget_delta_channel_history(config=config, channels=channels)
+
+
+def _batch_args(batch: list[tuple[int, list[Any]]]) -> list[list[Any]]:
+    """`SAVE_FENCED`'s 32 arrays (after run and attempt) for the queued saves, in order, with each
+    key once: the effect of running the saves one by one (a blob or a kept write: the first; a
+    checkpoint or a replacing write: the last)."""
+    blobs: dict[tuple[str, str, str, str], tuple[str | None, bytes | None]] = {}
+    checkpoints: dict[tuple[str, str, str], tuple[str | None, str, str]] = {}
+    # key -> (replaces, task_path, run_id, channel, type, blob)
+    writes: dict[tuple[str, str, str, str, int], tuple[bool, str, str | None, str, str, bytes]] = {}
+    for kind, args in batch:
+        if kind == _CHECKPOINT:
+            thread, ns, cid, parent, skeleton, metadata, chans, versions, types, data = args
+            for channel, version, type_, blob in zip(chans, versions, types, data, strict=True):
+                blobs.setdefault((thread, ns, channel, version), (type_, blob))
+            checkpoints[(thread, ns, cid)] = (parent, skeleton, metadata)
+            continue
+        thread, ns, cid, task_id, task_path, run_id, idxs, chans, types, data = args
+        replaces = kind == _WRITES_REPLACED
+        for idx, channel, type_, blob in zip(idxs, chans, types, data, strict=True):
+            key = (thread, ns, cid, task_id, idx)
+            earlier = writes.get(key)
+            if replaces:
+                writes[key] = (True, task_path, run_id, channel, type_, blob)
+            elif earlier is None:
+                writes[key] = (False, task_path, run_id, channel, type_, blob)
+    kept = [(*key[:4], r[1], r[2], key[4], *r[3:]) for key, r in writes.items() if not r[0]]
+    replaced = [(*key[:4], r[1], r[2], key[4], *r[3:]) for key, r in writes.items() if r[0]]
+    return [
+        *_columns([(*key, *row) for key, row in blobs.items()], 6),
+        *_columns([(*key, *row) for key, row in checkpoints.items()], 6),
+        *_columns(kept, 10),
+        *_columns(replaced, 10),
+    ]
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows of `width` values as `width` arrays (for unnest)."""
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
