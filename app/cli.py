@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 import uvicorn
 
+from app import process_tuning
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("lgql")
@@ -157,7 +158,8 @@ def dev(
     if data_dir is not None:
         settings = settings.model_copy(update={"data_dir": data_dir})
     _configure_logging(settings.log_level)
-    asyncio.run(_dev(settings))
+    process_tuning.tune_gc()
+    process_tuning.run(lambda: _dev(settings))
 
 
 async def _dev(settings: Settings) -> None:
@@ -190,15 +192,15 @@ def serve(config: Path | None, host: str | None, port: int | None, log_level: st
     """API only, on DATABASE_URI and REDIS_URI (run `lgql migrate` first)."""
     settings = _settings(config, host, port, log_level)
     _configure_logging(settings.log_level)
+    process_tuning.tune_gc()
     if not settings.database_uri or not settings.redis_uri:
         _fail(
             "`lgql serve` needs DATABASE_URI and REDIS_URI (use `lgql dev` for the embedded engines)"
         )
-    assert settings.database_uri and settings.redis_uri
-    asyncio.run(
-        _serve(
-            settings, database_uri=settings.database_uri, redis_uri=settings.redis_uri, dev=False
-        )
+    database_uri, redis_uri = settings.database_uri, settings.redis_uri
+    assert database_uri and redis_uri
+    process_tuning.run(
+        lambda: _serve(settings, database_uri=database_uri, redis_uri=redis_uri, dev=False)
     )
 
 
@@ -211,6 +213,7 @@ def worker(config: Path | None, log_level: str | None) -> None:
     """An arq worker on DATABASE_URI and REDIS_URI."""
     settings = _settings(config, None, None, log_level)
     _configure_logging(settings.log_level)
+    process_tuning.tune_gc()
     if not settings.database_uri or not settings.redis_uri:
         _fail("`lgql worker` needs DATABASE_URI and REDIS_URI")
     if config is not None:
@@ -218,7 +221,8 @@ def worker(config: Path | None, log_level: str | None) -> None:
         get_settings.cache_clear()
     from workers.settings import worker_from_env
 
-    # arq's Worker.run() owns the event loop and handles SIGINT/SIGTERM itself.
+    # arq's Worker.run() runs the loop it finds set, and handles SIGINT/SIGTERM itself.
+    asyncio.set_event_loop(process_tuning.event_loop_factory()())
     worker_from_env().run()
 
 

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from app import __version__
+from app import __version__, process_tuning
 from app.a2a.door import A2ADoor, a2a_routes
 from app.auth.middleware import AuthenticationMiddleware
 from app.console import console_routes
@@ -124,6 +124,7 @@ def create_app(
                     settings, redis_uri=services.redis_uri, services=services, handle_signals=False
                 )
                 worker_task = asyncio.create_task(worker.async_run(), name="lgql-embedded-worker")
+            process_tuning.freeze_startup_objects()
             try:
                 async with mcp.lifespan():
                     yield
