@@ -46,8 +46,6 @@ from tests.conftest import (
     start_server,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 VERSIONS = ["1.0", "0.3"]
 
 
@@ -382,7 +380,9 @@ async def _join(server: LiveServer, run_id: str) -> list[dict[str, Any]]:
     )
     events: list[dict[str, Any]] = []
     async with GqlClient(transport=transport) as session:
-        async for result in session.subscribe(gql(JOIN), variable_values={"id": run_id}):
+        query = gql(JOIN)
+        query.variable_values = {"id": run_id}
+        async for result in session.subscribe(query):
             events.append(result["joinRunStream"])
     return events
 

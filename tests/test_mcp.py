@@ -29,8 +29,6 @@ from tests.conftest import (
     start_server,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 MODES = ["auto", "legacy"]  # 2026-07-28 per-request envelope; the initialize handshake
 
@@ -274,7 +272,9 @@ async def _join(server: LiveServer, run_id: str) -> list[dict[str, Any]]:
     )
     events: list[dict[str, Any]] = []
     async with GqlClient(transport=transport) as session:
-        async for result in session.subscribe(gql(JOIN), variable_values={"id": run_id}):
+        query = gql(JOIN)
+        query.variable_values = {"id": run_id}
+        async for result in session.subscribe(query):
             events.append(result["joinRunStream"])
     return events
 
@@ -415,6 +415,10 @@ async def test_disable_mcp_turns_the_endpoint_off(engines: EngineUrls, redis_pre
     async with _server(engines, f"{redis_prefix}_mcp_off", DOORS_OFF) as server:
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode()
         response = await _post(server, body)
-        ok = await GraphQLClient(server.graphql_url).data("{ __typename }")
+        graphql = GraphQLClient(server.graphql_url)
+        try:
+            ok = await graphql.data("{ __typename }")
+        finally:
+            await graphql.close()
     assert response.status_code == 404
     assert ok == {"__typename": "Query"}
