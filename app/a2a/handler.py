@@ -72,8 +72,8 @@ def _service_error(exc: ServiceError) -> A2AError:
     """A service error as the A2A error a client can act on."""
     if isinstance(exc, NotFound) and "run_id" in exc.details:
         return TaskNotFoundError(message=exc.message)
-    if isinstance(exc, Conflict):
-        return InvalidParamsError(message=exc.message)
+    # The rest (an assistant or thread not found or not visible, a busy thread under `reject`,
+    # a refusal by an auth handler) is about what the message asked for.
     return InvalidParamsError(message=exc.message)
 
 
