@@ -578,3 +578,54 @@ def test_auth_asks_for_credentials_and_passes_them_on(auth_browser: Browser) -> 
     b.wait_css("#threads")
     time.sleep(0.5)
     assert not b.all(f"#threads tr[data-thread='{thread_id}']")
+
+
+def test_breakpoint_stops_the_run_and_continue_finishes_it(browser: Browser) -> None:
+    b = browser
+    b.open("/console/assistants/slow")
+    b.wait_css("[data-field='input']")
+    b.fill("[data-field='input']", '{"seconds": 0.1}')
+    b.fill("[data-field='interrupt-before']", "wait")
+    b.css("[data-action='start-run']").click()
+    first = b.run_id()
+    assert b.wait_ended() == "SUCCESS"
+    b.wait("the breakpoint", lambda: "Stopped at a breakpoint" in b.css("#interrupt").text)
+    b.step("at the breakpoint")
+    b.css("[data-action='resume']").click()
+    b.wait("the continued run", lambda: b.run_id() != first)
+    assert b.wait_ended() == "SUCCESS"
+    values = [e["data"] for e in b.stored_events(b.run_id()) if e["event"] == "values"]
+    assert values and values[-1]["count"] == 1
+
+
+def test_create_edit_and_version_an_assistant(browser: Browser) -> None:
+    from selenium.webdriver.support.select import Select
+
+    b = browser
+    b.open("/console/")
+    b.wait_css("#create-assistant summary").click()
+    Select(b.css("#create-assistant [data-field='graph']")).select_by_visible_text("interrupt")
+    b.fill("#create-assistant [data-field='name']", "asker")
+    b.fill("#create-assistant [data-field='config']", '{"tags": ["console"]}')
+    b.css("[data-action='create-assistant']").click()
+    b.wait(
+        "the new assistant", lambda: "asker" in b.css("h2").text and "version 1" in b.css("h2").text
+    )
+    b.step("created")
+    b.css("#edit-assistant summary").click()
+    b.fill("#edit-assistant [data-field='metadata']", '{"team": "blue"}')
+    b.css("[data-action='save-assistant']").click()
+    b.wait("version 2", lambda: "version 2" in b.css("h2").text)
+    assert len(b.all("#versions tbody tr")) == 2
+    b.step("edited")
+    b.css("#versions [data-action='make-current']").click()
+    b.wait("version 1 current again", lambda: "version 1" in b.css("h2").text)
+    assert '"console"' in b.css("#edit-assistant [data-field='config']").get_attribute("value")
+
+
+def test_graphiql_links_to_the_console(browser: Browser) -> None:
+    b = browser
+    b.open("/graphql")
+    b.wait_css("#lgql-console-link").click()
+    b.wait_css("#graphs [data-graph='chat_model']")
+    assert b.driver.current_url.endswith("/console/")

@@ -64,22 +64,23 @@ function CreateAssistant(props: { graphs: string[] }) {
   const [metadata, setMetadata] = useState("{}");
   const action = useAction();
   return (
-    <details class="card">
+    <details class="card" id="create-assistant">
       <summary>Create an assistant</summary>
       <label class="field">
         <span>Graph</span>
-        <select value={graphId} onChange={(e) => setGraphId((e.target as HTMLSelectElement).value)}>
-          {props.graphs.map((g) => <option key={g}>{g}</option>)}
+        <select data-field="graph" value={graphId} onChange={(e) => setGraphId((e.target as HTMLSelectElement).value)}>
+          {props.graphs.map((g) => <option key={g} value={g}>{g}</option>)}
         </select>
       </label>
       <label class="field">
         <span>Name</span>
-        <input value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+        <input data-field="name" value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
       </label>
       <JsonEditor label="Config" name="config" value={config} onInput={setConfig} />
       <JsonEditor label="Context" name="context" value={context} onInput={setContext} />
       <JsonEditor label="Metadata" name="metadata" value={metadata} onInput={setMetadata} />
       <button
+        data-action="create-assistant"
         disabled={action.busy}
         onClick={() =>
           action.run(async () => {
@@ -188,6 +189,7 @@ function VersionRow(props: { assistantId: string; current: number; v: any; onDon
           <em>current</em>
         ) : (
           <button
+            data-action="make-current"
             disabled={action.busy}
             onClick={() =>
               action.run(async () => {
@@ -238,6 +240,7 @@ function EditAssistant(props: { assistant: any; onSaved: () => void }) {
       <JsonEditor label="Context (replaces)" name="context" value={context} onInput={setContext} />
       <JsonEditor label="Metadata (merged)" name="metadata" value={metadata} onInput={setMetadata} />
       <button
+        data-action="save-assistant"
         disabled={action.busy}
         onClick={() =>
           action.run(async () => {
