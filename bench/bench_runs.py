@@ -3,7 +3,8 @@
     python bench/bench_runs.py [--n 50] [--bg-runs 500 --clients 20] [--workers 1]
     python bench/bench_runs.py --peer langgraph-dev --peer-venv /tmp/lgdev
 
-Columns (each started by the script, one after the other, on the same machine):
+Columns (all started by the script, on the same machine; the sequential figures interleave the
+columns run by run, the background batches run one column after the other):
 - floor: the fixture graphs in-process with LangGraph's `AsyncPostgresSaver` on a scratch
   database of the same Postgres, no server (`floor.py`, in a child process of its own);
 - langgraph dev: `langgraph dev` (in-memory runtime) from `--peer-venv`, through LangGraph's SDK
@@ -33,29 +34,29 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from drivers import Driver, LangGraphSdkDriver, LgqlDriver, floor_process
+from round_trips import floor_round_trips, lgql_round_trips
 from servers import (
     ROOT,
     ProcessSet,
     Server,
     cancel_on_signals,
     cpu_delta,
+    engines_cpu,
     langgraph_dev_server,
     lgql_server,
-    named,
     pct,
     scratch_database,
     tree,
 )
-from wire import WireProxy, address_of, with_address
 
 __all__ = ["Server", "lgql_server", "pct"]  # bench_stream.py imports these from here
 
@@ -78,6 +79,7 @@ ROWS: list[tuple[str, str, bool | None]] = [
     ("cpu_total", "CPU/run: total (ms)", False),
     ("rss_api", "RSS after runs: API (floor: its process) (MiB)", False),
     ("rss_worker", "RSS after runs: worker (largest) (MiB)", False),
+    ("noise", "other load on the machine during the batch (cores)", None),
     ("pg_statements", "Postgres statements/run", False),
     ("pg_statements_api", "  Postgres statements/run: API", False),
     ("pg_statements_worker", "  Postgres statements/run: worker(s)", False),
@@ -95,239 +97,117 @@ ROWS: list[tuple[str, str, bool | None]] = [
 # ---- timed pass --------------------------------------------------------------------------------
 
 
-def role_cpu(roles: dict[str, int]) -> dict[str, dict[int, float]]:
-    return {role: ProcessSet.cpu(tree([pid])) for role, pid in roles.items()}
+@dataclass
+class Column:
+    name: str
+    driver: Driver
+    roles: dict[str, int]  # "api", "worker-0", … → pid (the floor's process is its "api")
+    engines: tuple[str, ...]  # the engines it uses: "pg", "redis"
+    pg: tuple[str, str] | None = None  # (admin URL, scratch database) for its Postgres CPU
 
 
-async def postgres_processes(pg: tuple[str, str] | None) -> list[psutil.Process]:
-    """With `pg` = (admin URL, database): the backends connected to that database plus the
-    server's own processes (postmaster, WAL writer, checkpointer, …), leaving out the backends
-    of other databases (other people's work on a shared server). Else every `postgres`."""
-    if pg is None:
-        return named("postgres")
-    conn = await asyncpg.connect(pg[0])
-    try:
-        rows = await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1 OR datname IS NULL", pg[1]
-        )
-    finally:
-        await conn.close()
-    procs: dict[int, psutil.Process] = {}
-    for row in rows:
-        with contextlib.suppress(psutil.Error):
-            p = psutil.Process(row["pid"])
-            procs[p.pid] = p
-            parent = p.parent()
-            if parent is not None and parent.name().startswith("postgres"):
-                procs[parent.pid] = parent
-    return list(procs.values())
-
-
-async def engines_cpu(pg: tuple[str, str] | None) -> dict[str, dict[int, float]]:
-    return {
-        "pg": ProcessSet.cpu(await postgres_processes(pg)),
-        "redis": ProcessSet.cpu(named("redis-server")),
-    }
-
-
-async def timed_pass(
-    driver: Driver,
-    roles: dict[str, int],
-    engines: tuple[str, ...],
-    args: argparse.Namespace,
-    pg: tuple[str, str] | None = None,
-) -> Figs:
-    """Every timed figure of one column; `engines` are those it uses ("pg", "redis"), `pg` the
-    (admin URL, database) whose backends are its Postgres CPU."""
-    fig: Figs = {}
-    for _ in range(args.warmup):
-        await driver.new_thread_wait("echo")
-        await driver.stateless_wait("steps")
-        await driver.stream("stream100")
-    thread_ms = [await driver.new_thread_wait("echo") for _ in range(args.n)]
-    stateless_ms = [await driver.stateless_wait("steps") for _ in range(args.n)]
-    streams = [await driver.stream("stream100") for _ in range(args.n)]
-    fig.update(
-        thread_p50=statistics.median(thread_ms),
-        thread_p95=pct(thread_ms, 0.95),
-        stateless_p50=statistics.median(stateless_ms),
-        stateless_p95=pct(stateless_ms, 0.95),
-        stream_first=statistics.median(s[0] for s in streams),
-        stream_last=statistics.median(s[1] for s in streams),
-    )
-
-    thread_ids = await driver.create_threads("steps", args.bg_runs)
-    per_client = [thread_ids[i :: args.clients] for i in range(args.clients)]
-    cpu0, eng0 = role_cpu(roles), await engines_cpu(pg)
-    t0 = time.perf_counter()
-    await driver.background("steps", per_client)
-    elapsed = time.perf_counter() - t0
-    cpu1, eng1 = role_cpu(roles), await engines_cpu(pg)
-    per_run = 1000 / args.bg_runs
-    fig["throughput"] = args.bg_runs / elapsed
-    fig["cpu_api"] = cpu_delta(cpu0["api"], cpu1["api"]) * per_run
-    workers = [r for r in roles if r.startswith("worker")]
-    if workers:
-        fig["cpu_worker"] = sum(cpu_delta(cpu0[r], cpu1[r]) for r in workers) * per_run
-    for engine in engines:
-        fig[f"cpu_{engine}"] = cpu_delta(eng0[engine], eng1[engine]) * per_run
-    fig["cpu_total"] = sum(
-        fig.get(k, 0.0) for k in ("cpu_api", "cpu_worker", "cpu_pg", "cpu_redis")
-    )
-    fig["rss_api"] = ProcessSet.rss_mib(tree([roles["api"]]))
-    if workers:
-        fig["rss_worker"] = max(ProcessSet.rss_mib(tree([roles[r]])) for r in workers)
-    return fig
-
-
-# ---- round-trip pass (through the proxies) ---------------------------------------------------------
-
-
-async def xact_commits(admin_url: str, database: str, settle: float) -> int:
-    """The database's committed transactions once the backends' lazily flushed statistics have
-    caught up: wait `settle` seconds (an idle backend flushes within 10 s), then read until two
-    reads half a second apart agree (or five tries)."""
-    await asyncio.sleep(settle)
-    conn = await asyncpg.connect(admin_url)
-    try:
-        last = None
-        for _ in range(5):
-            await conn.execute("SELECT pg_stat_clear_snapshot()")
-            value = await conn.fetchval(
-                "SELECT xact_commit FROM pg_stat_database WHERE datname = $1", database
-            )
-            if value == last:
-                break
-            last = value
-            await asyncio.sleep(0.5)
-        return int(value or 0)
-    finally:
-        await conn.close()
-
-
-async def count_pass(
-    driver: Driver,
-    proxies: dict[str, tuple[WireProxy, WireProxy | None]],
-    admin_url: str,
-    database: str,
-    args: argparse.Namespace,
-) -> Figs:
-    """Round trips per background `steps` run, per role: the batch's deltas on the proxies
-    minus the cost of the client's completion polls (measured right after the batch)."""
-    runs = args.count_runs
-    for _ in range(3):
-        await driver.new_thread_wait("steps")
-    thread_ids = await driver.create_threads("steps", runs)
-    per_client = [thread_ids[i :: args.clients] for i in range(args.clients)]
-
-    def snap() -> dict[str, tuple[int, int, int]]:
-        out = {}
-        for role, (pg, rd) in proxies.items():
-            p, r = pg.snapshot(), (rd.snapshot().commands if rd else 0)
-            out[role] = (p.statements, p.transactions, r)
-        return out
-
-    commits0 = await xact_commits(admin_url, database, args.settle)
-    s0 = snap()
-    polls = await driver.background("steps", per_client, poll=0.25)
-    s1 = snap()
-    # A poll is one GraphQL query to the API: its cost, measured on the idle server, is taken
-    # off the API's figures (the workers are not asked anything).
-    poll_cost = {role: [0.0, 0.0, 0.0] for role in proxies}
-    if polls and isinstance(driver, LgqlDriver):
-        k = 10
-        for _ in range(k):
-            await driver.active()
-        s2 = snap()
-        poll_cost["api"] = [(s2["api"][i] - s1["api"][i]) / k for i in range(3)]
-    s_after = snap()
-    t_after = time.perf_counter()
-    commits1 = await xact_commits(admin_url, database, args.settle)
-    s3 = snap()
-    idle_seconds = time.perf_counter() - t_after
-
-    fig: Figs = {}
-    per_role: dict[str, list[float]] = {}
-    for role in proxies:
-        per_role[role] = [
-            (s1[role][i] - s0[role][i] - polls * poll_cost[role][i]) / runs for i in range(3)
-        ]
-    workers = [r for r in proxies if r != "api"]
-    fig["pg_statements_api"], fig["pg_tx_api"], api_redis = per_role["api"]
-    fig["pg_statements"] = sum(v[0] for v in per_role.values())
-    if workers:
-        fig["pg_statements_worker"] = sum(per_role[r][0] for r in workers)
-        fig["pg_tx_worker"] = sum(per_role[r][1] for r in workers)
-    if any(rd for _, rd in proxies.values()):
-        fig["redis_commands_api"] = api_redis
-        fig["redis_commands_worker"] = sum(per_role[r][2] for r in workers)
-        fig["redis_commands"] = sum(v[2] for v in per_role.values())
-    # Commits: everything the proxies saw after the batch (the poll probes, the idle background
-    # while statistics settle) is taken off, and so are the batch's own polls.
-    after_tx = sum(s3[r][1] - s1[r][1] for r in proxies)
-    batch_polls_tx = polls * sum(c[1] for c in poll_cost.values())
-    fig["pg_commits"] = (commits1 - commits0 - after_tx - batch_polls_tx) / runs
-    fig["idle_pg"] = sum(s3[r][0] - s_after[r][0] for r in proxies) / idle_seconds
-    if any(rd for _, rd in proxies.values()):
-        fig["idle_redis"] = sum(s3[r][2] - s_after[r][2] for r in proxies) / idle_seconds
-    return fig
-
-
-# ---- columns -----------------------------------------------------------------------------------
-
-
-async def floor_column(args: argparse.Namespace, log_dir: Path) -> Figs:
+@contextlib.asynccontextmanager
+async def floor_column(args: argparse.Namespace, log_dir: Path) -> AsyncIterator[Column]:
     database_uri = os.environ["DATABASE_URI"]
     async with scratch_database(database_uri, "lgql_bench_floor") as (name, scratch, admin_url):
         async with floor_process(scratch, log_dir / "floor.log") as (driver, pid):
             print(f"- floor: pid {pid}, AsyncPostgresSaver on database {name}", flush=True)
-            fig = await timed_pass(driver, {"api": pid}, ("pg",), args, (admin_url, name))
-        if args.count_runs:
-            pg = await WireProxy("postgres", *address_of(scratch, 5432)).start()
-            try:
-                proxied = with_address(scratch, "127.0.0.1", pg.port)
-                async with floor_process(proxied, log_dir / "floor-count.log") as (driver, _):
-                    fig |= await count_pass(driver, {"api": (pg, None)}, admin_url, name, args)
-            finally:
-                await pg.close()
-    return fig
+            yield Column("floor", driver, {"api": pid}, ("pg",), (admin_url, name))
 
 
-async def peer_column(args: argparse.Namespace, log_dir: Path) -> Figs:
+@contextlib.asynccontextmanager
+async def peer_column(args: argparse.Namespace, log_dir: Path) -> AsyncIterator[Column]:
     async with langgraph_dev_server(args.peer_venv, args.n_jobs, log_dir) as server:
         print(f"- langgraph dev: {server.mode}", flush=True)
         driver = LangGraphSdkDriver(server.url)
         try:
-            return await timed_pass(driver, server.roles, (), args)
+            yield Column("langgraph dev", driver, server.roles, ())
         finally:
             await driver.close()
 
 
-async def lgql_column(args: argparse.Namespace, log_dir: Path) -> Figs:
+@contextlib.asynccontextmanager
+async def lgql_column(args: argparse.Namespace, log_dir: Path) -> AsyncIterator[Column]:
     async with lgql_server(args.workers, log_dir, root=args.lgql_root) as server:
         print(f"- lgql: {server.mode}", flush=True)
         driver = LgqlDriver(server.url)
+        pg = (server.admin_url, server.database) if server.admin_url and server.database else None
         try:
-            pg = (
-                (server.admin_url, server.database)
-                if server.database and server.admin_url
-                else None
-            )
-            fig = await timed_pass(driver, server.roles, ("pg", "redis"), args, pg)
+            yield Column("lgql", driver, server.roles, ("pg", "redis"), pg)
         finally:
             await driver.close()
-    if args.count_runs:
-        async with lgql_server(
-            args.workers, log_dir, proxies=True, label="count-", root=args.lgql_root
-        ) as server:
-            print(f"- lgql (round trips): {server.mode}", flush=True)
-            driver = LgqlDriver(server.url)
-            assert server.admin_url and server.database
-            proxies: dict[str, tuple[WireProxy, WireProxy | None]] = dict(server.proxies)
-            try:
-                fig |= await count_pass(driver, proxies, server.admin_url, server.database, args)
-            finally:
-                await driver.close()
+
+
+async def latencies(columns: list[Column], args: argparse.Namespace) -> dict[str, Figs]:
+    """The sequential figures, interleaved: run i of every column before run i + 1 of any (the
+    order rotating), so that the machine's noise falls on all columns alike."""
+    for col in columns:
+        for _ in range(args.warmup):
+            await col.driver.new_thread_wait("echo")
+            await col.driver.stateless_wait("steps")
+            await col.driver.stream("stream100")
+    thread: dict[str, list[float]] = {c.name: [] for c in columns}
+    stateless: dict[str, list[float]] = {c.name: [] for c in columns}
+    streams: dict[str, list[tuple[float, float]]] = {c.name: [] for c in columns}
+    for i in range(args.n):
+        order = columns[i % len(columns) :] + columns[: i % len(columns)]
+        for col in order:
+            thread[col.name].append(await col.driver.new_thread_wait("echo"))
+        for col in order:
+            stateless[col.name].append(await col.driver.stateless_wait("steps"))
+        for col in order:
+            streams[col.name].append(await col.driver.stream("stream100"))
+    return {
+        c.name: {
+            "thread_p50": statistics.median(thread[c.name]),
+            "thread_p95": pct(thread[c.name], 0.95),
+            "stateless_p50": statistics.median(stateless[c.name]),
+            "stateless_p95": pct(stateless[c.name], 0.95),
+            "stream_first": statistics.median(s[0] for s in streams[c.name]),
+            "stream_last": statistics.median(s[1] for s in streams[c.name]),
+        }
+        for c in columns
+    }
+
+
+def role_cpu(roles: dict[str, int]) -> dict[str, dict[int, float]]:
+    return {role: ProcessSet.cpu(tree([pid])) for role, pid in roles.items()}
+
+
+def busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (every core) since boot."""
+    t = psutil.cpu_times()
+    parts = ("user", "nice", "system", "irq", "softirq", "steal")  # guest time is inside user
+    return float(sum(getattr(t, k, 0.0) for k in parts))
+
+
+async def background(col: Column, args: argparse.Namespace) -> Figs:
+    """Throughput, CPU per run split by process, RSS after, and the machine's other load."""
+    thread_ids = await col.driver.create_threads("steps", args.bg_runs)
+    per_client = [thread_ids[i :: args.clients] for i in range(args.clients)]
+    me = psutil.Process()
+    cpu0, eng0 = role_cpu(col.roles), await engines_cpu(col.pg)
+    busy0, mine0 = busy_seconds(), sum(me.cpu_times()[:2])
+    t0 = time.perf_counter()
+    await col.driver.background("steps", per_client)
+    elapsed = time.perf_counter() - t0
+    busy1, mine1 = busy_seconds(), sum(me.cpu_times()[:2])
+    cpu1, eng1 = role_cpu(col.roles), await engines_cpu(col.pg)
+    per_run = 1000 / args.bg_runs
+    fig: Figs = {"throughput": args.bg_runs / elapsed}
+    fig["cpu_api"] = cpu_delta(cpu0["api"], cpu1["api"]) * per_run
+    workers = [r for r in col.roles if r.startswith("worker")]
+    if workers:
+        fig["cpu_worker"] = sum(cpu_delta(cpu0[r], cpu1[r]) for r in workers) * per_run
+    for engine in col.engines:
+        fig[f"cpu_{engine}"] = cpu_delta(eng0[engine], eng1[engine]) * per_run
+    parts = ("cpu_api", "cpu_worker", "cpu_pg", "cpu_redis")
+    fig["cpu_total"] = sum(fig.get(k, 0.0) for k in parts)
+    measured = fig["cpu_total"] / per_run + (mine1 - mine0)
+    fig["noise"] = max(0.0, (busy1 - busy0) - measured) / elapsed
+    fig["rss_api"] = ProcessSet.rss_mib(tree([col.roles["api"]]))
+    if workers:
+        fig["rss_worker"] = max(ProcessSet.rss_mib(tree([col.roles[r]])) for r in workers)
     return fig
 
 
@@ -350,12 +230,13 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 def table(results: dict[str, Figs]) -> list[tuple[str, list[str]]]:
     rows = []
-    for key, label, _ in ROWS:
+    for key, label, direction in ROWS:
         values = [results.get(c, {}).get(key) for c in COLUMNS]
         if all(v is None for v in values):
             continue
         floor, peer, ours = values
-        rows.append((label, [*map(_fmt, values), _ratio(ours, floor), _ratio(ours, peer)]))
+        ratios = [_ratio(ours, floor), _ratio(ours, peer)] if direction is not None else ["—"] * 2
+        rows.append((label, [*map(_fmt, values), *ratios]))
     return rows
 
 
@@ -402,18 +283,26 @@ async def run(args: argparse.Namespace) -> None:
         f"round trips over {args.count_runs} runs"
     )
     print(f"Postgres {os.environ['DATABASE_URI']}, Redis {os.environ['REDIS_URI']}")
-    columns: dict[str, Callable[[], Awaitable[Figs]]] = {}
+    starts: list[Callable[[], contextlib.AbstractAsyncContextManager[Column]]] = []
     if not args.no_floor:
-        columns["floor"] = lambda: floor_column(args, log_dir)
+        starts.append(lambda: floor_column(args, log_dir))
     if args.peer == "langgraph-dev":
-        columns["langgraph dev"] = lambda: peer_column(args, log_dir)
+        starts.append(lambda: peer_column(args, log_dir))
     else:
         print("- langgraph dev: skipped (give --peer langgraph-dev --peer-venv VENV)")
-    columns["lgql"] = lambda: lgql_column(args, log_dir)
+    starts.append(lambda: lgql_column(args, log_dir))
     results: dict[str, Figs] = {}
-    for name, measure in columns.items():
-        results[name] = await measure()
-        print(f"  {name}: done", flush=True)
+    async with contextlib.AsyncExitStack() as stack:
+        columns = [await stack.enter_async_context(start()) for start in starts]
+        print("sequential figures, interleaved across the columns …", flush=True)
+        results = await latencies(columns, args)
+        for col in columns:
+            print(f"background batch: {col.name} …", flush=True)
+            results[col.name] |= await background(col, args)
+    if args.count_runs:
+        if not args.no_floor:
+            results["floor"] |= await floor_round_trips(args, log_dir)
+        results["lgql"] |= await lgql_round_trips(args, log_dir)
     report(results, args)
     print(f"\nlogs: {log_dir}")
 

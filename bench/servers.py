@@ -73,7 +73,7 @@ def tree(pids: list[int]) -> list[psutil.Process]:
 
 def _is_engine(p: psutil.Process) -> bool:
     try:
-        return p.name().startswith(ENGINE_NAMES)
+        return bool(p.name().startswith(ENGINE_NAMES))
     except psutil.Error:
         return False
 
@@ -138,6 +138,37 @@ class ProcessSet:
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     # A process born during the batch counts from zero; one that died is lost (rare: pools).
     return sum(v - before.get(pid, 0.0) for pid, v in after.items())
+
+
+async def postgres_processes(pg: tuple[str, str] | None) -> list[psutil.Process]:
+    """With `pg` = (admin URL, database): the backends connected to that database plus the
+    server's own processes (postmaster, WAL writer, checkpointer, …), leaving out the backends
+    of other databases (other people's work on a shared server). Else every `postgres`."""
+    if pg is None:
+        return named("postgres")
+    conn = await asyncpg.connect(pg[0])
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 OR datname IS NULL", pg[1]
+        )
+    finally:
+        await conn.close()
+    procs: dict[int, psutil.Process] = {}
+    for row in rows:
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(row["pid"])
+            procs[p.pid] = p
+            parent = p.parent()
+            if parent is not None and parent.name().startswith("postgres"):
+                procs[parent.pid] = parent
+    return list(procs.values())
+
+
+async def engines_cpu(pg: tuple[str, str] | None) -> dict[str, dict[int, float]]:
+    return {
+        "pg": ProcessSet.cpu(await postgres_processes(pg)),
+        "redis": ProcessSet.cpu(named("redis-server")),
+    }
 
 
 # ---- servers -------------------------------------------------------------------------------
