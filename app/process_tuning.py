@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 from collections.abc import Callable
 
 log = logging.getLogger("lgql.process")
@@ -22,8 +23,16 @@ log = logging.getLogger("lgql.process")
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
+def _enabled(name: str) -> bool:
+    """`LGQL_UVLOOP` / `LGQL_GC_TUNING`: on unless set to 0/false/no/off (for comparisons)."""
+    return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop's loop where it is installed (not on Windows), else the stdlib's."""
+    """uvloop's loop where it is installed (not on Windows) and not turned off, else the
+    stdlib's."""
+    if not _enabled("LGQL_UVLOOP"):
+        return asyncio.new_event_loop
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
@@ -39,11 +48,14 @@ def run(main: Callable[[], object]) -> None:
 
 def tune_gc() -> None:
     """Raise the collector's thresholds (call once, early)."""
-    gc.set_threshold(*GC_THRESHOLDS)
+    if _enabled("LGQL_GC_TUNING"):
+        gc.set_threshold(*GC_THRESHOLDS)
 
 
 def freeze_startup_objects() -> None:
     """Move everything alive now out of the collector's sight (call once start-up is done)."""
+    if not _enabled("LGQL_GC_TUNING"):
+        return
     gc.collect()
     gc.freeze()
     log.debug("froze %d start-up objects", gc.get_freeze_count())

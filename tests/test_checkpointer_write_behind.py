@@ -49,7 +49,7 @@ async def _locked_run(pool: asyncpg.Pool, run_id: str) -> tuple[asyncpg.Connecti
 async def _flush_started(fenced: Any) -> None:
     """Until the background flush has sent its statement (which then waits on the lock)."""
     async with asyncio.timeout(5):
-        while fenced.statements == 0:
+        while fenced.statements == 0:  # noqa: ASYNC110 - yields to the flush task, no timed wait
             await asyncio.sleep(0)
 
 

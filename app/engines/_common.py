@@ -58,25 +58,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def die_with_parent_hook(sig: signal.Signals) -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to send `sig` to the child when we die, even by SIGKILL.
+def child_setup(
+    run_as: RunAs | None, death_signal: signal.Signals | None
+) -> Callable[[], None] | None:
+    """A preexec_fn for an engine started from the event loop: switch to `run_as` (when we are
+    root), then ask Linux to send `death_signal` to the child when we die, even by SIGKILL.
 
-    It fires when the *thread* that forked exits, which for asyncio subprocesses is the loop's
-    thread: start the engines from the loop that lives as long as the app. Popen runs preexec_fn
-    after switching user, which matters because a credential change clears the setting.
+    The switch happens here rather than through `user=`/`group=` because uvloop's
+    `subprocess_exec` takes neither; it does what Popen does (groups, then gid, then uid:
+    dropping root's supplementary groups, which setuid alone would keep). The death signal comes
+    after it, since a credential change clears it. It fires when the *thread* that forked exits,
+    which for asyncio subprocesses is the loop's thread: start the engines from the loop that
+    lives as long as the app.
     """
-    if not sys.platform.startswith("linux"):
+    if run_as is None and (death_signal is None or not sys.platform.startswith("linux")):
         return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
     parent = os.getpid()
 
     def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        # If the parent died between fork and prctl, no signal will ever come.
-        if os.getppid() != parent:
-            os._exit(1)
+        if run_as is not None:
+            os.setgroups([])
+            os.setgid(run_as.gid)
+            os.setuid(run_as.uid)
+        if death_signal is not None and prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, int(death_signal), 0, 0, 0)
+            # If the parent died between fork and prctl, no signal will ever come.
+            if os.getppid() != parent:
+                os._exit(1)
 
     return hook
+
 
 
 def reap_strays(workdir: Path, exe_name: str, sig: signal.Signals, timeout: float) -> None:
@@ -221,8 +233,7 @@ class ChildEngine:
 
     async def _spawn(self, port: int) -> int:
         logf, offset = await asyncio.to_thread(self._open_log)
-        extra = self._run_as.popen_kwargs() if self._run_as else {}
-        hook = die_with_parent_hook(self.stop_signal) if self._die_with_parent else None
+        hook = child_setup(self._run_as, self.stop_signal if self._die_with_parent else None)
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.command(port),
@@ -234,7 +245,6 @@ class ChildEngine:
                 # the engines after it has finished with them.
                 start_new_session=True,
                 preexec_fn=hook,
-                **extra,
             )
         finally:
             logf.close()
