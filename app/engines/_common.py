@@ -90,7 +90,6 @@ def child_setup(
     return hook
 
 
-
 def reap_strays(workdir: Path, exe_name: str, sig: signal.Signals, timeout: float) -> None:
     """Stop every `exe_name` process whose working directory is `workdir`.
 
