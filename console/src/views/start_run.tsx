@@ -140,7 +140,10 @@ export function StartRun(props: {
 
   return (
     <section class="card start-run" id="start-run">
-      <h3>Start a run{props.threadId ? " on this thread" : " on a new thread"}</h3>
+      <h3>
+        Start a run{props.threadId ? " on this thread" : " on a new thread"}
+        {props.checkpointId && <> from checkpoint {props.checkpointId.slice(0, 13)}… (a fork)</>}
+      </h3>
       {chatGraph && (
         <form
           class="chat-box"

@@ -161,7 +161,16 @@ export function ThreadView(props: { id: string }) {
           </table>
         </section>
       </div>
-      {assistant && <StartRun assistantId={assistant.id} graphId={assistant.graphId} inputSchema={assistant.schemas.inputSchema} threadId={t.id} />}
+      {assistant && (
+        <StartRun
+          key={fork?.checkpointId ?? "latest"}
+          assistantId={assistant.id}
+          graphId={assistant.graphId}
+          inputSchema={assistant.schemas.inputSchema}
+          threadId={t.id}
+          checkpointId={fork?.checkpointId}
+        />
+      )}
       <EditState
         key={fork?.checkpointId ?? "latest"}
         threadId={t.id}
