@@ -13,7 +13,7 @@ export interface RunEvent {
   mode: string | null;
   namespace: string[];
   data: any;
-  /** When this page received it (ms since the epoch). */
+  /** When the server stored it, or else when this page received it (ms since the epoch). */
   at: number;
 }
 
@@ -35,6 +35,15 @@ export const stats: { duplicates: number; joins: Array<{ runId: string; lastEven
   Object.assign(((window as any).__lgqlConsole ??= {}), { duplicates: 0, joins: [] });
 
 const storageKey = (runId: string) => `lgql.console.run.${runId}`;
+
+/** When the server stored the event, if its id says so (Redis stream ids are `<ms>-<seq>`);
+ * otherwise the page uses the time it received it. */
+function serverTime(id: string): number | null {
+  const m = /^(\d{13})-\d+$/.exec(id);
+  if (!m) return null;
+  const ms = Number(m[1]);
+  return Math.abs(ms - Date.now()) < 366 * 86_400_000 ? ms : null;
+}
 
 function load(runId: string): Stored {
   try {
@@ -108,7 +117,7 @@ export function useRunStream(runId: string): RunStream {
           return;
         }
         seen.add(event.id);
-        log.events.push({ ...event, at: Date.now() });
+        log.events.push({ ...event, at: serverTime(event.id) ?? Date.now() });
         log.lastEventId = event.id;
         variables.lastEventId = event.id;
         if (event.event === "end") log.ended = true;
