@@ -70,7 +70,7 @@ class RunRunner:
 
     async def run(self, run_id: uuid.UUID) -> None:
         """Claim the run if it may start now, and execute it."""
-        async with self.services.db.pool.acquire() as conn, conn.transaction():
+        async with self.services.db.pool.acquire() as conn:
             claimed = await lifecycle.start(
                 RunTx(conn),
                 run_id,
@@ -207,15 +207,19 @@ class RunRunner:
         services = self.services
         state = thread_state_of(snapshot) if snapshot is not None else None
         output = output_of(snapshot)
-        async with services.db.pool.acquire() as conn, conn.transaction():
-            tx = RunTx(conn)
-            ended = await lifecycle.end(
-                tx, run, status=status, output=output, error=error, state=state
-            )
-            if ended is not None and run.kwargs.get("temporary"):
-                # A stateless run's thread goes in the same transaction: no one ever sees the
-                # run ended with its temporary thread still there.
-                await services.threads.delete_in(conn, run.thread_id)
+        temporary = bool(run.kwargs.get("temporary"))
+        async with services.db.pool.acquire() as conn:
+            # The end alone is one call that commits by itself; with a webhook to record or a
+            # stateless run's thread to delete, all of it is one transaction: no one ever sees
+            # the run ended without its webhook, or with its temporary thread still there.
+            atomic = conn.transaction() if run.webhook or temporary else contextlib.nullcontext()
+            async with atomic:
+                tx = RunTx(conn)
+                ended = await lifecycle.end(
+                    tx, run, status=status, output=output, error=error, state=state
+                )
+                if ended is not None and temporary:
+                    await services.threads.delete_in(conn, run.thread_id)
         if ended is None:
             if publisher is not None:
                 await publisher.close()
@@ -223,7 +227,7 @@ class RunRunner:
         await services.runs.announce_webhooks(tx.deliveries)
         await self._close_stream(run, publisher, status, error)
         await services.broker.publish_run_end(str(run.run_id), outcome_of(ended.run))
-        if ended.next_run is not None and not run.kwargs.get("temporary"):
+        if ended.next_run is not None and not temporary:
             await services.runs.wake(*ended.next_run)
 
     async def _close_stream(

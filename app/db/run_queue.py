@@ -229,22 +229,9 @@ async def lock_thread_of_run(conn: asyncpg.Connection, run_id: uuid.UUID) -> uui
     return found
 
 
-# The assistant rides along (a worker needs it to build the graph): one round trip less.
-_CLAIM = f"""
-UPDATE runs SET status = 'running', attempt = attempt + 1, worker_id = $2,
-       lease_until = now() + make_interval(secs => $3), cancel_action = NULL,
-       started_at = COALESCE(started_at, now()), updated_at = now()
- WHERE run_id = $1 AND status = 'pending' AND available_at <= now()
-   AND NOT EXISTS (SELECT 1 FROM runs o
-                    WHERE o.thread_id = runs.thread_id AND o.status = 'running')
-   AND NOT EXISTS (SELECT 1 FROM runs o
-                    WHERE o.thread_id = runs.thread_id AND o.status = 'pending'
-                      AND (o.created_at, o.run_id) < (runs.created_at, runs.run_id))
-RETURNING {_RUN_COLUMNS},
-          (SELECT json_build_object('graph_id', a.graph_id, 'config', a.config,
-                                    'context', a.context)::text
-             FROM assistants a WHERE a.assistant_id = runs.assistant_id) AS assistant
-"""
+# Claim and finish are plpgsql functions (migration 0008): the thread's lock, then the decision
+# in a statement whose snapshot is taken after it, in one round trip and one implicit transaction.
+_CLAIM = "SELECT * FROM lgql_claim_run($1, $2, $3)"
 
 
 async def claim(
@@ -252,10 +239,7 @@ async def claim(
 ) -> tuple[Run, dict[str, Any] | None] | None:
     """pending → running for the oldest pending run of an idle thread, with its assistant's
     `graph_id`, `config` and `context` (None if the assistant is gone); None if not claimable.
-
-    The caller must hold the thread lock (`lock_thread_of_run`) in the same transaction: the
-    lock, then this statement's fresh snapshot, make the "no other running run" check safe.
-    """
+    Takes the thread's lock itself (and, outside a transaction, commits at once)."""
     row = await conn.fetchrow(_CLAIM, run_id, worker_id, float(lease_seconds))
     if row is None:
         return None
@@ -277,39 +261,8 @@ async def renew_lease(
     return (row is not None, row[0] if row is not None else None)
 
 
-# The end of an attempt, the thread's new status and values, and the thread's next pending run,
-# in one statement. The thread is busy while another run is pending or running (the statement's
-# snapshot still sees this run as running, hence `o.run_id <> $1`); else error if this run
-# failed; else interrupted if the latest checkpoint waits on a node (`$8`; NULL: keep what the
-# thread says); else idle.
-_FINISH = f"""
-WITH ended AS (
-    UPDATE runs SET status = $3, output = $4::jsonb, error = $5::jsonb, lease_until = NULL,
-           worker_id = NULL, ended_at = now(), updated_at = now()
-     WHERE run_id = $1 AND attempt = $2 AND status = 'running'
-    RETURNING {_RUN_COLUMNS}
-), thread AS (
-    UPDATE threads t SET
-        status = CASE
-            WHEN EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = t.thread_id
-                           AND o.status IN ('pending', 'running') AND o.run_id <> $1) THEN 'busy'
-            WHEN $3 IN ('error', 'timeout') THEN 'error'
-            WHEN COALESCE($8, t.status = 'interrupted') THEN 'interrupted'
-            ELSE 'idle' END,
-        values = CASE WHEN $9 THEN $6::jsonb ELSE t.values END,
-        interrupts = CASE WHEN $9 THEN $7::jsonb ELSE t.interrupts END,
-        state_updated_at = CASE WHEN $9 THEN now() ELSE t.state_updated_at END,
-        updated_at = now()
-     WHERE t.thread_id = (SELECT thread_id FROM ended)
-)
-SELECT ended.*,
-       (SELECT n.run_id FROM runs n
-         WHERE n.thread_id = ended.thread_id AND n.status = 'pending' AND n.run_id <> $1
-         ORDER BY n.created_at, n.run_id LIMIT 1) AS next_run_id,
-       (SELECT n.available_at FROM runs n
-         WHERE n.thread_id = ended.thread_id AND n.status = 'pending' AND n.run_id <> $1
-         ORDER BY n.created_at, n.run_id LIMIT 1) AS next_available_at
-  FROM ended
+_FINISH = """
+SELECT * FROM lgql_finish_run($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7::jsonb, $8, $9)
 """
 
 
@@ -328,7 +281,10 @@ async def finish(
 ) -> tuple[Run, tuple[uuid.UUID, datetime] | None] | None:
     """running → `status` for the attempt we hold, the thread's status (and, with `has_state`,
     its values and interrupts) refreshed; returns the ended run and the thread's next pending run
-    (id, available at), or None when the attempt is no longer ours (nothing written)."""
+    (id, available at), or None when the attempt is no longer ours (nothing written). Takes the
+    thread's lock itself (and, outside a transaction, commits at once). The thread is busy while
+    another run is pending or running; else error if this run failed; else interrupted if the
+    latest checkpoint waits on a node (`waiting`; None: keep what the thread says); else idle."""
     row = await conn.fetchrow(
         _FINISH,
         run_id,

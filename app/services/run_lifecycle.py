@@ -20,9 +20,11 @@ Thread status, recomputed at each of these: busy while any run is pending or run
 if the last run failed; else interrupted if the latest checkpoint waits on a node or interrupt;
 else idle.
 
-The functions work in a `RunTx`: an asyncpg connection inside a transaction (the statements are
-`app.db.run_queue`'s, prepared, without the ORM: they run for every run), and the webhook
-deliveries the transaction recorded, to enqueue once it is committed.
+The functions work in a `RunTx`: an asyncpg connection, and the webhook deliveries recorded on it,
+to enqueue once committed (the statements are `app.db.run_queue`'s, prepared, without the ORM:
+they run for every run). The connection is inside a transaction, except for `start`, and for an
+`end` that records nothing else (no webhook, no thread to delete): each of those is one call that
+takes the thread's lock and commits by itself, one round trip.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ ACTIVE_STATUSES = db.ACTIVE_STATUSES
 
 @dataclass
 class RunTx:
-    """A transaction of the state machine: its connection, and the webhook deliveries recorded
-    in it (for `RunService.announce_webhooks` once committed)."""
+    """A unit of work of the state machine: its connection (in a transaction, or not for a
+    single call), and the webhook deliveries recorded on it (for
+    `RunService.announce_webhooks` once committed)."""
 
     conn: asyncpg.Connection
     deliveries: list[uuid.UUID] = field(default_factory=list)
@@ -104,8 +107,6 @@ async def start(
     tx: RunTx, run_id: uuid.UUID, *, worker_id: str, lease_seconds: float
 ) -> Claimed | None:
     """pending → running, if the run is its thread's next and the thread has none running."""
-    if await db.lock_thread_of_run(tx.conn, run_id) is None:
-        return None
     claimed = await db.claim(tx.conn, run_id, worker_id=worker_id, lease_seconds=lease_seconds)
     return None if claimed is None else Claimed(*claimed)
 
@@ -124,7 +125,6 @@ async def end(
     None when the attempt is no longer ours (then nothing is written).
     """
     assert status in FINAL_STATUSES
-    await db.lock_thread_of_run(tx.conn, run.run_id)
     finished = await db.finish(
         tx.conn,
         run.run_id,
