@@ -10,6 +10,7 @@ browser accepts it.
 from __future__ import annotations
 
 import html
+import os
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -18,7 +19,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.staticfiles import PathLike, StaticFiles
 from starlette.types import Scope
 
 __all__ = ["CONSOLE_DIR", "CONSOLE_PATH", "console_routes"]
@@ -32,8 +33,14 @@ NOT_BUILT = "The console is not built: cd console && npm ci && npm run build\n"
 class _HashedAssets(StaticFiles):
     """Static files whose names carry their content hash: cacheable forever."""
 
-    def file_response(self, *args: object, **kwargs: object) -> Response:
-        response = super().file_response(*args, **kwargs)  # type: ignore[arg-type]
+    def file_response(
+        self,
+        full_path: PathLike,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
         response.headers["cache-control"] = IMMUTABLE
         return response
 
