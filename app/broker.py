@@ -17,10 +17,16 @@ import orjson
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
+from app.notices import close_notices, escape_pattern, notices_for
+
 log = logging.getLogger("lgql.broker")
 
 # How long a finished run's outcome stays in Redis for waiters (longer than any sane wait gap).
 RESULT_TTL_SECONDS = 600
+# Waiters look at recorded outcomes this often (all of a process's waiters in one MGET), in case
+# a run-end notice was lost; the database only after FIRST_DATABASE_CHECK, then once a minute.
+RECHECK_SECONDS = 5.0
+FIRST_DATABASE_CHECK = 1.0
 EXECUTE_RUN = "execute_run"
 SEND_WEBHOOK = "send_webhook"
 
@@ -46,6 +52,9 @@ class Broker:
         self._cancel_handlers: dict[str, Callable[[str], None]] = {}
         self._cancel_listener: asyncio.Task[None] | None = None
         self._cancel_listener_lock = asyncio.Lock()
+        self._end_waiters: dict[str, list[_EndWaiter]] = {}
+        self._end_recheck: asyncio.Task[None] | None = None
+        notices_for(redis).add(self._end_pattern, self._on_end_notice, self._recheck_waiters_soon)
 
     # --- keys --------------------------------------------------------------------------------
 
@@ -153,8 +162,22 @@ class Broker:
             with contextlib.suppress(BaseException):
                 await self._cancel_listener
             self._cancel_listener = None
+        if self._end_recheck is not None:
+            self._end_recheck.cancel()
+            with contextlib.suppress(BaseException):
+                await self._end_recheck
+            self._end_recheck = None
+        await close_notices(self.redis)
 
     # --- run ends ----------------------------------------------------------------------------
+
+    def result_key(self, run_id: str) -> str:
+        """Where a finished run's outcome is recorded (read by joins in their opening script)."""
+        return self._result_key(run_id)
+
+    @property
+    def _end_pattern(self) -> str:
+        return f"{escape_pattern(self.prefix)}:run:*:end"
 
     async def publish_run_end(self, run_id: str, outcome: dict[str, Any]) -> None:
         """Record how the run ended (for waiters that arrive later) and tell current waiters."""
@@ -168,39 +191,127 @@ class Broker:
         raw = await self.redis.get(self._result_key(run_id))
         return None if raw is None else dict(orjson.loads(raw))
 
+    @contextlib.asynccontextmanager
+    async def run_end_notices(
+        self,
+        run_id: str,
+        on_end: Callable[[dict[str, Any]], None],
+        *,
+        recheck_seconds: float = RECHECK_SECONDS,
+    ) -> AsyncIterator[None]:
+        """Call `on_end(outcome)` (once) when `run_id` ends, while in the block.
+
+        Every waiter of the process shares one pattern subscription (`app.notices`): no
+        connection and no round trip per waiter. Once the block is entered, no end published
+        afterwards is missed; an end published before must be looked up by the caller
+        (`run_outcome`). While waiters exist, one `MGET` every `recheck_seconds` looks at the
+        recorded outcomes of all of them, in case a notice was lost (it is lossy across
+        reconnects, which also trigger a recheck).
+        """
+        await notices_for(self.redis).ready(self._end_pattern)
+        waiter = _EndWaiter(on_end, recheck_seconds)
+        self._end_waiters.setdefault(run_id, []).append(waiter)
+        if self._end_recheck is None or self._end_recheck.done():
+            self._end_recheck = asyncio.create_task(self._recheck_waiters())
+        try:
+            yield
+        finally:
+            waiters = self._end_waiters.get(run_id)
+            if waiters is not None:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(waiter)
+                if not waiters:
+                    del self._end_waiters[run_id]
+
+    def _on_end_notice(self, channel: bytes, data: bytes) -> None:
+        # "<prefix>:run:<id>:end"
+        run_id = channel.decode()[len(self.prefix) + len(":run:") : -len(":end")]
+        waiters = self._end_waiters.get(run_id)
+        if waiters:
+            outcome = dict(orjson.loads(data))
+            for waiter in list(waiters):
+                waiter.fire(outcome)
+
+    def _recheck_waiters_soon(self) -> None:
+        if self._end_waiters:
+            task = asyncio.create_task(self._recheck_once())
+            task.add_done_callback(lambda _: None)
+
+    async def _recheck_once(self) -> None:
+        run_ids = list(self._end_waiters)
+        if not run_ids:
+            return
+        try:
+            raws = await self.redis.mget([self._result_key(r) for r in run_ids])
+        except Exception:  # Redis is down: the next recheck (or reconnect) tries again
+            log.debug("could not recheck run outcomes", exc_info=True)
+            return
+        for run_id, raw in zip(run_ids, raws, strict=True):
+            if raw is not None:
+                outcome = dict(orjson.loads(raw))
+                for waiter in list(self._end_waiters.get(run_id, ())):
+                    waiter.fire(outcome)
+
+    async def _recheck_waiters(self) -> None:
+        """While anyone waits: every few seconds, one MGET for all of them."""
+        while self._end_waiters:
+            interval = min(
+                (w.recheck_seconds for ws in self._end_waiters.values() for w in ws),
+                default=RECHECK_SECONDS,
+            )
+            await asyncio.sleep(interval)
+            await self._recheck_once()
+
     async def wait_for_run_end(
         self,
         run_id: str,
         *,
         fallback: Callable[[], Awaitable[dict[str, Any] | None]],
-        recheck_seconds: float = 5.0,
+        recheck_seconds: float = RECHECK_SECONDS,
         database_every: float = 60.0,
     ) -> dict[str, Any]:
         """The run's outcome, once it has ended.
 
-        Subscribes first, then looks for an outcome already recorded (in Redis, then once in the
-        database), so no end is missed. While waiting it looks at the recorded outcome in Redis
-        every `recheck_seconds`; the database (`fallback`) is asked again only every
-        `database_every` seconds, in case Redis restarted and lost the notice.
+        Listens first (the process's shared subscription), then looks for an outcome already
+        recorded in Redis, so no end is missed. The recorded outcome is looked at again every
+        `recheck_seconds` (one MGET for all waiters of the process). The database (`fallback`)
+        is asked once the wait has lasted `FIRST_DATABASE_CHECK` (in case Redis restarted and
+        lost both the record and the notice; most runs end sooner, so most waits never ask),
+        then every `database_every` seconds.
         """
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self._end_channel(run_id))
         loop = asyncio.get_running_loop()
-        try:
-            outcome = await self.run_outcome(run_id) or await fallback()
+        done: asyncio.Future[dict[str, Any]] = loop.create_future()
+
+        def on_end(outcome: dict[str, Any]) -> None:
+            if not done.done():
+                done.set_result(outcome)
+
+        async with self.run_end_notices(run_id, on_end, recheck_seconds=recheck_seconds):
+            outcome = await self.run_outcome(run_id)
             if outcome is not None:
                 return outcome
-            asked_database_at = loop.time()
+            wait = min(FIRST_DATABASE_CHECK, database_every)
             while True:
-                message = await pubsub.get_message(timeout=recheck_seconds)
-                if message and message.get("type") == "message":
-                    return dict(orjson.loads(message["data"]))
-                outcome = await self.run_outcome(run_id)
-                if outcome is None and loop.time() - asked_database_at >= database_every:
-                    asked_database_at = loop.time()
-                    outcome = await fallback()
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(done), wait)
+                outcome = await fallback()
                 if outcome is not None:
                     return outcome
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                wait = database_every
+
+
+class _EndWaiter:
+    __slots__ = ("fired", "on_end", "recheck_seconds")
+
+    def __init__(self, on_end: Callable[[dict[str, Any]], None], recheck_seconds: float) -> None:
+        self.on_end = on_end
+        self.recheck_seconds = recheck_seconds
+        self.fired = False
+
+    def fire(self, outcome: dict[str, Any]) -> None:
+        if not self.fired:
+            self.fired = True
+            try:
+                self.on_end(outcome)
+            except Exception:
+                log.exception("run-end callback failed")

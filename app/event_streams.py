@@ -1,24 +1,38 @@
 """Run events in Redis Streams: what the worker emits, what subscribers read.
 
-Each run has a stream (`<prefix>:run:<id>:events`) and each thread one more
-(`<prefix>:thread:<id>:events`) that carries the events of all its runs in order. An entry's
-Redis id is the event id, so a reader that reconnects with its last id misses nothing and sees
-nothing twice. Appends are fenced like every other write of a run: a Lua script adds them only
-while the run's owner key still names the attempt doing the writing.
+Each event is written once, to its thread's stream (`<prefix>:thread:<id>:events`; a stateless
+run has a thread of its own too), with the run id in the entry. The Redis entry id is the event
+id for both subscriptions: `threadStream` resumes after it directly, and `joinRunStream` resumes
+after it reading the same stream and keeping its own run's entries. A small hash per run
+(`<prefix>:run:<id>:stream`) says which attempt owns the run's appends and where the run's
+first event is, so that a join starts there instead of at the thread's beginning.
+
+Appends are fenced like every other write of a run, inside the append script: an attempt at
+least as new as the recorded owner appends and becomes the owner; an older one is refused.
+
+Readers in an API process share one multiplexer (`StreamHub`): every append publishes a tiny
+notice (the thread's channel, the last id), one pattern subscription per process receives them
+(`app.notices`), and the hub reads every stream that has news in one `XREAD`, whatever the
+number of subscribers. Each subscriber (`Tap`) has a bounded buffer; one that falls behind is
+detached and catches up with reads of its own from its cursor, so nothing is dropped and no
+subscriber holds up another.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
+from app.notices import escape_pattern, notices_for
 from app.runtime.serialization import dumps
 
 log = logging.getLogger("lgql.streams")
@@ -26,20 +40,80 @@ log = logging.getLogger("lgql.streams")
 #: Events that end a run's stream.
 TERMINAL_EVENTS = ("end", "error")
 
-# KEYS: run stream, thread stream, owner key. ARGV: attempt, maxlen, then (event, data) pairs.
-# Returns the run stream ids, or false when the attempt no longer owns the run.
+# While a run appends, its keys live this long (a run whose workers all died for good must not
+# leave them forever); its end sets them to the retention (`expire`).
+RUNNING_TTL_SECONDS = 7 * 24 * 3600
+# Entries read per command: the first page of a join, the hub's XREAD, a catch-up read.
+PAGE = 500
+# A subscriber's buffer: past this many undelivered events it is detached and reads for itself.
+TAP_BUFFER = 1024
+# Streams per hub XREAD.
+KEYS_PER_READ = 256
+
+# KEYS: thread stream, run hash. ARGV: attempt, maxlen, ttl, run id, notice channel, then
+# (event, data) pairs. Returns the new entry ids, or false when a newer attempt owns the run.
 _APPEND = """
-if redis.call('GET', KEYS[3]) ~= ARGV[1] then return false end
+local owner = tonumber(redis.call('HGET', KEYS[2], 'owner') or '0')
+local attempt = tonumber(ARGV[1])
+if attempt < owner then return false end
+if attempt > owner then redis.call('HSET', KEYS[2], 'owner', ARGV[1]) end
 local ids = {}
-for i = 3, #ARGV, 2 do
-  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*',
-                        'event', ARGV[i], 'data', ARGV[i + 1])
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
-             'event', ARGV[i], 'data', ARGV[i + 1], 'run', KEYS[1])
-  ids[#ids + 1] = id
+for i = 6, #ARGV, 2 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*',
+                             'event', ARGV[i], 'data', ARGV[i + 1], 'run', ARGV[4])
 end
+if #ids > 0 then
+  redis.call('HSETNX', KEYS[2], 'start', ids[1])
+  redis.call('PUBLISH', ARGV[5], ids[#ids])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 return ids
 """
+
+# KEYS: thread stream, run hash, run outcome key (the last two: anything, when following a
+# thread). ARGV: cursor ('' = from the run's first event, or the thread's first), page size,
+# '1' when following a run. Returns {run's first id, recorded outcome, the stream's last id,
+# entries}: one atomic look, so an append is either in the entries or after the last id.
+_OPEN = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local last_id = '0-0'
+if last[1] then last_id = last[1][1] end
+local start, outcome = false, false
+if ARGV[3] == '1' then
+  start = redis.call('HGET', KEYS[2], 'start')
+  outcome = redis.call('GET', KEYS[3])
+end
+local from
+if ARGV[1] ~= '' then from = '(' .. ARGV[1]
+elseif ARGV[3] ~= '1' then from = '-'
+elseif start then from = start
+else return {start, outcome, last_id, {}} end
+return {start, outcome, last_id, redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', ARGV[2])}
+"""
+
+# KEYS: thread stream, run hash. ARGV: ttl, run id. The run's hash keeps its events findable
+# for the retention; the thread's stream too, unless another run has appended since (then it
+# is that run's to expire when it ends; its next append would lengthen it again anyway).
+_EXPIRE = """
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if not last[1] then return 0 end
+local fields = last[1][2]
+for i = 1, #fields, 2 do
+  if fields[i] == 'run' and fields[i + 1] ~= ARGV[2] then return 0 end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+Seq = tuple[int, int]
+ZERO: Seq = (0, 0)
+
+
+def seq_of(entry_id: str) -> Seq:
+    ms, _, n = entry_id.partition("-")
+    return (int(ms), int(n or 0))
 
 
 @dataclass(frozen=True)
@@ -48,6 +122,40 @@ class StreamEvent:
     run_id: str
     event: str
     data: Any
+    # The id as numbers, for ordering (entry ids do not sort as strings).
+    seq: Seq = field(default=ZERO, compare=False, repr=False)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _event(entry_id: bytes | str, fields: dict[bytes, bytes]) -> StreamEvent:
+    eid = _text(entry_id)
+    return StreamEvent(
+        id=eid,
+        run_id=fields[b"run"].decode(),
+        event=fields[b"event"].decode(),
+        data=orjson.loads(fields[b"data"]),
+        seq=seq_of(eid),
+    )
+
+
+def _raw_event(entry: list[Any]) -> StreamEvent:
+    """An entry as a Lua script returns it: [id, [field, value, ...]]."""
+    flat = entry[1]
+    return _event(entry[0], dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
+@dataclass
+class Opened:
+    """What a subscriber finds when it opens: where the run's events start in its thread's
+    stream (None: it has appended nothing, or they expired), the run's recorded outcome, and
+    the tap that follows the stream from there."""
+
+    start: str | None
+    outcome: dict[str, Any] | None
+    tap: Tap
 
 
 class EventStreams:
@@ -59,21 +167,32 @@ class EventStreams:
         self.retention_seconds = retention_seconds
         self.maxlen = maxlen
         self._append = redis.register_script(_APPEND)
-
-    def run_key(self, run_id: str) -> str:
-        return f"{self.prefix}:run:{run_id}:events"
+        self._open = _Batched(redis, _OPEN)
+        self._expire = redis.register_script(_EXPIRE)
+        self.hub = StreamHub(self)
 
     def thread_key(self, thread_id: str) -> str:
         return f"{self.prefix}:thread:{thread_id}:events"
 
-    def _owner_key(self, run_id: str) -> str:
-        return f"{self.prefix}:run:{run_id}:owner"
+    def run_key(self, run_id: str) -> str:
+        """The run's hash: its owning attempt and the id of its first event."""
+        return f"{self.prefix}:run:{run_id}:stream"
+
+    def notice_channel(self, thread_id: str) -> str:
+        return f"{self.prefix}:thread:{thread_id}:appended"
+
+    @property
+    def notice_pattern(self) -> str:
+        return f"{escape_pattern(self.prefix)}:thread:*:appended"
+
+    def key_of_channel(self, channel: str) -> str:
+        return channel[: -len(":appended")] + ":events"
 
     # --- writing (workers) -------------------------------------------------------------------
 
     async def claim(self, run_id: str, attempt: int) -> None:
-        """Make `attempt` the only one allowed to append to the run's streams."""
-        await self.redis.set(self._owner_key(run_id), str(attempt), ex=7 * 24 * 3600)
+        """Nothing to do: the append script fences by itself (an attempt takes ownership with
+        its first append, which refuses any older attempt from then on). Kept for callers."""
 
     def publisher(self, run_id: str, thread_id: str, attempt: int) -> EventPublisher:
         return EventPublisher(self, run_id, thread_id, attempt)
@@ -81,65 +200,428 @@ class EventStreams:
     async def append(
         self, run_id: str, thread_id: str, attempt: int, events: list[tuple[str, bytes]]
     ) -> list[str] | None:
-        args: list[Any] = [str(attempt), str(self.maxlen)]
+        args: list[Any] = [
+            str(attempt),
+            str(self.maxlen),
+            str(RUNNING_TTL_SECONDS),
+            run_id,
+            self.notice_channel(thread_id),
+        ]
         for name, data in events:
             args += [name, data]
         result = await self._append(
-            keys=[self.run_key(run_id), self.thread_key(thread_id), self._owner_key(run_id)],
-            args=args,
+            keys=[self.thread_key(thread_id), self.run_key(run_id)], args=args
         )
-        if not result:
+        if result is None or result is False:
             return None
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in result]
+        return [_text(i) for i in result]
 
     async def expire(self, run_id: str, thread_id: str) -> None:
         """After the run: keep its events for the retention period, then let Redis drop them."""
         ttl = max(1, int(self.retention_seconds))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.expire(self.run_key(run_id), ttl)
-            pipe.expire(self.thread_key(thread_id), ttl)
-            pipe.expire(self._owner_key(run_id), ttl)
-            await pipe.execute()
+        await self._expire(
+            keys=[self.thread_key(thread_id), self.run_key(run_id)], args=[str(ttl), run_id]
+        )
 
     # --- reading (API) -----------------------------------------------------------------------
 
-    async def read(
+    async def open_run(
+        self, run_id: str, thread_id: str, *, after: str | None, outcome_key: str
+    ) -> Opened:
+        """Follow `run_id`'s events: after `after`, else from its first event, else (it has not
+        appended yet) from whatever its thread appends next. The tap yields every entry of the
+        thread's stream from there: the caller keeps the run's own."""
+        key = self.thread_key(thread_id)
+        await self.hub.ready()
+        sent_at = time.monotonic()
+        start, outcome, last_id, entries = await self._open(
+            [key, self.run_key(run_id), outcome_key], [after or "", str(PAGE), "1"]
+        )
+        start_id = _text(start) if start else None
+        if after is not None:
+            position = after
+        elif start_id is not None:
+            # Just before the first event: entry ids are exclusive cursors.
+            position = _before(start_id)
+        else:
+            position = _text(last_id)
+        tap = self.hub.tap(
+            key,
+            position=position,
+            stream_last=_text(last_id),
+            events=[_raw_event(e) for e in entries],
+            full_page=len(entries) >= PAGE,
+            sent_at=sent_at,
+        )
+        return Opened(start_id, None if not outcome else dict(orjson.loads(outcome)), tap)
+
+    async def open_thread(self, thread_id: str, *, after: str | None) -> Tap:
+        """Follow every entry of the thread's stream after `after` (from its start without)."""
+        key = self.thread_key(thread_id)
+        await self.hub.ready()
+        sent_at = time.monotonic()
+        _, _, last_id, entries = await self._open([key, key, key], [after or "", str(PAGE), "0"])
+        return self.hub.tap(
+            key,
+            position=after or "0-0",
+            stream_last=_text(last_id),
+            events=[_raw_event(e) for e in entries],
+            full_page=len(entries) >= PAGE,
+            sent_at=sent_at,
+        )
+
+    async def read_range(self, key: str, after: str, until: str, count: int) -> list[StreamEvent]:
+        """Entries of `key` in (`after`, `until`], at most `count`."""
+        entries = await self.redis.xrange(key, "(" + after, until, count=count)
+        return [_event(i, f) for i, f in entries]
+
+
+class _Batched:
+    """A Lua script whose concurrent calls go out together, as one pipeline on one connection:
+    a burst of subscribers opening (a thousand clients reconnecting, say) costs a few round
+    trips and a connection, not a connection each."""
+
+    MAX_BATCH = 256
+
+    def __init__(self, redis: aioredis.Redis, source: str) -> None:
+        self.redis = redis
+        self.script = redis.register_script(source)
+        self._pending: list[tuple[list[str], list[str], asyncio.Future[Any]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def __call__(self, keys: list[str], args: list[str]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((keys, args, future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send())
+        return await future
+
+    async def _send(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.MAX_BATCH]
+            del self._pending[: self.MAX_BATCH]
+            try:
+                results = await self._execute(batch)
+            except Exception as exc:
+                results = [exc] * len(batch)
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if future.done():  # its caller went away
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def _execute(self, batch: list[tuple[list[str], list[str], Any]]) -> list[Any]:
+        for attempt in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys, args, _ in batch:
+                    # EVALSHA directly: a Script in a pipeline checks SCRIPT EXISTS every time.
+                    pipe.evalsha(self.script.sha, len(keys), *keys, *args)
+                results: list[Any] = await pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
+                await self.redis.script_load(self.script.script)  # Redis restarted, or new
+                continue
+            return results
+        return results
+
+
+def _before(entry_id: str) -> str:
+    """The greatest id below `entry_id` (an exclusive cursor that includes it)."""
+    ms, n = seq_of(entry_id)
+    if n > 0:
+        return f"{ms}-{n - 1}"
+    if ms > 0:
+        return f"{ms - 1}-18446744073709551615"
+    return "0-0"
+
+
+class _Feed:
+    """One stream that subscribers of this process follow: the hub's cursor in it and the
+    subscribers it pushes to."""
+
+    __slots__ = ("attached", "cursor", "key", "members", "seq")
+
+    def __init__(self, key: str, cursor: str) -> None:
+        self.key = key
+        self.cursor = cursor
+        self.seq = seq_of(cursor)
+        self.members: set[Tap] = set()  # every open tap of the stream
+        self.attached: set[Tap] = set()  # those the hub pushes to
+
+    def advance(self, events: list[StreamEvent]) -> None:
+        for tap in list(self.attached):
+            tap._push(events)
+        last = events[-1]
+        self.cursor, self.seq = last.id, last.seq
+
+
+class StreamHub:
+    """The process's stream multiplexer: one notice subscription and one reader for every
+    subscriber (see the module's docstring)."""
+
+    # Notices seen for streams nobody here followed yet, kept for a few seconds: a subscriber
+    # that opens meanwhile learns that its stream moved while it was looking.
+    RECENT_SECONDS = 10.0
+
+    def __init__(self, streams: EventStreams) -> None:
+        self.streams = streams
+        self.redis = streams.redis
+        self.feeds: dict[str, _Feed] = {}
+        self._dirty: dict[str, None] = {}  # ordered set
+        self._reader: asyncio.Task[None] | None = None
+        self._recent: dict[str, Seq] = {}
+        self._recent_old: dict[str, Seq] = {}
+        self._recent_since = self._recent_old_since = time.monotonic()
+        notices_for(self.redis).add(streams.notice_pattern, self._on_notice, self._on_resync)
+
+    async def ready(self) -> None:
+        await notices_for(self.redis).ready(self.streams.notice_pattern)
+
+    # --- notices -----------------------------------------------------------------------------
+
+    def _on_notice(self, channel: bytes, data: bytes) -> None:
+        key = self.streams.key_of_channel(channel.decode())
+        seq = seq_of(data.decode())
+        feed = self.feeds.get(key)
+        if feed is None:
+            now = time.monotonic()
+            if now - self._recent_since > self.RECENT_SECONDS:
+                self._recent_old, self._recent = self._recent, {}
+                self._recent_old_since, self._recent_since = self._recent_since, now
+            self._recent[key] = seq
+            return
+        if seq > feed.seq:
+            self._mark(key)
+
+    def _on_resync(self) -> None:
+        # (Re)subscribed: notices may have been lost meanwhile; look at every stream.
+        for key in self.feeds:
+            self._mark(key)
+
+    def _recently_moved(self, key: str, seq: Seq, since: float) -> bool:
+        if since < self._recent_old_since:
+            return True  # notices from the opening's time are forgotten: assume it moved
+        found = max(self._recent.get(key, ZERO), self._recent_old.get(key, ZERO))
+        return found > seq
+
+    # --- subscribers -------------------------------------------------------------------------
+
+    def tap(
         self,
         key: str,
         *,
-        after: str | None,
-        stop_at_end: bool,
-        when_idle: Callable[[], Awaitable[bool]] | None = None,
-        block_ms: int = 15000,
-    ) -> AsyncIterator[StreamEvent]:
-        """Events of stream `key` after `after` ("0-0" or None: from the start), as they come.
+        position: str,
+        stream_last: str,
+        events: list[StreamEvent],
+        full_page: bool,
+        sent_at: float,
+    ) -> Tap:
+        """A subscriber of `key` that has read up to `position` (then `events`, if any; the
+        stream's last id was `stream_last` when they were read)."""
+        covered = events[-1].id if events else position
+        tap = Tap(self, key, position, covered, events)
+        feed = self.feeds.get(key)
+        if feed is None:
+            # The hub starts where the stream was, never past it: a cursor from the future
+            # must not make it skip what is appended before that.
+            start = min((covered, stream_last), key=seq_of)
+            feed = self.feeds[key] = _Feed(key, start)
+            if full_page or seq_of(stream_last) > feed.seq:
+                self._mark(key)
+            elif self._recently_moved(key, feed.seq, sent_at):
+                self._mark(key)
+        feed.members.add(tap)
+        tap._feed = feed
+        if tap.covered_seq >= feed.seq:
+            feed.attached.add(tap)
+            tap.attached = True
+        return tap
 
-        With `stop_at_end`, stops after a terminal event. Every `block_ms` without events it asks
-        `when_idle()`; True ends the reading (say, the run ended and its stream expired).
-        """
-        cursor = after or "0-0"
-        while True:
-            response = await self.redis.xread({key: cursor}, count=500, block=block_ms)
-            if not response:
-                if when_idle is not None and await when_idle():
-                    return
+    def _close(self, tap: Tap) -> None:
+        feed = self.feeds.get(tap.key)
+        if feed is None or tap not in feed.members:
+            return
+        feed.members.discard(tap)
+        feed.attached.discard(tap)
+        if not feed.members:
+            del self.feeds[tap.key]
+            self._dirty.pop(tap.key, None)
+
+    # --- the reader --------------------------------------------------------------------------
+
+    def _mark(self, key: str) -> None:
+        self._dirty[key] = None
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read(), name="lgql-stream-hub")
+
+    async def _read(self) -> None:
+        """Read every stream with news, a batch of streams per XREAD, until none has any. One
+        reader at a time per process, so a stream's events are pushed in order."""
+        delay = 0.05
+        while self._dirty:
+            batch: dict[str, tuple[_Feed, str]] = {}
+            for key in list(self._dirty)[:KEYS_PER_READ]:
+                del self._dirty[key]
+                feed = self.feeds.get(key)
+                if feed is not None:
+                    batch[key] = (feed, feed.cursor)
+            if not batch:
                 continue
-            for _stream, entries in response:
-                for entry_id, fields in entries:
-                    cursor = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-                    event = fields[b"event"].decode()
-                    run_key = fields.get(b"run", key.encode()).decode()
-                    yield StreamEvent(
-                        id=cursor,
-                        run_id=run_key.split(":")[-2],
-                        event=event,
-                        data=orjson.loads(fields[b"data"]),
-                    )
-                    if stop_at_end and event in TERMINAL_EVENTS:
-                        return
+            try:
+                response = await self.redis.xread(
+                    {key: cursor for key, (_, cursor) in batch.items()}, count=PAGE
+                )
+            except Exception:
+                log.warning("stream hub could not read; retrying", exc_info=True)
+                for key in batch:
+                    self._dirty.setdefault(key, None)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.05
+            for raw_key, entries in response or ():
+                key = _text(raw_key)
+                feed, cursor = batch[key]
+                # The feed may have closed (or closed and reopened) during the read.
+                if self.feeds.get(key) is not feed or feed.cursor != cursor or not entries:
+                    continue
+                feed.advance([_event(i, f) for i, f in entries])
+                if len(entries) >= PAGE:
+                    self._mark(key)
 
-    async def exists(self, key: str) -> bool:
-        return bool(await self.redis.exists(key))
+
+class Tap:
+    """One subscriber's view of a stream: the events after its cursor, in order, once each.
+
+    Attached, the hub pushes to its buffer. When the buffer is full the tap is detached and,
+    once its consumer has drained the buffer, reads from Redis itself (from the last entry it
+    holds up to the hub's cursor) until it has caught up, then attaches again.
+    """
+
+    __slots__ = (
+        "_feed",
+        "_poked",
+        "_waiter",
+        "attached",
+        "buffer",
+        "closed",
+        "covered",
+        "covered_seq",
+        "hub",
+        "key",
+        "last_seq",
+    )
+
+    def __init__(
+        self, hub: StreamHub, key: str, position: str, covered: str, events: list[StreamEvent]
+    ) -> None:
+        self.hub = hub
+        self.key = key
+        self.last_seq = seq_of(position)  # the last event delivered (or the starting cursor)
+        self.covered = covered  # the last entry read into the buffer
+        self.covered_seq = seq_of(covered)
+        self.buffer: collections.deque[StreamEvent] = collections.deque(events)
+        self.attached = False
+        self.closed = False
+        self._feed: _Feed | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._poked = False
+
+    def _push(self, events: list[StreamEvent]) -> None:
+        """From the hub: events after its cursor (some may be ones this tap already has)."""
+        if len(self.buffer) + len(events) > TAP_BUFFER:
+            # Too far behind: stop pushing; the consumer reads for itself from `covered`.
+            assert self._feed is not None
+            self._feed.attached.discard(self)
+            self.attached = False
+        else:
+            self.buffer.extend(events)
+            last = events[-1]
+            if last.seq > self.covered_seq:
+                self.covered, self.covered_seq = last.id, last.seq
+        self._wake()
+
+    def poke(self) -> None:
+        """Make a waiting `next()` return None now (the caller has something to look at)."""
+        self._poked = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _pop(self) -> StreamEvent | None:
+        while self.buffer:
+            event = self.buffer.popleft()
+            if event.seq > self.last_seq:
+                self.last_seq = event.seq
+                return event
+        return None
+
+    async def next(self, idle_seconds: float) -> StreamEvent | None:
+        """The next event; None after `idle_seconds` without one, or when poked."""
+        deadline: float | None = None
+        while True:
+            event = self._pop()
+            if event is not None:
+                return event
+            if self._poked:
+                self._poked = False
+                return None
+            if not self.attached:
+                await self._catch_up()
+                continue
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + idle_seconds
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            self._waiter = loop.create_future()
+            try:
+                await asyncio.wait_for(self._waiter, remaining)
+            except TimeoutError:
+                return None
+            finally:
+                self._waiter = None
+
+    async def _catch_up(self) -> None:
+        """Detached with an empty buffer: read from Redis up to the hub's cursor, or attach."""
+        feed = self._feed
+        assert feed is not None
+        if self.covered_seq >= feed.seq:
+            feed.attached.add(self)
+            self.attached = True
+            return
+        until = feed.cursor
+        events = await self.hub.streams.read_range(self.key, self.covered, until, PAGE)
+        self.buffer.extend(events)
+        if len(events) >= PAGE:
+            self.covered, self.covered_seq = events[-1].id, events[-1].seq
+        elif seq_of(until) > self.covered_seq:
+            # Everything up to the hub's cursor then is read (even if trimmed away meanwhile).
+            self.covered, self.covered_seq = until, seq_of(until)
+
+    async def rest(self) -> AsyncIterator[StreamEvent]:
+        """Everything after what was delivered, up to the stream's current end, without
+        waiting for the hub (for a reader that knows the run has ended)."""
+        while (event := self._pop()) is not None:
+            yield event
+        while True:
+            after = f"{self.last_seq[0]}-{self.last_seq[1]}"
+            events = await self.hub.streams.read_range(self.key, after, "+", PAGE)
+            for event in events:
+                if event.seq > self.last_seq:
+                    self.last_seq = event.seq
+                    yield event
+            if len(events) < PAGE:
+                return
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.hub._close(self)
 
 
 class EventPublisher:
@@ -170,8 +652,10 @@ class EventPublisher:
         if self._task is None:
             return
         self._queue.put_nowait(None)
-        with contextlib.suppress(Exception):
+        try:
             await self._task
+        except Exception:
+            log.warning("event sender of run %s failed", self.run_id, exc_info=True)
         self._task = None
 
     async def _send_loop(self) -> None:

@@ -223,6 +223,23 @@ async def redis_clients(redis_uri: str | None) -> int | None:
         await client.aclose()
 
 
+def api_redis_connections(proc: psutil.Process, redis_uri: str | None) -> int | None:
+    """The API process's own TCP connections to Redis (the server-wide client count also
+    counts every other user of a shared Redis)."""
+    if not redis_uri:
+        return None
+    from urllib.parse import urlparse
+
+    port = urlparse(redis_uri).port or 6379
+    return len(
+        [
+            c
+            for c in proc.net_connections(kind="tcp")
+            if c.status == "ESTABLISHED" and c.raddr and c.raddr.port == port
+        ]
+    )
+
+
 class IdleSubscriber:
     def __init__(self, url: str, thread_id: str) -> None:
         self.url = url
@@ -298,6 +315,7 @@ async def idle_subscriptions(
         thread_ids = list(await asyncio.gather(*(thread() for _ in range(n))))
         rss_before = await settle_rss(proc)
         redis_before = await redis_clients(redis_uri)
+        own_before = api_redis_connections(proc, redis_uri)
         subs = [IdleSubscriber(server.url, tid) for tid in thread_ids]
         t0 = time.perf_counter()
         open_sem = asyncio.Semaphore(50)
@@ -312,6 +330,7 @@ async def idle_subscriptions(
             conns = len([c for c in proc.net_connections(kind="tcp") if c.status == "ESTABLISHED"])
             rss_open = await settle_rss(proc)
             redis_open = await redis_clients(redis_uri)
+            own_open = api_redis_connections(proc, redis_uri)
             cpu0 = proc.cpu_times()
             await asyncio.sleep(idle_seconds)
             cpu1 = proc.cpu_times()
@@ -340,6 +359,7 @@ async def idle_subscriptions(
             await asyncio.gather(*(s.close() for s in subs), return_exceptions=True)
         rss_closed = await settle_rss(proc)
         redis_closed = await redis_clients(redis_uri)
+        own_closed = api_redis_connections(proc, redis_uri)
 
     print(
         f"\n== {n:,} idle threadStream subscriptions, one WebSocket connection each, one API process =="
@@ -360,6 +380,10 @@ async def idle_subscriptions(
         print(
             f"Redis connected clients         {redis_before:,} before, {redis_open:,} with them open, "
             f"{redis_closed:,} after closing"
+        )
+        print(
+            f"API process's own Redis connections {own_before} before, {own_open} with them "
+            f"open, {own_closed} after closing"
         )
     print(
         f"liveness: {live}/{len(sample)} sampled subscriptions received their run's end; "

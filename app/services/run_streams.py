@@ -8,11 +8,12 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from app.broker import Broker
 from app.db import runs as runs_db
 from app.db.engine import Database
-from app.event_streams import EventStreams, StreamEvent
+from app.event_streams import TERMINAL_EVENTS, EventStreams, StreamEvent, Tap
 from app.services.common import parse_uuid
 from app.services.errors import BadUserInput, NotFound
 from app.services.run_lifecycle import FINAL_STATUSES
@@ -23,55 +24,43 @@ from app.services.threads import ThreadService
 log = logging.getLogger("lgql.run_streams")
 
 
+_MAX_ID_PART = 2**64 - 1
+
+
 def _check_cursor(last_event_id: str | None) -> str | None:
     if last_event_id is None or last_event_id in ("", "-1", "0", "0-0"):
         return None
     parts = last_event_id.split("-")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    if (
+        len(parts) != 2
+        or not all(p.isdigit() for p in parts)
+        or int(parts[0]) >= _MAX_ID_PART
+        or int(parts[1]) > _MAX_ID_PART
+    ):
         raise BadUserInput(
             "`lastEventId` must be an event id as sent (`<ms>-<seq>`)", argument="lastEventId"
         )
     return last_event_id
 
 
-class _EndWatch:
-    """Whether a silent run has ended: the run's stream and its end notice live in Redis, so
-    that is where to look; the database is asked only when Redis has neither (a pending run
-    that has not started, or a Redis that lost them), and then at most once a minute."""
+def _status_of(outcome: dict[str, Any]) -> str | None:
+    status = outcome.get("run", {}).get("status")
+    return None if status is None else str(status)
 
-    DATABASE_EVERY = 60.0
 
-    def __init__(self, service: RunStreamService, run_id: uuid.UUID, key: str) -> None:
-        self.service = service
-        self.run_id = run_id
-        self.key = key
-        self.status: str | None = None
-        self._asked_database_at = -self.DATABASE_EVERY
-
-    async def check(self, *, force_database: bool = False) -> bool:
-        if await self.service._streams.exists(self.key):
-            return False
-        outcome = await self.service._broker.run_outcome(str(self.run_id))
-        if outcome is not None:
-            self.status = outcome.get("run", {}).get("status")
-            return True
-        now = time.monotonic()
-        if not force_database and now - self._asked_database_at < self.DATABASE_EVERY:
-            return False
-        self._asked_database_at = now
-        self.status = await self.service._status(self.run_id)
-        return self.status is None or self.status in FINAL_STATUSES
-
-    def event(self, status: str | None) -> StreamEvent:
-        return StreamEvent(
-            id="0-0",
-            run_id=str(self.run_id),
-            event="end",
-            data={"run_id": str(self.run_id), "status": status},
-        )
+def _end(run_id: str, status: str | None) -> StreamEvent:
+    """The end of a stream whose `end` event is not in Redis (never written: the run never
+    started; or gone: past the retention), with the run's final status."""
+    return StreamEvent(
+        id="0-0", run_id=run_id, event="end", data={"run_id": run_id, "status": status}
+    )
 
 
 class RunStreamService:
+    #: A silent stream asks the database whether its run (or thread) is still there this often:
+    #: only in case Redis lost the run's end notice (or the thread was deleted).
+    DATABASE_EVERY = 60.0
+
     def __init__(
         self,
         db: Database,
@@ -99,20 +88,72 @@ class RunStreamService:
         rid = parse_uuid(run_id, "run")
         cursor = _check_cursor(last_event_id)
         run = await self._runs.get(rid)
-        key = self._streams.run_key(str(rid))
-        ended = _EndWatch(self, rid, key)
-        if not await self._streams.exists(key) and await ended.check(force_database=True):
-            # Ended longer ago than the retention: only its end is left to tell.
-            yield ended.event(run.status)
-            return
-        saw_end = False
-        async for event in self._streams.read(
-            key, after=cursor, stop_at_end=True, when_idle=ended.check
-        ):
-            saw_end = event.event in ("end", "error")
+        async for event in self._follow(run, cursor):
             yield event
-        if not saw_end:
-            yield ended.event(ended.status or run.status)
+
+    async def _follow(self, run: RunRecord, cursor: str | None) -> AsyncIterator[StreamEvent]:
+        """`run`'s events (read from the database just before) after `cursor`.
+
+        Ordering is what makes this right whatever the run does meanwhile: listen for the
+        run's end first; then, in one atomic look at Redis, find where the run's events start
+        (or, if it has appended nothing yet, where its thread's stream ends: any event it
+        appends later comes after that) and its recorded outcome. A run that had ended when
+        it was read from the database and has nothing in Redis is past the retention (or never
+        started): its end is all there is to tell. Otherwise the stream is followed until the
+        run's `end`/`error` event; if the run ends without one (cancelled while pending, given
+        up by the sweeper), its end notice says so, once everything it wrote is delivered.
+        """
+        rid = str(run.run_id)
+        ended: list[dict[str, Any]] = []
+        tap: Tap | None = None
+
+        def on_end(outcome: dict[str, Any]) -> None:
+            ended.append(outcome)
+            if tap is not None:
+                tap.poke()
+
+        async with self._broker.run_end_notices(rid, on_end):
+            opened = await self._streams.open_run(
+                rid, str(run.thread_id), after=cursor, outcome_key=self._broker.result_key(rid)
+            )
+            tap = opened.tap
+            try:
+                if opened.outcome is not None:
+                    ended.append(opened.outcome)
+                if opened.start is None and run.status in FINAL_STATUSES:
+                    outcome = ended[0] if ended else None
+                    yield _end(rid, _status_of(outcome) if outcome else run.status)
+                    return
+                if ended:
+                    tap.poke()
+                asked_database_at = time.monotonic()
+                while True:
+                    event = await tap.next(self.DATABASE_EVERY)
+                    if event is not None:
+                        if event.run_id == rid:
+                            yield event
+                            if event.event in TERMINAL_EVENTS:
+                                return
+                        continue
+                    if not ended and time.monotonic() - asked_database_at >= self.DATABASE_EVERY:
+                        # Silent for a minute: in case Redis lost the end notice.
+                        asked_database_at = time.monotonic()
+                        status = await self._status(run.run_id)
+                        if status is None or status in FINAL_STATUSES:
+                            outcome = await self._broker.run_outcome(rid)
+                            ended.append(outcome or {"run": {"status": status or run.status}})
+                    if ended:
+                        # The run has ended, and everything it wrote is in Redis by now (it
+                        # writes its events before it announces its end): deliver the rest.
+                        async for event in tap.rest():
+                            if event.run_id == rid:
+                                yield event
+                                if event.event in TERMINAL_EVENTS:
+                                    return
+                        yield _end(rid, _status_of(ended[0]))
+                        return
+            finally:
+                tap.close()
 
     async def stream_new_run(
         self, request: RunRequest
@@ -126,7 +167,7 @@ class RunStreamService:
     ) -> AsyncIterator[StreamEvent]:
         finished = False
         try:
-            async for event in self.follow_run(str(run.run_id)):
+            async for event in self._follow(run, None):
                 yield event
             finished = True
         finally:
@@ -143,19 +184,20 @@ class RunStreamService:
         self, thread_id: str, *, last_event_id: str | None = None
     ) -> AsyncIterator[StreamEvent]:
         """Every event of every run of the thread, in order, including runs created later; never
-        ends by itself (the client closes it). Raises NotFound, BadUserInput."""
+        ends by itself (the client closes it), unless the thread is deleted. Raises NotFound,
+        BadUserInput."""
         thread = await self._threads.get(thread_id)
         cursor = _check_cursor(last_event_id)
-        key = self._streams.thread_key(str(thread.thread_id))
-
-        async def thread_gone() -> bool:
-            try:
-                await self._threads.get(thread.thread_id)
-            except NotFound:
-                return True
-            return False
-
-        async for event in self._streams.read(
-            key, after=cursor, stop_at_end=False, when_idle=thread_gone
-        ):
-            yield event
+        tap = await self._streams.open_thread(str(thread.thread_id), after=cursor)
+        try:
+            while True:
+                event = await tap.next(self.DATABASE_EVERY)
+                if event is not None:
+                    yield event
+                    continue
+                try:
+                    await self._threads.get(thread.thread_id)
+                except NotFound:
+                    return
+        finally:
+            tap.close()
