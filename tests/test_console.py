@@ -256,6 +256,8 @@ def test_cancel_a_run(browser: Browser) -> None:
 
 
 def test_thread_view_history_state_edit_fork_and_run_lists(browser: Browser) -> None:
+    from selenium.webdriver.support.select import Select
+
     b = browser
     run_id = start_chat(b, "chat_model", "hi")
     assert b.wait_ended() == "SUCCESS"
@@ -280,6 +282,12 @@ def test_thread_view_history_state_edit_fork_and_run_lists(browser: Browser) -> 
     b.step("forking")
     b.css("[data-action='update-state']").click()
     b.wait("the fork in the history", lambda: len(b.all("#history > li")) >= entries + 2)
+    # The thread's runs, by status.
+    status = Select(b.css("[data-field='thread-run-status']"))
+    status.select_by_visible_text("running")
+    b.wait("the thread's filter", lambda: not b.all(f"#thread-runs a[href$='/runs/{run_id}']"))
+    status.select_by_visible_text("success")
+    b.wait_css(f"#thread-runs a[href$='/runs/{run_id}']")
     # The runs list, live, with its status filter.
     b.open("/console/runs")
     b.wait_css(f"#runs tr[data-run='{run_id}']")

@@ -68,7 +68,7 @@ export function ThreadsView() {
   );
 }
 
-const THREAD = `query Thread($id: ID!) {
+const THREAD = `query Thread($id: ID!, $runStatus: RunStatus) {
   thread(id: $id) {
     id status metadata values createdAt updatedAt
     interrupts { id value }
@@ -78,7 +78,7 @@ const THREAD = `query Thread($id: ID!) {
       checkpoint { checkpointId }
       tasks { name }
     }
-    runs(first: 30) { nodes { id status createdAt updatedAt assistantId } }
+    runs(status: $runStatus, first: 30) { nodes { id status createdAt updatedAt assistantId } }
   }
 }`;
 
@@ -105,7 +105,12 @@ function diff(before: any, after: any): Array<{ key: string; change: unknown; ki
 }
 
 export function ThreadView(props: { id: string }) {
-  const { data, error, reload } = useQuery(THREAD, { id: props.id }, { pollMs: 3000 });
+  const [runStatus, setRunStatus] = useState("");
+  const { data, error, reload } = useQuery(
+    THREAD,
+    { id: props.id, runStatus: runStatus || null },
+    { pollMs: 3000 },
+  );
   const t = data?.thread;
   const graphId: string | undefined = t?.metadata?.graph_id;
   const graph = useQuery(GRAPH_OF, { id: graphId ?? "" }, { skip: !graphId });
@@ -147,7 +152,18 @@ export function ThreadView(props: { id: string }) {
           <Json value={t.metadata} />
         </section>
         <section class="card">
-          <h3>Runs</h3>
+          <h3>
+            Runs{" "}
+            <select
+              class="small"
+              data-field="thread-run-status"
+              value={runStatus}
+              onChange={(e) => setRunStatus((e.target as HTMLSelectElement).value)}
+            >
+              <option value="">any status</option>
+              {RUN_STATUSES.map((s) => <option key={s} value={s}>{s.toLowerCase()}</option>)}
+            </select>
+          </h3>
           <table class="list" id="thread-runs">
             <tbody>
               {t.runs.nodes.map((r: any) => (
