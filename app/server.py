@@ -22,11 +22,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from app import __version__, process_tuning
-from app.a2a.door import A2ADoor, a2a_routes
 from app.auth.middleware import AuthenticationMiddleware
 from app.console import console_routes
+from app.doors import LazyDoors
 from app.graphql_app import graphiql_static_mount, graphql_routes, make_graphql_app
-from app.mcp.door import MCP_PATH, McpDoor
 from app.runtime.graphs import default_assistant_id
 from app.runtime.langgraph_config import ConfigError
 from app.services.container import Services
@@ -108,7 +107,7 @@ def create_app(
     """The ASGI app over the services `services_factory` opens for the app's lifetime.
     `embedded_worker` runs an arq worker inside this process (dev)."""
 
-    mcp = McpDoor(max_body_bytes=settings.max_body_bytes)
+    doors = LazyDoors(max_body_bytes=settings.max_body_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -126,9 +125,9 @@ def create_app(
                 worker_task = asyncio.create_task(worker.async_run(), name="lgql-embedded-worker")
             process_tuning.freeze_startup_objects()
             try:
-                async with mcp.lifespan():
-                    yield
+                yield
             finally:
+                await doors.aclose()
                 if worker is not None and worker_task is not None:
                     await worker.close()
                     worker_task.cancel()
@@ -182,8 +181,7 @@ def create_app(
         *graphql_routes(graphql, "/graphql"),
         graphiql_static_mount(),
         *console_routes(),
-        Route(MCP_PATH, mcp),
-        *a2a_routes(A2ADoor(max_body_bytes=settings.max_body_bytes)),
+        *doors.routes(),
     ]
     # CORS outermost: a browser's preflight carries no credentials and must still be answered.
     return Starlette(

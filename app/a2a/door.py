@@ -25,7 +25,6 @@ from a2a.types.a2a_pb2 import (
 from a2a.utils.constants import PROTOCOL_VERSION_0_3, PROTOCOL_VERSION_1_0, TransportProtocol
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from app import __version__
@@ -42,13 +41,11 @@ from app.services.assistants import AssistantRecord
 from app.services.container import Services
 from app.services.errors import ServiceError
 
-A2A_PATH = "/a2a/{assistant_id}"
 # Methods answered once the run ends, in both protocol versions.
 BLOCKING_METHODS = frozenset({"message/send", "SendMessage"})
 # A slow answer starts after this many seconds, then gets a newline every KEEP_ALIVE_EVERY.
 KEEP_ALIVE_AFTER = 5.0
 KEEP_ALIVE_EVERY = 5.0
-CARD_PATH = "/.well-known/agent-card.json"
 MODES = ["text/plain", "application/json"]
 
 
@@ -209,11 +206,3 @@ def _params_errors_named(response: Response) -> Response:
         return response
     error["code"] = INVALID_PARAMS
     return JSONResponse(body, status_code=response.status_code)
-
-
-def a2a_routes(door: A2ADoor) -> list[BaseRoute]:
-    return [
-        Route(CARD_PATH, well_known_card, methods=["GET"]),
-        Route(f"{A2A_PATH}{CARD_PATH}", assistant_card, methods=["GET"]),
-        Route(A2A_PATH, door),
-    ]

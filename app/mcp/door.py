@@ -43,8 +43,6 @@ from app.mcp.tools import AssistantTools
 from app.services.container import Services
 from app.services.errors import ServiceError
 
-MCP_PATH = "/mcp"
-
 log = logging.getLogger("lgql.mcp")
 
 
