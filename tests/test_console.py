@@ -393,3 +393,30 @@ def test_graphiql_links_to_the_console(browser: Browser) -> None:
     b.wait_css("#lgql-console-link").click()
     b.wait_css("#graphs [data-graph='chat_model']")
     assert b.driver.current_url.endswith("/console/")
+
+
+def test_thread_view_follows_new_runs_live(browser: Browser, dev: DevServer) -> None:
+    b = browser
+    start_chat(b, "chat_model", "hi")
+    assert b.wait_ended() == "SUCCESS"
+    thread_id = b.css("[data-thread-id]").get_attribute("data-thread-id")
+    b.open(f"/console/threads/{thread_id}")
+    b.wait_css("#history li")
+    created = httpx.post(
+        dev.graphql_url,
+        json={
+            "query": "mutation($input: RunInput!) { createRun(input: $input) { id } }",
+            "variables": {
+                "input": {
+                    "assistantId": "chat_model",
+                    "threadId": thread_id,
+                    "input": {"messages": [{"role": "user", "content": "from elsewhere"}]},
+                }
+            },
+        },
+        timeout=10,
+    ).json()["data"]["createRun"]["id"]
+    # Well before the 15 s fallback poll: threadStream told the page.
+    b.wait("the new run", lambda: b.all(f"#thread-runs a[href$='/runs/{created}']"), timeout=6)
+    b.wait("its values", lambda: "from elsewhere" in b.css("main").text, timeout=6)
+    b.step("live thread")

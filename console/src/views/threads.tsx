@@ -1,7 +1,8 @@
 // Threads: a searchable list, and one thread's values, interrupts, runs, and history as a
 // timeline of checkpoints (node, time, what changed), with forking and state editing.
-import { useMemo, useState } from "preact/hooks";
-import { gql } from "../api";
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { authEpoch, gql, subscribe } from "../api";
+import { useSignal } from "../signal";
 import { ErrorText, Json, JsonEditor, Link, parseJson, pretty, shortId, Status, useAction, useQuery, when } from "../ui";
 import { StartRun } from "./start_run";
 
@@ -86,6 +87,36 @@ const GRAPH_OF = `query GraphOf($id: ID!) {
   assistant(id: $id) { id graphId graph { nodes } schemas { inputSchema } }
 }`;
 
+const PULSE = `subscription Pulse($threadId: ID!, $lastEventId: String) {
+  threadStream(threadId: $threadId, lastEventId: $lastEventId, streamMode: [VALUES]) { id event }
+}`;
+
+/** Calls `onPulse` (at most every 300 ms) when a run of the thread starts, changes its state or
+ * ends: `threadStream` keeps the thread view live without polling. */
+function useThreadPulse(threadId: string, onPulse: () => void): void {
+  const epoch = useSignal(authEpoch);
+  useEffect(() => {
+    let timer = 0;
+    // Re-sent as is when graphql-ws reconnects: resume after the last event seen.
+    const variables: Record<string, unknown> = { threadId, lastEventId: null };
+    const unsubscribe = subscribe<{ threadStream: { id: string } }>(PULSE, variables, {
+      next: ({ threadStream }) => {
+        variables.lastEventId = threadStream.id;
+        timer ||= window.setTimeout(() => {
+          timer = 0;
+          onPulse();
+        }, 300);
+      },
+      error: () => {},
+      complete: () => {},
+    });
+    return () => {
+      unsubscribe();
+      clearTimeout(timer);
+    };
+  }, [threadId, epoch]);
+}
+
 /** What changed between two states: keys whose values differ, with what was added to lists. */
 function diff(before: any, after: any): Array<{ key: string; change: unknown; kind: string }> {
   const out: Array<{ key: string; change: unknown; kind: string }> = [];
@@ -109,8 +140,9 @@ export function ThreadView(props: { id: string }) {
   const { data, error, reload } = useQuery(
     THREAD,
     { id: props.id, runStatus: runStatus || null },
-    { pollMs: 3000 },
+    { pollMs: 15000 },
   );
+  useThreadPulse(props.id, reload);
   const t = data?.thread;
   const graphId: string | undefined = t?.metadata?.graph_id;
   const graph = useQuery(GRAPH_OF, { id: graphId ?? "" }, { skip: !graphId });
