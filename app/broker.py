@@ -54,6 +54,8 @@ class Broker:
         self._cancel_listener_lock = asyncio.Lock()
         self._end_waiters: dict[str, list[_EndWaiter]] = {}
         self._end_recheck: asyncio.Task[None] | None = None
+        self._lookups: list[tuple[str, asyncio.Future[bytes | None]]] = []
+        self._lookup_sender: asyncio.Task[None] | None = None
         notices_for(redis).add(self._end_pattern, self._on_end_notice, self._recheck_waiters_soon)
 
     # --- keys --------------------------------------------------------------------------------
@@ -223,6 +225,30 @@ class Broker:
                 if not waiters:
                     del self._end_waiters[run_id]
 
+    async def _recorded_outcome(self, run_id: str) -> dict[str, Any] | None:
+        """`run_outcome`, for waiters: the lookups of waiters that start together go out as one
+        MGET, so a burst of `runAndWait`s costs a round trip and a connection, not one each."""
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._lookups.append((run_id, future))
+        if self._lookup_sender is None or self._lookup_sender.done():
+            self._lookup_sender = asyncio.create_task(self._send_lookups())
+        raw = await future
+        return None if raw is None else dict(orjson.loads(raw))
+
+    async def _send_lookups(self) -> None:
+        while self._lookups:
+            batch, self._lookups = self._lookups[:512], self._lookups[512:]
+            try:
+                raws: list[Any] = await self.redis.mget([self._result_key(r) for r, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), raw in zip(batch, raws, strict=True):
+                if not future.done():
+                    future.set_result(raw)
+
     def _on_end_notice(self, channel: bytes, data: bytes) -> None:
         # "<prefix>:run:<id>:end"
         run_id = channel.decode()[len(self.prefix) + len(":run:") : -len(":end")]
@@ -287,7 +313,7 @@ class Broker:
                 done.set_result(outcome)
 
         async with self.run_end_notices(run_id, on_end, recheck_seconds=recheck_seconds):
-            outcome = await self.run_outcome(run_id)
+            outcome = await self._recorded_outcome(run_id)
             if outcome is not None:
                 return outcome
             wait = min(FIRST_DATABASE_CHECK, database_every)
