@@ -42,7 +42,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from drivers import Driver, LangGraphSdkDriver, LgqlDriver, floor_process
+from drivers import Driver, LangGraphSdkDriver, LgqlDriver, StreamError, floor_process
 from round_trips import floor_round_trips, lgql_round_trips
 from servers import (
     ROOT,
@@ -71,6 +71,7 @@ ROWS: list[tuple[str, str, bool | None]] = [
     ("stateless_p95", "stateless wait, steps, p95 (ms)", False),
     ("stream_first", "stream100: first event, p50 (ms)", False),
     ("stream_last", "stream100: last event, p50 (ms)", False),
+    ("stream_failed", "stream100 runs that failed (of n)", None),
     ("throughput", "background throughput (runs/s)", True),
     ("cpu_api", "CPU/run: API process (floor: its process) (ms)", False),
     ("cpu_worker", "CPU/run: worker process(es) (ms)", False),
@@ -149,6 +150,7 @@ async def latencies(columns: list[Column], args: argparse.Namespace) -> dict[str
     thread: dict[str, list[float]] = {c.name: [] for c in columns}
     stateless: dict[str, list[float]] = {c.name: [] for c in columns}
     streams: dict[str, list[tuple[float, float]]] = {c.name: [] for c in columns}
+    failures = {c.name: 0 for c in columns}
     for i in range(args.n):
         order = columns[i % len(columns) :] + columns[: i % len(columns)]
         for col in order:
@@ -156,15 +158,26 @@ async def latencies(columns: list[Column], args: argparse.Namespace) -> dict[str
         for col in order:
             stateless[col.name].append(await col.driver.stateless_wait("steps"))
         for col in order:
-            streams[col.name].append(await col.driver.stream("stream100"))
+            try:
+                streams[col.name].append(await col.driver.stream("stream100"))
+            except StreamError as e:
+                failures[col.name] += 1
+                print(f"  {col.name}: a stream100 run failed: {e}", flush=True)
     return {
         c.name: {
             "thread_p50": statistics.median(thread[c.name]),
             "thread_p95": pct(thread[c.name], 0.95),
             "stateless_p50": statistics.median(stateless[c.name]),
             "stateless_p95": pct(stateless[c.name], 0.95),
-            "stream_first": statistics.median(s[0] for s in streams[c.name]),
-            "stream_last": statistics.median(s[1] for s in streams[c.name]),
+            **(
+                {
+                    "stream_first": statistics.median(s[0] for s in streams[c.name]),
+                    "stream_last": statistics.median(s[1] for s in streams[c.name]),
+                }
+                if streams[c.name]
+                else {}
+            ),
+            "stream_failed": float(failures[c.name]),
         }
         for c in columns
     }
