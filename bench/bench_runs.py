@@ -249,7 +249,10 @@ def table(results: dict[str, Figs]) -> list[tuple[str, list[str]]]:
             continue
         floor, peer, ours = values
         ratios = [_ratio(ours, floor), _ratio(ours, peer)] if direction is not None else ["—"] * 2
-        rows.append((label, [*map(_fmt, values), *ratios]))
+        cells = [
+            str(int(v)) if key == "stream_failed" and v is not None else _fmt(v) for v in values
+        ]
+        rows.append((label, [*cells, *ratios]))
     return rows
 
 
