@@ -158,17 +158,20 @@ async def active_runs(conn: asyncpg.Connection, thread_id: uuid.UUID) -> list[Ru
     return [run_of(r) for r in await conn.fetch(_ACTIVE_RUNS, thread_id)]
 
 
-# `created_at` is stamped here, under the thread lock, so the order of creation times is the
-# order in which the double-texting decisions were made.
+# `created_at` is the clock when this statement runs, under the thread's lock (not when the
+# request came in): the order of creation times is the order of the double-texting decisions,
+# so the run that wins an interrupt or rollback race is the newest.
 _INSERT_RUN = f"""
-WITH run AS (
+WITH clock AS (SELECT clock_timestamp() AS now), run AS (
     INSERT INTO runs (run_id, thread_id, assistant_id, status, metadata, kwargs,
                       multitask_strategy, webhook, created_at, updated_at, available_at)
-    VALUES ($1, $2, $3, 'pending', $4::jsonb, $5::jsonb, $6, $7, $8::timestamptz, $8,
-            $8::timestamptz + make_interval(secs => $9::float8))
+    SELECT $1, $2, $3, 'pending', $4::jsonb, $5::jsonb, $6, $7, clock.now, clock.now,
+           clock.now + make_interval(secs => $8::float8)
+      FROM clock
     RETURNING {_RUN_COLUMNS}
 ), thread AS (
-    UPDATE threads SET status = 'busy', metadata = metadata || $10::jsonb, updated_at = $8
+    UPDATE threads SET status = 'busy', metadata = metadata || $9::jsonb,
+           updated_at = (SELECT now FROM clock)
      WHERE thread_id = $2
 )
 SELECT * FROM run
@@ -185,7 +188,6 @@ async def insert_run(
     kwargs: dict[str, Any],
     multitask_strategy: str,
     webhook: str | None,
-    now: datetime,
     after_seconds: float,
     thread_stamp: dict[str, Any],
 ) -> Run:
@@ -199,7 +201,6 @@ async def insert_run(
         _json(kwargs),
         multitask_strategy,
         webhook,
-        now,
         float(after_seconds),
         _json(thread_stamp),
     )

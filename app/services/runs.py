@@ -225,7 +225,6 @@ class RunService:
             kwargs=request.kwargs(),
             multitask_strategy=strategy.value,
             webhook=request.webhook,
-            now=now,
             after_seconds=request.after_seconds,
             thread_stamp=stamp,
         )
