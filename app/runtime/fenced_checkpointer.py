@@ -7,18 +7,21 @@ a worker that lost the run raises `LostOwnership` and has saved nothing more.
 Batched (`write_behind`, for LangGraph's `async` durability): LangGraph hands a checkpoint and each
 task's writes to the checkpointer in the background and goes on with the next step; it only waits
 for them when the graph exits. So the saves need not be one statement (and one commit) each: they
-queue up, and one background flush at a time sends everything queued in a single statement. A
-step never waits for the database, and a run of a few quick steps costs two or three statements
-instead of a dozen. What a crash can lose is what was queued or in flight, which is what LangGraph's
-`async` mode already gives up (the checkpoint in flight, and the ones chained behind it). Reads
-through this view, and the end of the graph, wait for the queue to drain first, so the run reads
-its own writes and ends only once its progress is saved. Under `sync` durability every save is
-flushed before it returns; under `exit` LangGraph saves once, at the end.
+queue up, and a background flush sends everything queued in a single statement, at most
+`BATCH_SECONDS` after the first of them, or at once when someone waits for them. A step never
+waits for the database, a checkpoint is in Postgres within `BATCH_SECONDS` of being taken (while
+the next step executes, as LangGraph's `async` mode says), and a run of quick steps costs one
+statement instead of a dozen. What a crash can lose is what was queued or in flight: what
+LangGraph's `async` mode already gives up, over a window of `BATCH_SECONDS`. Reads through this
+view, and the end of the graph, flush the queue first, so the run reads its own writes and ends
+only once its progress is saved. Under `sync` durability every save is flushed before it returns;
+under `exit` LangGraph saves once, at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -30,6 +33,9 @@ from app.runtime import checkpoint_sql as sql
 from app.runtime.checkpointer import LostOwnership, PostgresCheckpointer
 
 _CHECKPOINT, _WRITES_KEPT, _WRITES_REPLACED = 0, 1, 2
+
+#: Longest a queued save waits for others to join its batch (unless someone waits for it).
+BATCH_SECONDS = 0.05
 
 
 class FencedCheckpointer(PostgresCheckpointer):
@@ -46,6 +52,8 @@ class FencedCheckpointer(PostgresCheckpointer):
         self._write_behind = write_behind
         self._queued: list[tuple[int, list[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        # Set while someone waits for the queued saves: the flush goes at once.
+        self._wanted = asyncio.Event()
         self._failure: BaseException | None = None
         #: Statements sent, for tests and benchmarks.
         self.statements = 0
@@ -73,6 +81,7 @@ class FencedCheckpointer(PostgresCheckpointer):
 
     async def _drained(self) -> None:
         while self._flusher is not None and not self._flusher.done():
+            self._wanted.set()
             # Shielded: a caller cancelled while waiting must not cancel the flush itself.
             await asyncio.shield(self._flusher)
 
@@ -81,6 +90,16 @@ class FencedCheckpointer(PostgresCheckpointer):
             raise self._failure
 
     async def _flush_queued(self) -> None:
+        if self._write_behind:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(BATCH_SECONDS):
+                    await self._wanted.wait()
+        try:
+            await self._send_queued()
+        finally:
+            self._wanted.clear()
+
+    async def _send_queued(self) -> None:
         while self._queued and self._failure is None:
             batch, self._queued = self._queued, []
             try:
