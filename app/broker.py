@@ -173,6 +173,10 @@ class Broker:
 
     # --- run ends ----------------------------------------------------------------------------
 
+    def end_channel(self, run_id: str) -> str:
+        """Where a run's end is announced (for `EventStreams.finish`)."""
+        return self._end_channel(run_id)
+
     def result_key(self, run_id: str) -> str:
         """Where a finished run's outcome is recorded (read by joins in their opening script)."""
         return self._result_key(run_id)

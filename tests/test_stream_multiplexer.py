@@ -319,3 +319,52 @@ async def test_concurrent_first_subscribers_share_one_listener(engines: EngineUr
     finally:
         await fresh.broker.close()
         await redis.aclose()
+
+
+async def test_finish_ends_the_stream_and_announces_the_outcome_in_one_call(rig: Rig) -> None:
+    run, thread = ids()
+
+    async def nothing() -> dict[str, Any] | None:
+        return None
+
+    opened = await rig.streams.open_run(
+        run, thread, after=None, outcome_key=rig.broker.result_key(run)
+    )
+    waiting = asyncio.create_task(rig.broker.wait_for_run_end(run, fallback=nothing))
+    first = await rig.append(run, thread, [("metadata", {"attempt": 1})])
+    outcome = {"run": {"run_id": run, "status": "success"}}
+    end_id = await rig.streams.finish(
+        run,
+        thread,
+        1,
+        "end",
+        {"run_id": run, "status": "success"},
+        outcome=outcome,
+        outcome_key=rig.broker.result_key(run),
+        outcome_channel=rig.broker.end_channel(run),
+        outcome_ttl=600,
+    )
+    got = await take(opened.tap, 2)
+    assert [e.id for e in got] == (first or []) + [end_id]
+    assert got[-1].data == {"run_id": run, "status": "success"}
+    opened.tap.close()
+    assert await waiting == outcome
+    assert await rig.broker.run_outcome(run) == outcome
+    assert 0 < await rig.redis.ttl(rig.streams.thread_key(thread)) <= 60
+    assert 0 < await rig.redis.ttl(rig.streams.run_key(run)) <= 60
+    # A stale attempt's end is refused; the outcome (the database's verdict) still goes out.
+    assert await rig.append(run, thread, [("metadata", {"attempt": 2})], attempt=2)
+    stale = await rig.streams.finish(
+        run,
+        thread,
+        1,
+        "end",
+        {"status": "stale"},
+        outcome=outcome,
+        outcome_key=rig.broker.result_key(run),
+        outcome_channel=rig.broker.end_channel(run),
+        outcome_ttl=600,
+    )
+    assert stale is None
+    entries = await rig.redis.xrange(rig.streams.thread_key(thread))
+    assert all(b"stale" not in f[b"data"] for _, f in entries)

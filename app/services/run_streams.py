@@ -125,6 +125,7 @@ class RunStreamService:
                     yield _end(rid, _status_of(outcome) if outcome else run.status)
                     return
                 if ended:
+                    # Ended already: all it wrote is in Redis; read it straight through.
                     tap.poke()
                 asked_database_at = time.monotonic()
                 while True:
@@ -144,7 +145,9 @@ class RunStreamService:
                             ended.append(outcome or {"run": {"status": status or run.status}})
                     if ended:
                         # The run has ended, and everything it wrote is in Redis by now (it
-                        # writes its events before it announces its end): deliver the rest.
+                        # writes its events before it announces its end): deliver the rest,
+                        # reading it ourselves (the hub need not read it too).
+                        tap.close()
                         async for event in tap.rest():
                             if event.run_id == rid:
                                 yield event
