@@ -688,7 +688,11 @@ async def test_a_run_whose_worker_keeps_dying_records_its_error_webhook(
     thread_id, run_id = new_id(), new_id()
     async with service.db.sessions.begin() as session:
         await threads_db.insert_if_absent(
-            session, thread_id=thread_id, metadata={}, now=utcnow(), status="busy"
+            await driver_connection(session),
+            thread_id=thread_id,
+            metadata={},
+            now=utcnow(),
+            status="busy",
         )
         await (await driver_connection(session)).execute(
             "INSERT INTO runs (run_id, thread_id, assistant_id, status, attempt, started_at,"

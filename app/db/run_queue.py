@@ -115,37 +115,6 @@ async def lock_thread(conn: asyncpg.Connection, thread_id: uuid.UUID) -> dict[st
     return None if found is None else dict(orjson.loads(found))
 
 
-_INSERT_THREAD = """
-INSERT INTO threads (thread_id, metadata, config, status, interrupts, created_at, updated_at,
-                     state_updated_at, ttl_minutes, ttl_strategy, expires_at)
-VALUES ($1, $2::jsonb, '{}'::jsonb, 'busy', '{}'::jsonb, $3::timestamptz, $3, $3, $4, $5, $6)
-ON CONFLICT (thread_id) DO NOTHING
-RETURNING metadata::text
-"""
-
-
-async def insert_busy_thread(
-    conn: asyncpg.Connection,
-    thread_id: uuid.UUID,
-    *,
-    metadata: dict[str, Any],
-    now: datetime,
-    ttl: dict[str, Any],
-) -> dict[str, Any] | None:
-    """Insert a thread for a run about to be created (status busy); its metadata, or None when
-    the id was taken meanwhile (nothing written)."""
-    found = await conn.fetchval(
-        _INSERT_THREAD,
-        thread_id,
-        _json(metadata),
-        now,
-        ttl.get("ttl_minutes"),
-        ttl.get("ttl_strategy"),
-        ttl.get("expires_at"),
-    )
-    return None if found is None else dict(orjson.loads(found))
-
-
 _ACTIVE_RUNS = f"""
 SELECT {_RUN_COLUMNS} FROM runs
  WHERE thread_id = $1 AND status IN ('pending', 'running')
@@ -488,7 +457,6 @@ async def startable_runs(conn: asyncpg.Connection, *, grace_seconds: float) -> l
 STATEMENTS = (
     _ASSISTANT_AND_THREAD,
     _LOCK_THREAD,
-    _INSERT_THREAD,
     _ACTIVE_RUNS,
     _INSERT_RUN,
     _GET,

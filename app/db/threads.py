@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 from sqlalchemy import Select, exists, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -27,8 +27,51 @@ async def get(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+_THREAD_COLUMNS = (
+    "thread_id, metadata::text AS metadata, config::text AS config, status,"
+    " values::text AS values, interrupts::text AS interrupts, error::text AS error, ttl_minutes,"
+    " ttl_strategy, expires_at, created_at, updated_at, state_updated_at"
+)
+
+# On asyncpg without the ORM: creating a thread is on the path of every new conversation (and of
+# every stateless run), inside a run's transaction or on its own.
+_INSERT = f"""
+INSERT INTO threads (thread_id, metadata, config, status, values, interrupts, created_at,
+                     updated_at, state_updated_at, ttl_minutes, ttl_strategy, expires_at)
+VALUES ($1, $2::jsonb, $3::jsonb, $4, $5::jsonb, $6::jsonb, $7::timestamptz, $7, $7, $8, $9, $10)
+ON CONFLICT (thread_id) DO NOTHING
+RETURNING {_THREAD_COLUMNS}
+"""
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def thread_of(row: asyncpg.Record) -> Thread:
+    """A `Thread` from a row selected with `_THREAD_COLUMNS` (no validation: the row is the
+    truth)."""
+    values = row["values"]
+    error = row["error"]
+    return Thread.model_construct(
+        thread_id=row["thread_id"],
+        metadata_=orjson.loads(row["metadata"]),
+        config=orjson.loads(row["config"]),
+        status=row["status"],
+        values=None if values is None else orjson.loads(values),
+        interrupts=orjson.loads(row["interrupts"]),
+        error=None if error is None else orjson.loads(error),
+        ttl_minutes=row["ttl_minutes"],
+        ttl_strategy=row["ttl_strategy"],
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        state_updated_at=row["state_updated_at"],
+    )
+
+
 async def insert_if_absent(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     *,
     thread_id: uuid.UUID,
     metadata: dict[str, Any],
@@ -40,24 +83,21 @@ async def insert_if_absent(
     ttl: dict[str, Any] | None = None,
 ) -> Thread | None:
     """Insert a thread (`ttl`: its TTL columns); None when the id is taken (nothing written)."""
-    stmt = (
-        insert(Thread)
-        .values(
-            thread_id=thread_id,
-            metadata_=metadata,
-            config=config or {},
-            status=status,
-            values=values,
-            interrupts=interrupts or {},
-            created_at=now,
-            updated_at=now,
-            state_updated_at=now,
-            **(ttl or {}),
-        )
-        .on_conflict_do_nothing(index_elements=["thread_id"])
-        .returning(Thread)
+    ttl = ttl or {}
+    row = await conn.fetchrow(
+        _INSERT,
+        thread_id,
+        _json(metadata),
+        _json(config or {}),
+        status,
+        _json(values),
+        _json(interrupts or {}),
+        now,
+        ttl.get("ttl_minutes"),
+        ttl.get("ttl_strategy"),
+        ttl.get("expires_at"),
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return None if row is None else thread_of(row)
 
 
 async def update_fields(

@@ -197,14 +197,17 @@ class RunService:
         if thread_metadata is None:
             if not stateless and request.if_not_exists is not IfNotExists.CREATE:
                 raise NotFound(f"Thread {thread_id} not found", thread_id=str(thread_id))
-            thread_metadata = await queue_db.insert_busy_thread(
+            inserted = await threads_db.insert_if_absent(
                 conn,
-                thread_id,
+                thread_id=thread_id,
                 metadata={**(request.metadata or {}), **stamp},
                 now=now,
+                status="busy",
                 ttl=self._threads.default_ttl_fields(now),
             )
-            if thread_metadata is None:  # created concurrently by another request: lock it
+            if inserted is not None:
+                thread_metadata = inserted.metadata_
+            else:  # created concurrently by another request: lock it
                 thread_metadata = await queue_db.lock_thread(conn, thread_id)
             assert thread_metadata is not None
         active = await queue_db.active_runs(conn, thread_id)

@@ -132,18 +132,19 @@ class ThreadService:
         }
         flt = await self.auth.check("threads", "create", value)
         meta = dict(require_object(value.get("metadata"), "metadata") or {})
-        async with self._db.sessions.begin() as session:
-            now = utcnow()
-            ttl_fields = ttl.row_fields(now) if ttl else self.default_ttl_fields(now)
+        now = utcnow()
+        ttl_fields = ttl.row_fields(now) if ttl else self.default_ttl_fields(now)
+        async with self._db.pool.acquire() as conn:
             created = await db.insert_if_absent(
-                session, thread_id=tid, metadata=meta, now=now, ttl=ttl_fields
+                conn, thread_id=tid, metadata=meta, now=now, ttl=ttl_fields
             )
-            if created is not None:
-                return created
-            if if_exists is IfExists.DO_NOTHING:
+        if created is not None:
+            return created
+        if if_exists is IfExists.DO_NOTHING:
+            async with self._db.sessions() as session:
                 existing = await db.get(session, tid)
-                if existing is not None and is_visible(flt, existing.metadata_):
-                    return existing
+            if existing is not None and is_visible(flt, existing.metadata_):
+                return existing
         raise Conflict(f"Thread {tid} already exists", thread_id=str(tid))
 
     async def get(self, thread_id: str | uuid.UUID, *, action: str = "read") -> ThreadRecord:
@@ -269,7 +270,7 @@ class ThreadService:
             conn = await driver_connection(session)
             await self._checkpointer.copy_thread_in(conn, str(tid), str(new_tid))
             copied = await db.insert_if_absent(
-                session,
+                conn,
                 thread_id=new_tid,
                 metadata=dict(require_object(value.get("metadata"), "metadata") or {}),
                 config=dict(source.config),
