@@ -130,6 +130,12 @@ async def _serve(settings: Settings, *, database_uri: str, redis_uri: str, dev: 
             log_level=settings.log_level.lower(),
             lifespan="on",
             ws_ping_interval=20,
+            # WebSocket frames are capped at the body limit, as HTTP bodies are: uvicorn refuses
+            # a larger frame (1009) before buffering it.
+            ws_max_size=settings.max_body_bytes,
+            # No per-message compression: a run streams many small events, and deflating each
+            # cost more CPU per event than anything else in the WebSocket path.
+            ws_per_message_deflate=False,
             timeout_graceful_shutdown=10,
         )
         server = _Server(config)
