@@ -1,4 +1,4 @@
-"""The Starlette app: `/graphql` (HTTP, WebSocket, SSE, multipart, GraphiQL), `/ok`, `/info`,
+"""The Starlette app: `/graphql` (HTTP, WebSocket, SSE, multipart, GraphiQL), `/ok`, `/ready`, `/info`,
 behind an optional CORS policy."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from app.services.container import Services
 from app.settings import Settings, origins
 from schema.context import Context
 from schema.schema import build_schema
-from workers.heartbeat import live_workers
+from workers.heartbeat import live_workers, worker_readiness
 
 log = logging.getLogger("lgql.server")
 
@@ -153,6 +153,33 @@ def create_app(
             {"ok": healthy, "services": health}, status_code=200 if healthy else 500
         )
 
+    async def ready(request: Request) -> JSONResponse:
+        """Whether runs can be served end to end: this process reaches Postgres and Redis, and at
+        least one worker is alive and reaching both (its heartbeat in Redis says so; a worker cut
+        off from Redis has none). 503 with what is missing otherwise. `/ok` stays this process's
+        own liveness."""
+        services: Services = request.app.state.services
+        health = await services.health()
+        problems = [f"{name} unreachable" for name, v in health.items() if v != "ok"]
+        workers: dict[str, int] | None = None
+        if health.get("redis") == "ok":
+            try:
+                live, fit = await worker_readiness(services.redis, settings.redis_key_prefix)
+                workers = {"live": live, "ready": fit}
+                if fit == 0:
+                    problems.append(
+                        "no worker is reachable" if live == 0 else "no worker reaches Postgres"
+                    )
+            except Exception as exc:  # reported, not raised, as in /ok
+                problems.append(f"workers unknown: {type(exc).__name__}")
+        body: dict[str, Any] = {
+            "ready": not problems,
+            "services": health,
+            "workers": workers,
+            "problems": problems,
+        }
+        return JSONResponse(body, status_code=200 if not problems else 503)
+
     async def info(request: Request) -> JSONResponse:
         services: Services = request.app.state.services
         body: dict[str, Any] = {
@@ -177,6 +204,7 @@ def create_app(
 
     routes = [
         Route("/ok", ok, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
         Route("/info", info, methods=["GET"]),
         *graphql_routes(graphql, "/graphql"),
         graphiql_static_mount(),

@@ -3,6 +3,12 @@
 A run goes through here once per attempt. The lease is renewed every third of its length; a
 renewal that finds the attempt taken over stops the graph without writing anything more, and one
 that finds a cancel request (the database's copy of the Redis message) applies it.
+
+Infrastructure faults (`app.faults`: a lost or terminated Postgres connection, Redis gone) never
+end a run: the attempt gives up its lease at once (`_retry_later`), the sweeper counts the lapse
+against the run's budget (`BG_JOB_MAX_RETRIES`) and wakes it, and the next attempt resumes from
+the last checkpoint on fresh connections. Recording the end is retried for a while first, as the
+graph's work is done by then. A graph's own exceptions still end the run ERROR.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Any
 
 from langgraph.types import StateSnapshot
 
+from app import faults
+from app.db import run_queue
 from app.event_streams import EventPublisher
 from app.runtime.checkpointer import LostOwnership
 from app.runtime.executor import RunSpec, current_state, execute
@@ -23,10 +31,17 @@ from app.runtime.state import interrupts_by_task
 from app.services import run_lifecycle as lifecycle
 from app.services.container import Services
 from app.services.errors import NotFound
-from app.services.run_lifecycle import Claimed, RunTx, ThreadState
+from app.services.run_lifecycle import Claimed, Ended, RunTx, ThreadState
 from app.services.runs import RunRecord, outcome_of, stopped_outcome
 
 log = logging.getLogger("lgql.worker")
+
+# Gives up the lease of the attempt we hold, now: the next sweep requeues the run as if its
+# worker had died (one lapse counted), without waiting out the lease.
+_LAPSE_NOW = """
+UPDATE runs SET lease_until = now() - interval '1 millisecond'
+ WHERE run_id = $1 AND attempt = $2 AND status = 'running'
+"""
 
 
 def thread_state_of(snapshot: StateSnapshot) -> ThreadState:
@@ -70,16 +85,28 @@ class RunRunner:
 
     async def run(self, run_id: uuid.UUID) -> None:
         """Claim the run if it may start now, and execute it."""
-        async with self.services.db.pool.acquire() as conn:
-            claimed = await lifecycle.start(
-                RunTx(conn),
-                run_id,
-                worker_id=self.worker_id,
-                lease_seconds=self.settings.run_lease_seconds,
-            )
+        try:
+            async with self.services.db.pool.acquire() as conn:
+                claimed = await lifecycle.start(
+                    RunTx(conn),
+                    run_id,
+                    worker_id=self.worker_id,
+                    lease_seconds=self.settings.run_lease_seconds,
+                )
+        except Exception as exc:
+            # Not claimed (it stays pending, and the sweeper wakes it again), or claimed with the
+            # answer lost (its lease lapses, and the sweeper requeues it).
+            if faults.is_infrastructure_fault(exc):
+                await self._drop_connections()
+            raise
         if claimed is None:
             return
-        await self._execute(claimed.run, self._spec(claimed))
+        try:
+            await self._execute(claimed.run, self._spec(claimed))
+        except Exception as exc:
+            if not faults.is_infrastructure_fault(exc):
+                raise
+            await self._retry_later(claimed.run, exc)
 
     def _spec(self, claimed: Claimed) -> RunSpec | Exception:
         """What the executor needs, or why the run cannot execute (its assistant was deleted
@@ -108,6 +135,7 @@ class RunRunner:
             await self._end(run, None, "error", _error(spec), snapshot=None, publisher=None)
             return
         status, error = "success", None
+        fault: BaseException | None = None
         snapshot: StateSnapshot | None = None
         publisher = services.streams.publisher(str(run.run_id), str(run.thread_id), run.attempt)
         keeper = asyncio.create_task(self._keep_lease(run, attempt))
@@ -157,6 +185,10 @@ class RunRunner:
                     status = "interrupted"
                 except LostOwnership:
                     attempt.lost = True
+                except faults.InfrastructureFault as exc:
+                    # lgql's own statement lost its connection (the checkpointer's, the
+                    # store's): not the graph's doing.
+                    fault = exc
                 except Exception as exc:
                     status, error = "error", _error(exc)
                     log.warning("run %s failed: %s", run.run_id, exc, exc_info=exc)
@@ -168,6 +200,12 @@ class RunRunner:
             await publisher.close()
             log.warning("run %s attempt %s was taken over; dropping it", run.run_id, run.attempt)
             return
+        if fault is not None:
+            if attempt.cancel_action is None:
+                await publisher.close()
+                await self._retry_later(run, fault)
+                return
+            status = "interrupted"  # a cancel stopped it meanwhile: the cancel wins
         if attempt.cancel_action == "rollback":
             await self._roll_back(run, spec, publisher)
             return
@@ -208,18 +246,7 @@ class RunRunner:
         state = thread_state_of(snapshot) if snapshot is not None else None
         output = output_of(snapshot)
         temporary = bool(run.kwargs.get("temporary"))
-        async with services.db.pool.acquire() as conn:
-            # The end alone is one call that commits by itself; with a webhook to record or a
-            # stateless run's thread to delete, all of it is one transaction: no one ever sees
-            # the run ended without its webhook, or with its temporary thread still there.
-            atomic = conn.transaction() if run.webhook or temporary else contextlib.nullcontext()
-            async with atomic:
-                tx = RunTx(conn)
-                ended = await lifecycle.end(
-                    tx, run, status=status, output=output, error=error, state=state
-                )
-                if ended is not None and temporary:
-                    await services.threads.delete_in(conn, run.thread_id)
+        tx, ended = await self._record_end(run, status, output, error, state)
         if ended is None:
             if publisher is not None:
                 await publisher.close()
@@ -229,6 +256,81 @@ class RunRunner:
         await services.broker.publish_run_end(str(run.run_id), outcome_of(ended.run))
         if ended.next_run is not None and not temporary:
             await services.runs.wake(*ended.next_run)
+
+    async def _record_end(
+        self,
+        run: RunRecord,
+        status: str,
+        output: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+        state: ThreadState | None,
+    ) -> tuple[RunTx, Ended | None]:
+        """Record how the run ended; on an infrastructure fault, again on a fresh connection
+        (with backoff, for up to a lease), as the graph's work is done. Raises the last fault
+        when the database stays unreachable (the lease lapses and another attempt ends it)."""
+        services = self.services
+        temporary = bool(run.kwargs.get("temporary"))
+        deadline = asyncio.get_running_loop().time() + self.settings.run_lease_seconds
+        delay, faulted = 0.05, False
+        while True:
+            try:
+                async with services.db.pool.acquire() as conn:
+                    # The end alone is one call that commits by itself; with a webhook to record
+                    # or a stateless run's thread to delete, all of it is one transaction: no one
+                    # ever sees the run ended without its webhook, or with its temporary thread
+                    # still there.
+                    atomic = (
+                        conn.transaction() if run.webhook or temporary else contextlib.nullcontext()
+                    )
+                    async with atomic:
+                        tx = RunTx(conn)
+                        ended = await lifecycle.end(
+                            tx, run, status=status, output=output, error=error, state=state
+                        )
+                        if ended is not None and temporary:
+                            await services.threads.delete_in(conn, run.thread_id)
+                    if ended is None and faulted:
+                        # A first try whose commit went through but whose answer was lost.
+                        row = await run_queue.get(conn, run.run_id)
+                        if row is not None and row.attempt == run.attempt and row.status == status:
+                            ended = Ended(row, None)  # the sweeper wakes the thread's next run
+                return tx, ended
+            except Exception as exc:
+                if not faults.is_infrastructure_fault(exc):
+                    raise
+                await self._drop_connections()
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+                log.warning("could not record the end of run %s (%s); retrying", run.run_id, exc)
+                faulted = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _retry_later(self, run: RunRecord, exc: BaseException) -> None:
+        """Hand an attempt hit by an infrastructure fault back: its lease lapses now, the sweeper
+        requeues the run (one attempt of its budget spent) and another attempt resumes it from
+        its last checkpoint. When even that statement fails, the lease lapses by itself."""
+        log.warning(
+            "run %s attempt %s hit an infrastructure fault (%s: %s); it will be retried from its "
+            "last checkpoint",
+            run.run_id,
+            run.attempt,
+            type(exc.__cause__ or exc).__name__,
+            exc.__cause__ or exc,
+        )
+        await self._drop_connections()
+        try:
+            async with self.services.db.pool.acquire() as conn:
+                await conn.execute(_LAPSE_NOW, run.run_id, run.attempt)
+        except Exception:
+            log.warning("could not give up the lease of run %s; it lapses", run.run_id)
+
+    async def _drop_connections(self) -> None:
+        """Replace the pool's connections: after a lost server or a terminated backend the idle
+        ones are as dead, and one reused mid-failure answers "another operation is in
+        progress"."""
+        with contextlib.suppress(Exception):
+            await self.services.db.pool.expire_connections()
 
     async def _close_stream(
         self,

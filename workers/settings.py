@@ -21,13 +21,13 @@ from arq.connections import create_pool
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from app import process_tuning
+from app import faults, process_tuning
 from app.broker import EXECUTE_RUN, SEND_WEBHOOK, redis_settings
 from app.runtime.langgraph_config import load_langgraph_config
 from app.services.container import Services, open_services
 from app.settings import Settings, get_settings
 from workers.cron_scheduler import schedule_crons_forever
-from workers.heartbeat import report_heartbeats
+from workers.heartbeat import Reachability, report_heartbeats
 from workers.runner import RunRunner
 from workers.sweeper import sweep_forever
 from workers.tasks import wake_run
@@ -67,39 +67,62 @@ class DoorbellWorker(Worker):
             await self.on_startup(self.ctx)
         services: Services = self.ctx["services"]
         runner: RunRunner = self.ctx["runner"]
+        reach: Reachability = self.ctx["reachability"]
+        log.info("worker %s ready: Postgres and Redis reachable", self.ctx["worker_id"])
         keys = [services.wakeups.key, services.broker.doorbell_key]
         loop = asyncio.get_running_loop()
         polled_at = -self.poll_delay_s
         failures = 0
         while True:
-            if loop.time() - polled_at >= self.poll_delay_s:
-                polled_at = loop.time()
-                await self._poll_iteration()
-                if self.burst and self.pool is not None and not await self._work_left(services):
-                    await asyncio.gather(*self.tasks.values())
-                    return
-            if not self.allow_pick_jobs:  # shutting down: arq cancels us once jobs are done
-                await asyncio.sleep(self.poll_delay_s)
-                continue
-            await self.sem.acquire()
+            # Redis going away (a restart, a failover) must never end the worker: every command
+            # of this loop is retried with backoff, and runs woken meanwhile are woken again by
+            # the sweeper once Redis is back (even if it came back empty).
             try:
-                found = await self.pool.bzpopmin(keys, timeout=self.poll_delay_s)
-                failures = 0
-            except (RedisError, OSError):
-                self.sem.release()
+                if loop.time() - polled_at >= self.poll_delay_s:
+                    polled_at = loop.time()
+                    await self._poll_iteration()
+                    if self.burst and not await self._work_left(services):
+                        await asyncio.gather(*self.tasks.values())
+                        return
+                if not self.allow_pick_jobs:  # shutting down: arq cancels us once jobs are done
+                    await asyncio.sleep(self.poll_delay_s)
+                    continue
+                await self.sem.acquire()
+                try:
+                    found = await self.pool.bzpopmin(keys, timeout=self.poll_delay_s)
+                except BaseException:
+                    self.sem.release()
+                    raise
+                key = found[0].decode() if found else None
+                if key != services.wakeups.key or not self.allow_pick_jobs:
+                    self.sem.release()
+                    if key == services.wakeups.key:  # taken while stopping: give it back
+                        await services.wakeups.wake([found[1].decode()])
+                    elif key is not None:  # the doorbell: arq's queue has a job due
+                        polled_at = -self.poll_delay_s
+                    continue
+                self._start_run(runner, found[1].decode())
+            except (RedisError, OSError) as exc:
                 failures += 1
-                log.warning("cannot reach Redis for wake-ups; retrying", exc_info=failures == 1)
-                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                reach.failed("redis", exc)
+                await asyncio.sleep(min(5.0, 0.05 * 2**failures))
                 continue
-            key = found[0].decode() if found else None
-            if key != services.wakeups.key or not self.allow_pick_jobs:
-                self.sem.release()
-                if key == services.wakeups.key:  # taken while stopping: give it back
-                    await services.wakeups.wake([found[1].decode()])
-                elif key is not None:  # the doorbell: arq's queue has a job due
-                    polled_at = -self.poll_delay_s
-                continue
-            self._start_run(runner, found[1].decode())
+            if failures:
+                failures = 0
+                reach.ok("redis")
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        # arq takes a slot (semaphore and counter) before its first command for a job; if Redis
+        # fails right there, the slot would be lost for good: give it back.
+        for job_id in job_ids:
+            counter, tasks = self.job_counter, len(self.tasks)
+            try:
+                await super().start_jobs([job_id])
+            except BaseException:
+                if self.job_counter == counter + 1 and len(self.tasks) == tasks:
+                    self.job_counter -= 1
+                    self.sem.release()
+                raise
 
     def _start_run(self, runner: RunRunner, run_id: str) -> None:
         self.job_counter += 1
@@ -114,6 +137,11 @@ class DoorbellWorker(Worker):
         return bool(queued or await services.wakeups.waiting() or self.tasks)
 
 
+async def _ping(services: Services) -> None:
+    async with services.db.pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
+
+
 async def _execute_quietly(runner: RunRunner, run_id: str) -> None:
     try:
         await runner.run(uuid.UUID(run_id))
@@ -121,9 +149,12 @@ async def _execute_quietly(runner: RunRunner, run_id: str) -> None:
         # The worker is shutting down (arq cancels its tasks once the grace period is over) and
         # the runner handed the run back: this task's work is done, not failed.
         return
-    except Exception:
-        # Its lease lapses, and the sweeper gives it to a worker again.
-        log.exception("run %s failed in the worker", run_id)
+    except Exception as exc:
+        # Its lease lapses (or it stays pending), and the sweeper gives it to a worker again.
+        if faults.is_infrastructure_fault(exc):
+            log.warning("run %s not started or ended here: %s: %s", run_id, type(exc).__name__, exc)
+        else:
+            log.exception("run %s failed in the worker", run_id)
 
 
 def build_worker(
@@ -142,6 +173,7 @@ def build_worker(
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["worker_id"] = wid
         ctx["prefix"] = settings.redis_key_prefix
+        reach = ctx["reachability"] = Reachability(wid)
         opened = services
         if opened is None:
             if not database_uri:
@@ -160,7 +192,13 @@ def build_worker(
             asyncio.create_task(sweep_threads_forever(opened), name="lgql-thread-ttl"),
             asyncio.create_task(sweep_store_forever(opened), name="lgql-store-ttl"),
             asyncio.create_task(
-                report_heartbeats(opened.redis, settings.redis_key_prefix, wid),
+                report_heartbeats(
+                    opened.redis,
+                    settings.redis_key_prefix,
+                    wid,
+                    reachability=reach,
+                    ping_postgres=lambda: _ping(opened),
+                ),
                 name="lgql-heartbeat",
             ),
         ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from app import faults
 from app.services import run_lifecycle as lifecycle
 from app.services.container import Services
 from app.services.run_lifecycle import RunTx
@@ -52,6 +53,13 @@ async def sweep_forever(services: Services) -> None:
             await sweep_once(services)
         except asyncio.CancelledError:
             raise
-        except Exception:  # a blip of Postgres or Redis must not end the loop
-            log.warning("sweep failed; retrying", exc_info=True)
+        except Exception as exc:  # a blip of Postgres or Redis must not end the loop
+            # An outage is logged once per sweep without a traceback (the heartbeat reports
+            # it as readiness); anything else is a bug worth its traceback.
+            log.warning(
+                "sweep failed; retrying: %s: %s",
+                type(exc).__name__,
+                exc,
+                exc_info=not faults.is_infrastructure_fault(exc),
+            )
         await asyncio.sleep(services.settings.sweep_interval_seconds)

@@ -23,7 +23,8 @@ log = logging.getLogger("lgql.auth")
 
 USER_SCOPE_KEY = "lgql.user"
 PUBLIC_PREFIXES = ("/static/", "/console/")
-PUBLIC_PATHS = ("/ok", "/console")
+# Probes (liveness, readiness) answer without credentials, as load balancers call them.
+PUBLIC_PATHS = ("/ok", "/ready", "/console")
 
 
 def _is_public(scope: Scope) -> bool:

@@ -4,14 +4,15 @@ state it ended in. Knows LangGraph, not the queue: leases, cancel and statuses a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, Op, Result
 from langgraph.types import Command, Send, StateSnapshot
 
+from app import faults
 from app.runtime.checkpointer import PostgresCheckpointer
 from app.runtime.graphs import AnyPregel, GraphRegistry
 from app.runtime.stream_events import EventShaper, langgraph_modes
@@ -106,6 +107,25 @@ def _send_or_node(value: Any) -> Any:
     return value
 
 
+class FaultMarkingStore(BaseStore):
+    """The store a graph is given: lgql's store, whose lost or broken connections leave as
+    `app.faults.InfrastructureFault` (lgql's fault, retried), unlike the same errors from a
+    node's own database code (the graph's, ending the run ERROR)."""
+
+    def __init__(self, backend: BaseStore) -> None:
+        self.backend = backend
+        self.supports_ttl = backend.supports_ttl
+        self.ttl_config = getattr(backend, "ttl_config", None)
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        with faults.lgql_statement():
+            return await self.backend.abatch(ops)
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        with faults.lgql_statement():
+            return self.backend.batch(ops)
+
+
 async def started_earlier(checkpointer: PostgresCheckpointer, spec: RunSpec) -> bool:
     """Whether an earlier attempt of this run already saved progress (then we resume it)."""
     if spec.attempt <= 1:
@@ -130,7 +150,8 @@ async def execute(
     Checkpoint writes go through a view fenced on this attempt, so a worker that lost the run
     raises `LostOwnership` at its next write instead of overwriting the new owner's progress.
     """
-    resuming = await started_earlier(checkpointer, spec)
+    with faults.lgql_statement():  # before the graph: lgql's own read
+        resuming = await started_earlier(checkpointer, spec)
     config = build_config(spec, resuming=resuming)
     context = build_context(spec)
     kwargs = spec.kwargs
@@ -159,7 +180,11 @@ async def execute(
 
     try:
         async with graphs.open(
-            spec.graph_id, config, checkpointer=fenced, store=store, context=context
+            spec.graph_id,
+            config,
+            checkpointer=fenced,
+            store=FaultMarkingStore(store) if store is not None else None,
+            context=context,
         ) as graph:
             if "events" in requested and sink is not None:
                 # astream_events carries the other modes too: the root run's stream chunks.

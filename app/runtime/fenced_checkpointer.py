@@ -16,21 +16,29 @@ LangGraph's `async` mode already gives up, over a window of `BATCH_SECONDS`. Rea
 view, and the end of the graph, flush the queue first, so the run reads its own writes and ends
 only once its progress is saved. Under `sync` durability every save is flushed before it returns;
 under `exit` LangGraph saves once, at the end.
+
+Faults: this view is lgql's own code inside the graph's run, so a lost or broken connection met by
+one of its statements (a save or a read) leaves it as `app.faults.InfrastructureFault`, and the
+pool's connections are replaced: the runner hands the attempt back (it resumes from the last
+saved checkpoint on a fresh connection) instead of ending the run ERROR.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
 from uuid import UUID
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple, DeltaChannelHistory
 
+from app import faults
 from app.runtime import checkpoint_sql as sql
 from app.runtime.checkpointer import LostOwnership, PostgresCheckpointer
+
+T = TypeVar("T")
 
 _CHECKPOINT, _WRITES_KEPT, _WRITES_REPLACED = 0, 1, 2
 
@@ -108,7 +116,7 @@ class FencedCheckpointer(PostgresCheckpointer):
                     sql.SAVE_FENCED, self._run_uuid, self.attempt, *_batch_args(batch)
                 )
             except BaseException as exc:
-                self._failure = exc
+                self._failure = await self._marked(exc)
                 self._queued.clear()
                 if isinstance(exc, asyncio.CancelledError):
                     raise
@@ -117,12 +125,32 @@ class FencedCheckpointer(PostgresCheckpointer):
                 self._failure = LostOwnership(self.run_id, self.attempt)
                 self._queued.clear()
 
+    async def _marked(self, exc: BaseException) -> BaseException:
+        """`exc` as an `InfrastructureFault` when it is one (its connection is then dropped from
+        the pool, with every other: after a lost server or a terminated backend the idle ones are
+        as broken, and one reused mid-failure answers "another operation is in progress")."""
+        marked = faults.mark(exc)
+        if marked is not exc:
+            marked.__cause__ = exc
+            with contextlib.suppress(Exception):
+                await self.pool.expire_connections()
+        return marked
+
+    async def _read(self, read: Awaitable[T]) -> T:
+        try:
+            return await read
+        except Exception as exc:
+            marked = await self._marked(exc)
+            if marked is exc:
+                raise
+            raise marked from exc
+
     # -- reads see this attempt's own saves (reads are not fenced: they never raise a save's
     # failure) -------------------------------------------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         await self._drained()
-        return await super().aget_tuple(config)
+        return await self._read(super().aget_tuple(config))
 
     async def alist(
         self,
@@ -133,14 +161,21 @@ class FencedCheckpointer(PostgresCheckpointer):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         await self._drained()
-        async for item in super().alist(config, filter=filter, before=before, limit=limit):
+        items = super().alist(config, filter=filter, before=before, limit=limit)
+        while True:
+            try:
+                item = await self._read(anext(items))
+            except StopAsyncIteration:
+                return
             yield item
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         await self._drained()
-        return await super().aget_delta_channel_history(config=config, channels=channels)
+        return await self._read(
+            super().aget_delta_channel_history(config=config, channels=channels)
+        )
 
 
 def _batch_args(batch: list[tuple[int, list[Any]]]) -> list[list[Any]]:
