@@ -54,13 +54,46 @@ TAP_BUFFER = 1024
 # Streams per hub XREAD.
 KEYS_PER_READ = 256
 
+# Every append publishes a notice on its thread's channel. Small batches carry their entries
+# ("last id, previous last id, run id, then id, event, data length, data" per entry, joined by
+# newlines): a multiplexer that has read up to the previous id takes them as they are, with no
+# read of its own. Bigger ones carry the last id alone, and multiplexers read the stream.
+NOTICE_PAYLOAD_MAX = 65536
+_NOTIFY = f"""
+local function notify(channel, prev, run, ids, argv, first)
+  local size = 0
+  for k = 1, #ids do size = size + #argv[first + 2 * k - 1] end
+  if size > {NOTICE_PAYLOAD_MAX} then
+    redis.call('PUBLISH', channel, ids[#ids])
+    return
+  end
+  local parts = {{ids[#ids], prev, run}}
+  for k = 1, #ids do
+    local i = first + 2 * (k - 1)
+    parts[#parts + 1] = ids[k]
+    parts[#parts + 1] = argv[i]
+    parts[#parts + 1] = tostring(#argv[i + 1])
+    parts[#parts + 1] = argv[i + 1]
+  end
+  redis.call('PUBLISH', channel, table.concat(parts, '\\n'))
+end
+local function last_id(key)
+  local tail = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  if tail[1] then return tail[1][1] end
+  return '0-0'
+end
+"""
+
 # KEYS: thread stream, run hash. ARGV: attempt, maxlen, ttl, run id, notice channel, then
 # (event, data) pairs. Returns the new entry ids, or false when a newer attempt owns the run.
-_APPEND = """
+_APPEND = (
+    _NOTIFY
+    + """
 local owner = tonumber(redis.call('HGET', KEYS[2], 'owner') or '0')
 local attempt = tonumber(ARGV[1])
 if attempt < owner then return false end
 if attempt > owner then redis.call('HSET', KEYS[2], 'owner', ARGV[1]) end
+local prev = last_id(KEYS[1])
 local ids = {}
 for i = 6, #ARGV, 2 do
   ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*',
@@ -68,27 +101,31 @@ for i = 6, #ARGV, 2 do
 end
 if #ids > 0 then
   redis.call('HSETNX', KEYS[2], 'start', ids[1])
-  redis.call('PUBLISH', ARGV[5], ids[#ids])
+  notify(ARGV[5], prev, ARGV[4], ids, ARGV, 6)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return ids
 """
+)
 
 # A run's last event, its retention and its outcome in one round trip. KEYS: thread stream, run
 # hash, outcome key. ARGV: attempt, maxlen, retention, run id, notice channel, end channel,
 # outcome (or ''), outcome ttl, event, data. The event is fenced like any append; the outcome
 # (the database's verdict, already committed) is recorded and announced regardless. Returns the
 # event's id, or false when a newer attempt owns the run's appends.
-_FINISH = """
+_FINISH = (
+    _NOTIFY
+    + """
 local owner = tonumber(redis.call('HGET', KEYS[2], 'owner') or '0')
 local id = false
 if tonumber(ARGV[1]) >= owner then
   if tonumber(ARGV[1]) > owner then redis.call('HSET', KEYS[2], 'owner', ARGV[1]) end
+  local prev = last_id(KEYS[1])
   id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*',
                   'event', ARGV[9], 'data', ARGV[10], 'run', ARGV[4])
   redis.call('HSETNX', KEYS[2], 'start', id)
-  redis.call('PUBLISH', ARGV[5], id)
+  notify(ARGV[5], prev, ARGV[4], {id}, ARGV, 9)
 end
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -106,6 +143,7 @@ if ARGV[7] ~= '' then
 end
 return id
 """
+)
 
 # KEYS: thread stream, run hash, run outcome key (the last two: anything, when following a
 # thread). ARGV: cursor ('' = from the run's first event, or the thread's first), page size,
@@ -192,6 +230,35 @@ def _raw_event(entry: list[Any]) -> StreamEvent:
             seq=seq_of(eid),
         )
     return _event(entry[0], dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
+def _notice(payload: bytes) -> tuple[Seq, Seq | None, list[StreamEvent]]:
+    """An append notice: the batch's last id, and, when it carries its entries, the stream's
+    last id before the batch and the entries (see `_NOTIFY`)."""
+    head = payload.split(b"\n", 3)
+    last = seq_of(head[0].decode())
+    if len(head) < 4:
+        return last, None, []
+    prev, run, rest = seq_of(head[1].decode()), head[2].decode(), head[3]
+    events: list[StreamEvent] = []
+    pos, end = 0, len(rest)
+    while pos < end:
+        a = rest.index(b"\n", pos)
+        b = rest.index(b"\n", a + 1)
+        c = rest.index(b"\n", b + 1)
+        size = int(rest[b + 1 : c])
+        eid = rest[pos:a].decode()
+        events.append(
+            StreamEvent(
+                id=eid,
+                run_id=run,
+                event=rest[a + 1 : b].decode(),
+                data=orjson.loads(rest[c + 1 : c + 1 + size]),
+                seq=seq_of(eid),
+            )
+        )
+        pos = c + 1 + size + 1
+    return last, prev, events
 
 
 @dataclass
@@ -474,17 +541,23 @@ class StreamHub:
 
     def _on_notice(self, channel: bytes, data: bytes) -> None:
         key = self.streams.key_of_channel(channel.decode())
-        seq = seq_of(data.decode())
         feed = self.feeds.get(key)
         if feed is None:
+            # Nobody here follows it: remember only that it moved (the head of the notice).
             now = time.monotonic()
             if now - self._recent_since > self.RECENT_SECONDS:
                 self._recent_old, self._recent = self._recent, {}
                 self._recent_old_since, self._recent_since = self._recent_since, now
-            self._recent[key] = seq
+            self._recent[key] = seq_of(data.split(b"\n", 1)[0].decode())
             return
-        if seq > feed.seq:
-            self._mark(key)
+        last, prev, events = _notice(data)
+        if last <= feed.seq:
+            return  # read already
+        if events and prev == feed.seq:
+            # The batch right after what the hub has: take it from the notice, no read.
+            feed.advance(events)
+            return
+        self._mark(key)
 
     def _on_resync(self) -> None:
         # (Re)subscribed: notices may have been lost meanwhile; look at every stream.

@@ -368,3 +368,36 @@ async def test_finish_ends_the_stream_and_announces_the_outcome_in_one_call(rig:
     assert stale is None
     entries = await rig.redis.xrange(rig.streams.thread_key(thread))
     assert all(b"stale" not in f[b"data"] for _, f in entries)
+
+
+async def test_small_batches_reach_subscribers_in_their_notice(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An in-sync multiplexer takes a small batch from its notice (no read of its own); a batch
+    too big for a notice is read from the stream."""
+    run, thread = ids()
+    await rig.append(run, thread, [("metadata", {})])  # the stream exists before anyone follows
+    tap = await rig.streams.open_thread(thread, after=None)
+    assert len(await take(tap, 1)) == 1
+    reads = 0
+    xread = rig.redis.xread
+
+    async def counting_xread(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await xread(*args, **kwargs)
+
+    monkeypatch.setattr(rig.redis, "xread", counting_xread)
+    small: list[str] = []
+    for i in range(3):
+        small += await rig.append(run, thread, [("custom", {"i": i}), ("custom", {"i": -i})]) or []
+    assert [e.id for e in await take(tap, 6)] == small
+    assert reads == 0
+    big = "x" * (event_streams.NOTICE_PAYLOAD_MAX + 1)
+    large = await rig.append(
+        run, thread, [("custom", {"big": big}), ("end", {"status": "success"})]
+    )
+    got = await take(tap, 2)
+    assert [e.id for e in got] == large and got[0].data == {"big": big}
+    assert reads >= 1
+    tap.close()
