@@ -104,17 +104,26 @@ async def private_redis() -> AsyncIterator[PrivateRedis]:
 
 
 @contextlib.asynccontextmanager
-async def private_postgres() -> AsyncIterator[str]:
-    """The URL of a Postgres of our own (the embedded engine), stopped and removed afterwards."""
+async def private_postgres_engine() -> AsyncIterator[PostgresEngine]:
+    """A Postgres of our own (the embedded engine), stopped and removed afterwards. Restarted
+    (`stop()`, `start()`), it comes back on the same port, so clients find it again."""
     # Not pytest's tmp_path: Postgres runs as its own user, which needs to reach the folder.
     folder = Path(tempfile.mkdtemp(prefix="lgql-fault-pg-"))
     engine = PostgresEngine(folder / "pg", folder / "pg.log", True)
-    await engine.start()
+    port = await engine.start()
+    engine.pick_port = lambda: port  # type: ignore[method-assign]
     try:
-        yield engine.uri()
+        yield engine
     finally:
         await engine.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def private_postgres() -> AsyncIterator[str]:
+    """The URL of a Postgres of our own (the embedded engine), stopped and removed afterwards."""
+    async with private_postgres_engine() as engine:
+        yield engine.uri()
 
 
 async def run_rows(database_uri: str) -> dict[str, dict[str, Any]]:

@@ -13,18 +13,24 @@ checkpoints saved on fresh connections), not by the clock.
 from __future__ import annotations
 
 import json
+import socket
 
 import asyncpg
+import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from tests.conftest import free_port
 from tests.fault_servers import (
     FAULTS_CONFIG,
     all_final,
     private_postgres,
+    private_postgres_engine,
     private_redis,
+    running_count,
 )
 from tests.processes import LgqlCluster, poll_until
+from workers.heartbeat import heartbeat_key
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -116,3 +122,64 @@ async def test_terminated_connections_never_fail_a_run() -> None:
             # Every step once, in order: resumed from its checkpoint, never restarted.
             assert json.loads(rows[run_id]["values"])["log"] == [f"{i}:{k}" for k in range(STEPS)]
         assert len(cluster.live_workers()) == 2, cluster.logs(40)
+
+
+async def test_workers_outlive_a_postgres_restart() -> None:
+    """Postgres down for longer than a worker's patience: the worker stays up, logs that it is
+    not ready and says so in its heartbeat (`/ready` is 503), and once Postgres is back the runs
+    cut off mid-way resume from their checkpoints and end SUCCESS."""
+    async with (
+        private_postgres_engine() as engine,
+        private_redis() as redis,
+        LgqlCluster(
+            engine.uri(), redis.uri, apis=1, workers=1, config=FAULTS_CONFIG, env_overrides=ENV
+        ) as cluster,
+    ):
+        database_uri = engine.uri()
+        runs = [
+            await create_run(cluster, "counter", {"tag": str(i), "steps": 300}) for i in range(4)
+        ]
+
+        async def running() -> int | None:
+            return await running_count(database_uri) or None
+
+        await poll_until(running, deadline=30, what="runs to start", cluster=cluster)
+        await engine.stop()
+
+        worker = cluster.worker_procs[0]
+        key = heartbeat_key(cluster.redis_prefix, f"{socket.gethostname()}:{worker.proc.pid}")
+        client = aioredis.from_url(redis.uri)
+        try:
+
+            async def not_ready() -> bool | None:
+                beat = await client.get(key)
+                return True if beat is not None and not json.loads(beat)["ready"] else None
+
+            await poll_until(not_ready, deadline=40, what="the worker to say it is not ready")
+        finally:
+            await client.aclose()
+        assert "not ready: postgres unreachable" in worker.tail(100000)
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.get(f"{cluster.api_urls[0]}/ready")
+            assert answer.status_code == 503
+            assert "no worker reaches Postgres" in answer.json()["problems"]
+
+        await engine.start()
+        rows = await poll_until(
+            lambda: all_final(database_uri, len(runs)),
+            deadline=60,
+            what="every run to end",
+            cluster=cluster,
+        )
+        failed = {
+            r: (rows[r]["status"], rows[r]["error"]) for r in runs if rows[r]["status"] != "success"
+        }
+        assert not failed, f"runs that did not succeed: {failed}\n{cluster.logs(40)}"
+        for i, run_id in enumerate(runs):
+            assert json.loads(rows[run_id]["values"])["log"] == [f"{i}:{k}" for k in range(300)]
+        assert worker.proc.poll() is None, cluster.logs(40)
+
+        async def ready_again() -> bool | None:
+            return True if "ready again: postgres reachable" in worker.tail(100000) else None
+
+        await poll_until(ready_again, deadline=20, what="the worker to say it is ready again")
