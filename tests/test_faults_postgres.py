@@ -164,7 +164,27 @@ async def test_workers_outlive_a_postgres_restart() -> None:
             assert answer.status_code == 503
             assert "no worker reaches Postgres" in answer.json()["problems"]
 
+        # A worker started during the outage waits for Postgres instead of exiting.
+        late = cluster.worker_procs[await cluster.start_worker()]
+        assert late.proc.poll() is None
+        assert "cannot start" in late.tail(100000), late.tail()
+
         await engine.start()
+        late_key = heartbeat_key(cluster.redis_prefix, f"{socket.gethostname()}:{late.proc.pid}")
+        client = aioredis.from_url(redis.uri)
+        try:
+
+            async def beating() -> bool | None:
+                return True if await client.exists(late_key) else None
+
+            await poll_until(
+                beating,
+                deadline=40,
+                what="the late worker's heartbeat",
+                cluster=cluster,
+            )
+        finally:
+            await client.aclose()
         rows = await poll_until(
             lambda: all_final(database_uri, len(runs)),
             deadline=60,
@@ -177,7 +197,7 @@ async def test_workers_outlive_a_postgres_restart() -> None:
         assert not failed, f"runs that did not succeed: {failed}\n{cluster.logs(40)}"
         for i, run_id in enumerate(runs):
             assert json.loads(rows[run_id]["values"])["log"] == [f"{i}:{k}" for k in range(300)]
-        assert worker.proc.poll() is None, cluster.logs(40)
+        assert worker.proc.poll() is None and late.proc.poll() is None, cluster.logs(40)
 
         async def ready_again() -> bool | None:
             return True if "ready again: postgres reachable" in worker.tail(100000) else None

@@ -54,17 +54,7 @@ class DoorbellWorker(Worker):
     """
 
     async def main(self) -> None:
-        if self._pool is None:
-            self._pool = await create_pool(
-                self.redis_settings,
-                job_deserializer=self.job_deserializer,
-                job_serializer=self.job_serializer,
-                default_queue_name=self.queue_name,
-                expires_extra_ms=self.expires_extra_ms,
-            )
-        self.ctx["redis"] = self.pool
-        if self.on_startup:
-            await self.on_startup(self.ctx)
+        await self._start_up()
         services: Services = self.ctx["services"]
         runner: RunRunner = self.ctx["runner"]
         reach: Reachability = self.ctx["reachability"]
@@ -110,6 +100,37 @@ class DoorbellWorker(Worker):
             if failures:
                 failures = 0
                 reach.ok("redis")
+
+    async def _start_up(self) -> None:
+        """Connect and open the services; while Postgres or Redis is unreachable, say so and
+        try again (a worker started during an outage, or with its dependencies, waits for them
+        instead of exiting). Anything else (no DATABASE_URI, a database behind) still fails."""
+        failures = 0
+        while True:
+            try:
+                if self._pool is None:
+                    self._pool = await create_pool(
+                        self.redis_settings,
+                        job_deserializer=self.job_deserializer,
+                        job_serializer=self.job_serializer,
+                        default_queue_name=self.queue_name,
+                        expires_extra_ms=self.expires_extra_ms,
+                    )
+                self.ctx["redis"] = self.pool
+                if self.on_startup:
+                    await self.on_startup(self.ctx)
+                return
+            except Exception as exc:
+                if not faults.is_infrastructure_fault(exc):
+                    raise
+                failures += 1
+                log.error(
+                    "worker %s not ready: cannot start (%s: %s); retrying (not exiting)",
+                    worker_id(),
+                    type(exc).__name__,
+                    exc,
+                )
+                await asyncio.sleep(min(5.0, 0.25 * 2**failures))
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         # arq takes a slot (semaphore and counter) before its first command for a job; if Redis
