@@ -50,7 +50,9 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from app.auth.context import Authorization, set_user_for_task
 from app.auth.handlers import AuthHandlerError, Credentials, credential_headers
-from app.services.errors import ServiceError
+from app.memory import MemoryGiveBack
+from app.services.errors import RETRY_AFTER_SECONDS, ServiceError, ServiceUnavailable
+from app.ws_protocols import CheckedGraphQLTransportWSHandler, CheckedGraphQLWSHandler
 
 __all__ = [
     "DEFAULT_KEEP_ALIVE_INTERVAL",
@@ -103,6 +105,11 @@ _HTTP_ERROR_CODES = {
 }
 
 
+UNAVAILABLE_CODE = ServiceUnavailable.code
+# A WebSocket frame this large leaves megabytes free once handled: worth giving back.
+LARGE_FRAME_BYTES = 1024 * 1024
+
+
 class _BodyTooLargeError(Exception):
     """Raised from inside `receive` so the body is never buffered past the cap."""
 
@@ -149,6 +156,18 @@ def _is_request_error(data: GraphQLHTTPResponse) -> bool:
     )
 
 
+def _unavailable(data: GraphQLHTTPResponse | list[GraphQLHTTPResponse]) -> bool:
+    """Whether an answer failed because Postgres or Redis is down (`SERVICE_UNAVAILABLE`): then
+    it goes out as 503 with `Retry-After`, so HTTP clients and proxies retry it as they would
+    any unavailable service, whatever `data` a partial answer still carries."""
+    for answer in data if isinstance(data, list) else [data]:
+        for error in answer.get("errors") or ():
+            extensions = error.get("extensions") if isinstance(error, dict) else None
+            if isinstance(extensions, dict) and extensions.get("code") == UNAVAILABLE_CODE:
+                return True
+    return False
+
+
 def _error_body(message: str, code: str | None) -> dict[str, Any]:
     error: dict[str, Any] = {"message": message}
     if code:
@@ -164,6 +183,9 @@ def _streams_itself(request: Request) -> bool:
 
 class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
     """Strawberry's ASGI view with spec-level content negotiation, local GraphiQL, a body cap."""
+
+    graphql_transport_ws_handler_class = CheckedGraphQLTransportWSHandler
+    graphql_ws_handler_class = CheckedGraphQLWSHandler
 
     def __init__(
         self,
@@ -185,8 +207,16 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
         )
         self.context_getter = context_getter
         self.max_body_bytes = max_body_bytes
+        self.memory = MemoryGiveBack()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            try:
+                await super().__call__(scope, self._capped_frames(receive, send), send)
+            finally:
+                # A closed connection's memory is free, but glibc keeps it (app.memory).
+                self.memory.soon()
+            return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
@@ -256,6 +286,31 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
             )
         except HTTPException as e:
             return self.error_response(request, e.status_code, e.reason)
+
+    def _capped_frames(self, receive: Receive, send: Send) -> Receive:
+        """WebSocket frames are capped at the body limit, as HTTP bodies are: a larger frame
+        closes the socket with 1009 (message too big) and reaches Strawberry as a disconnect, so
+        it is never decoded. (`lgql serve` also sets uvicorn's `ws_max_size` to the same limit,
+        so uvicorn itself does not buffer more; under another server this is the guard.)"""
+
+        async def capped() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                size = len(message.get("text") or message.get("bytes") or "")
+                if size > LARGE_FRAME_BYTES:
+                    self.memory.soon()
+                if size > self.max_body_bytes:
+                    await send(
+                        {
+                            "type": "websocket.close",
+                            "code": 1009,
+                            "reason": f"Message larger than {self.max_body_bytes} bytes",
+                        }
+                    )
+                    return {"type": "websocket.disconnect", "code": 1009}
+            return message
+
+        return capped
 
     def _capped_receive(self, receive: Receive) -> Receive:
         # Content-Length can be absent (chunked uploads), so count what actually arrives.
@@ -388,9 +443,13 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
             status_code = 400
             response_data = response_data.copy()
             response_data.pop("data", None)
+        if _unavailable(response_data):
+            status_code = 503
         response = Response(
             self.encode_json(response_data), status_code=status_code, media_type=media_type
         )
+        if status_code == 503:
+            response.headers["retry-after"] = str(RETRY_AFTER_SECONDS)
         response.headers.raw.extend(sub_response.headers.raw)
         if sub_response.background:
             response.background = sub_response.background

@@ -10,7 +10,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import InvalidOperationTypeError
 
-from app.services.errors import ServiceError
+from app.services.errors import ServiceError, unavailable
 
 log = logging.getLogger("lgql.graphql")
 
@@ -53,11 +53,26 @@ def _with_code(error: GraphQLError, *, phase: str) -> GraphQLError:
             path=error.path,
             extensions={**(error.extensions or {}), "code": "BAD_REQUEST"},
         )
+    original = error.original_error
+    if original is not None and not isinstance(original, ServiceError | GraphQLError):
+        # Postgres or Redis down is "retry later", not a bug: typed, and not masked.
+        fault = unavailable(original)
+        if fault is not None:
+            log.warning("%s at %s: %r", fault.code, error.path, original)
+            original = fault
+            error = GraphQLError(
+                fault.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                original_error=fault,
+                extensions=error.extensions,
+            )
     code = _code_for(error, phase=phase)
     extensions = dict(error.extensions or {})
     extensions["code"] = code
     message = error.message
-    original = error.original_error
     if isinstance(original, ServiceError):
         extensions.update({k: v for k, v in original.details.items() if _plain(v)})
     elif code == "INTERNAL_SERVER_ERROR":

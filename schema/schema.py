@@ -41,18 +41,42 @@ from schema.subscription import Subscription
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 
+# Documents longer than this are parsed and validated every time instead of cached: the caches
+# keep their keys (the query text, the document with its source), and one 10 MB document sent
+# once stayed in memory until a thousand others pushed it out (bench/bench_sockets.py: +30 MiB
+# after one frame just under the body limit). Real clients' documents are a few KB.
+MAX_CACHED_DOCUMENT_CHARS = 64 * 1024
+
+
 class DocumentCache(ParserCache):
     """Strawberry's parse cache, except that a document that does not parse is left to
     Strawberry's own parse step, whose error path reports it like any other request error
-    (the cache raises from inside the extension hook, past our error codes)."""
+    (the cache raises from inside the extension hook, past our error codes), and so is a
+    document too large to keep (`MAX_CACHED_DOCUMENT_CHARS`)."""
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
+        if len(context.query or "") > MAX_CACHED_DOCUMENT_CHARS:
+            yield
+            return
         with contextlib.suppress(GraphQLError):
             context.graphql_document = self.cached_parse_document(
                 context.query, **context.parse_options
             )
         yield
+
+
+class DocumentValidationCache(ValidationCache):
+    """Strawberry's validation cache, except for documents too large to keep
+    (`MAX_CACHED_DOCUMENT_CHARS`), which Strawberry validates itself each time."""
+
+    def on_validate(self) -> Iterator[None]:
+        document = self.execution_context.graphql_document
+        source = document.loc.source.body if document is not None and document.loc else ""
+        if len(source) > MAX_CACHED_DOCUMENT_CHARS:
+            yield
+            return
+        yield from super().on_validate()
 
 
 class RefuseNul(SchemaExtension):
@@ -153,7 +177,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         ErrorCodes,
         # Clients send the same few documents over and over: parse and validate each once.
         lambda: DocumentCache(maxsize=1024),
-        lambda: ValidationCache(maxsize=1024),
+        lambda: DocumentValidationCache(maxsize=1024),
         RefuseNul,
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: AddValidationRules(limits),

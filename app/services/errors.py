@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from app.faults import infrastructure_fault
+
 
 class ServiceError(Exception):
     code: ClassVar[str] = "INTERNAL_SERVER_ERROR"
@@ -36,3 +38,31 @@ class Unauthenticated(ServiceError):
 
 class Forbidden(ServiceError):
     code = "FORBIDDEN"
+
+
+class ServiceUnavailable(ServiceError):
+    """Postgres or Redis cannot be reached (`app.faults` says which errors mean that): the
+    request may succeed if retried later; HTTP answers it 503 with `Retry-After`."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+
+#: Seconds a client is asked to wait before retrying a SERVICE_UNAVAILABLE (`Retry-After`).
+RETRY_AFTER_SECONDS = 2
+
+_UNAVAILABLE_MESSAGES = {
+    "postgres": "The database is unavailable; retry later.",
+    "redis": "The event store (Redis) is unavailable; retry later.",
+    "network": "A backing service is unreachable; retry later.",
+}
+
+
+def unavailable(exc: BaseException) -> ServiceUnavailable | None:
+    """`exc` as a ServiceUnavailable when it is an infrastructure fault (`app.faults`), else
+    None. The message names the dependency, never the driver's text."""
+    if isinstance(exc, ServiceUnavailable):
+        return exc
+    dependency = infrastructure_fault(exc)
+    if dependency is None:
+        return None
+    return ServiceUnavailable(_UNAVAILABLE_MESSAGES[dependency], retryAfter=RETRY_AFTER_SECONDS)

@@ -1,0 +1,79 @@
+"""Strawberry's WebSocket protocol handlers, with every client message checked for shape before
+Strawberry reads it.
+
+Strawberry indexes messages as the protocols describe them and fails with a TypeError or an
+AttributeError (an unhandled exception, the socket dropped without a close code) on a frame that
+is JSON but not an object (`[]`), a `subscribe` whose payload is null, or variables sent as a list.
+Here each of those closes the socket with 4400 and a reason saying what was wrong, as the
+graphql-transport-ws protocol asks for an invalid message; the legacy graphql-ws protocol names
+no code for it, and gets the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+
+__all__ = ["CheckedGraphQLTransportWSHandler", "CheckedGraphQLWSHandler", "message_problem"]
+
+#: Close code for a message the server cannot process (graphql-transport-ws "Invalid message").
+INVALID_MESSAGE = 4400
+
+_OPTIONAL_OBJECTS = ("variables", "extensions")
+
+
+def _operation_problem(payload: Any) -> str | None:
+    if not isinstance(payload, dict):
+        return "`payload` must be an object with a `query`"
+    if not isinstance(payload.get("query"), str):
+        return "`payload.query` must be a string"
+    for name in _OPTIONAL_OBJECTS:
+        value = payload.get(name)
+        if value is not None and not isinstance(value, dict):
+            return f"`payload.{name}` must be an object or null"
+    operation_name = payload.get("operationName")
+    if operation_name is not None and not isinstance(operation_name, str):
+        return "`payload.operationName` must be a string or null"
+    return None
+
+
+def message_problem(message: Any, *, operation_types: tuple[str, ...]) -> str | None:
+    """What is wrong with the shape of a client message (None: nothing). `operation_types` are
+    the message types that carry an operation (`subscribe`, or legacy `start`)."""
+    if not isinstance(message, dict):
+        return "Message must be a JSON object"
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        return "Message `type` must be a string"
+    if kind in operation_types or kind in ("complete", "stop"):
+        if not isinstance(message.get("id"), str) or not message["id"]:
+            return f"`{kind}` needs a non-empty string `id`"
+    if kind in operation_types:
+        return _operation_problem(message.get("payload"))
+    return None
+
+
+class CheckedGraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
+    """graphql-transport-ws, closing with 4400 on a malformed message."""
+
+    async def handle_message(self, message: Any) -> None:
+        problem = message_problem(message, operation_types=("subscribe",))
+        if problem is not None:
+            await self.websocket.close(code=INVALID_MESSAGE, reason=problem)
+            return
+        await super().handle_message(message)
+
+
+class CheckedGraphQLWSHandler(BaseGraphQLWSHandler[Any, Any]):
+    """The legacy graphql-ws protocol, closing with 4400 on a malformed message."""
+
+    async def handle_message(self, message: Any) -> None:
+        problem = message_problem(message, operation_types=("start",))
+        if problem is not None:
+            await self.websocket.close(code=INVALID_MESSAGE, reason=problem)
+            return
+        await super().handle_message(message)
