@@ -39,6 +39,7 @@ class Mutation(CronMutations, StoreMutations):
             name=input.name,
             description=input.description,
             if_exists=input.if_exists.to_service(),
+            idempotency_key=input.idempotency_key,
         )
         return Assistant.from_record(record)
 
@@ -80,6 +81,7 @@ class Mutation(CronMutations, StoreMutations):
             if_exists=data.if_exists.to_service(),
             graph_id=data.graph_id,
             ttl=data.ttl.to_service() if data.ttl else None,
+            idempotency_key=data.idempotency_key,
         )
         return Thread.from_record(record)
 

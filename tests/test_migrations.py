@@ -25,6 +25,7 @@ TABLES = {
     "crons",
     "store_items",
     "webhook_deliveries",
+    "idempotency_keys",
     "checkpoints",
     "checkpoint_blobs",
     "checkpoint_writes",

@@ -260,3 +260,23 @@ class WebhookDelivery(SQLModel, table=True):
     sent_at: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """A create request's idempotency key: written in the transaction that creates the object, so
+    a retried create (after a lost answer) finds the object made the first time instead of making
+    a second. Scoped by kind (`run`, `thread`, `assistant`) and by user; kept until `expires_at`
+    (`app.services.idempotency.RETENTION`), then overwritten by a new use or swept."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
+
+    kind: str = Field(sa_column=Column(Text, primary_key=True))
+    # The user's identity under custom auth ('' without): one user's keys never meet another's.
+    owner: str = Field(sa_column=Column(Text, primary_key=True))
+    key: str = Field(sa_column=Column(Text, primary_key=True))
+    # SHA-256 of the request's input, to tell a retry from a different request reusing the key.
+    request_hash: str = Field(sa_column=Column(Text, nullable=False))
+    resource_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    created_at: datetime = _ts()
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -10,7 +10,7 @@ from langchain_core.runnables import RunnableConfig
 
 from app.auth.context import Authorization, is_visible, require_visible
 from app.db import assistants as db
-from app.db.engine import Database
+from app.db.engine import Database, driver_connection
 from app.db.models import Assistant as AssistantRecord
 from app.db.models import AssistantVersion as AssistantVersionRecord
 from app.db.pagination import read_count, read_page
@@ -27,6 +27,7 @@ from app.services.common import (
     utcnow,
 )
 from app.services.errors import BadUserInput, Conflict, NotFound
+from app.services.idempotency import IdempotencyKey, maybe_sweep
 from app.services.pagination import Page, PageRequest, SortOrder
 
 __all__ = ["AssistantRecord", "AssistantService", "AssistantVersionRecord"]
@@ -109,8 +110,28 @@ class AssistantService:
         name: str | None = None,
         description: str | None = None,
         if_exists: IfExists = IfExists.RAISE,
+        idempotency_key: str | None = None,
     ) -> AssistantRecord:
-        """Create version 1. Raises NotFound (graph), Conflict (id taken, `RAISE`), BadUserInput."""
+        """Create version 1. Raises NotFound (graph), Conflict (id taken, `RAISE`; an idempotency
+        key used before for another request, or whose assistant is gone), BadUserInput. With
+        `idempotency_key`, a repeat of an earlier request returns the assistant it made."""
+        key = IdempotencyKey.of(
+            "assistant",
+            idempotency_key,
+            owner=self._auth.identity(),
+            request={
+                "graph_id": graph_id,
+                "assistant_id": assistant_id,
+                "config": config,
+                "context": context,
+                "metadata": metadata,
+                "name": name,
+                "description": description,
+                "if_exists": if_exists.value,
+            },
+        )
+        if key is not None:
+            maybe_sweep(self._db.pool)  # expired keys go where keys are used
         self._check_graph(graph_id)
         aid = parse_uuid(assistant_id, "assistant") if assistant_id else new_id()
         config, context = _config_and_context(config, context)
@@ -126,15 +147,26 @@ class AssistantService:
         value = {**fields, "if_exists": if_exists.value}
         flt = await self._auth.check("assistants", "create", value)
         fields["metadata"] = require_object(value.get("metadata"), "metadata") or {}
+        earlier: uuid.UUID | None = None
         async with self._db.sessions.begin() as session:
-            created = await db.insert_if_absent(session, fields, utcnow())
-            if created is not None:
-                return created
-            if if_exists is IfExists.DO_NOTHING:
-                existing = await db.get(session, aid, self._graphs.graph_ids)
-                if existing is not None and is_visible(flt, existing.metadata_):
-                    return existing
-        raise Conflict(f"Assistant {aid} already exists", assistant_id=str(aid))
+            if key is not None:
+                # The key first, in the transaction that writes the assistant.
+                earlier = await key.claim(await driver_connection(session), aid)
+            if earlier is None:
+                created = await db.insert_if_absent(session, fields, utcnow())
+                if created is not None:
+                    return created
+                if if_exists is IfExists.DO_NOTHING:
+                    existing = await db.get(session, aid, self._graphs.graph_ids)
+                    if existing is not None and is_visible(flt, existing.metadata_):
+                        return existing
+                # Raised inside the transaction: an idempotency key is rolled back with it.
+                raise Conflict(f"Assistant {aid} already exists", assistant_id=str(aid))
+        assert key is not None and earlier is not None
+        try:
+            return await self.get(earlier)
+        except NotFound:
+            raise key.gone(earlier) from None
 
     async def ensure_default_assistants(self) -> None:
         """One system assistant per graph, with LangGraph's deterministic id; idempotent."""

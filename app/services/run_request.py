@@ -3,6 +3,7 @@ written."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,15 @@ class RunRequest:
     on_disconnect: OnDisconnect = OnDisconnect.CONTINUE
     after_seconds: float = 0
     durability: Durability = Durability.ASYNC
+    # Not an option of the run: names the request, so a retry finds the run the first one made
+    # (`app.services.idempotency`).
+    idempotency_key: str | None = None
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """The request's input, to tell a retry from a different request reusing its key."""
+        fields = dataclasses.asdict(self)
+        fields.pop("idempotency_key")
+        return fields
 
     def checked(self) -> RunRequest:
         """Raise BadUserInput for any option LangGraph Server would refuse."""

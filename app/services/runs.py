@@ -29,6 +29,7 @@ from app.services import run_lifecycle as lifecycle
 from app.services.assistants import AssistantService
 from app.services.common import new_id, parse_uuid, require_object, utcnow
 from app.services.errors import BadUserInput, Conflict, NotFound
+from app.services.idempotency import IdempotencyKey, maybe_sweep
 from app.services.pagination import Page, PageRequest, SortOrder
 from app.services.run_lifecycle import RunTx
 from app.services.run_request import IfNotExists, MultitaskStrategy, RunRequest
@@ -124,15 +125,36 @@ class RunService:
 
     async def create(self, request: RunRequest) -> RunRecord:
         """Insert the run (pending) and wake a worker. Raises NotFound (assistant, thread,
-        checkpoint), Conflict (thread busy under REJECT), BadUserInput."""
+        checkpoint), Conflict (thread busy under REJECT; an idempotency key used before for
+        another request, or whose run is gone), BadUserInput. With `request.idempotency_key`,
+        a repeat of an earlier request returns the run that request made."""
         self.checked(request)
+        # Hashed before the auth handlers stamp the request: a retry is compared as sent.
+        key = IdempotencyKey.of(
+            "run",
+            request.idempotency_key,
+            owner=self._threads.auth.identity(),
+            request=request.fingerprint_fields(),
+        )
+        if key is not None:
+            maybe_sweep(self._db.pool)  # expired keys go where keys are used
         visibility = await self._authorize_create(request)
         if request.checkpoint_id is not None and request.thread_id is not None:
             thread_record = await self._threads.get(request.thread_id)
             await self._threads.require_checkpoint(thread_record, request.checkpoint_id)
+        run_id = new_id()
         async with self._db.pool.acquire() as conn, conn.transaction():
             tx = RunTx(conn)
-            created = await self.create_in(tx, request, visibility=visibility)
+            # The key first: a concurrent repeat waits here for this transaction to end.
+            earlier = await key.claim(conn, run_id) if key is not None else None
+            if earlier is None:
+                created = await self.create_in(tx, request, visibility=visibility, run_id=run_id)
+        if earlier is not None:
+            assert key is not None
+            try:
+                return await self.get(earlier)
+            except NotFound:
+                raise key.gone(earlier) from None
         await self.announce_webhooks(tx.deliveries)  # of the runs it cancelled
         await self.announce(created)
         return created.run
@@ -165,12 +187,18 @@ class RunService:
         return _CreateVisibility(thread_filter, assistant_filter)
 
     async def create_in(
-        self, tx: RunTx, request: RunRequest, *, visibility: _CreateVisibility | None = None
+        self,
+        tx: RunTx,
+        request: RunRequest,
+        *,
+        visibility: _CreateVisibility | None = None,
+        run_id: uuid.UUID | None = None,
     ) -> CreatedRun:
         """`create`'s writes inside the caller's transaction, for a request already `checked()`
         (a cron's firing commits its run together with the advance of its schedule). Once the
         transaction is committed, hand the result to `announce`. Raises as `create`.
-        `visibility`: what the caller may see (a thread or assistant it may not is NotFound)."""
+        `visibility`: what the caller may see (a thread or assistant it may not is NotFound);
+        `run_id`: the new run's id (an idempotency key names it before it exists)."""
         seen = visibility or _CreateVisibility()
         assistant_id = self._assistants.resolve_id(request.assistant_id)
         now = utcnow()
@@ -221,7 +249,7 @@ class RunService:
             )
         run = await queue_db.insert_run(
             conn,
-            run_id=new_id(),
+            run_id=run_id or new_id(),
             thread_id=thread_id,
             assistant_id=assistant_id,
             metadata=dict(request.metadata or {}),

@@ -37,6 +37,7 @@ from app.services.common import (
     utcnow,
 )
 from app.services.errors import BadUserInput, Conflict, NotFound
+from app.services.idempotency import IdempotencyKey, maybe_sweep
 from app.services.pagination import Page, PageRequest, SortOrder
 from app.services.thread_ttl import (
     NO_TTL_FIELDS,
@@ -115,9 +116,26 @@ class ThreadService:
         if_exists: IfExists = IfExists.RAISE,
         graph_id: str | None = None,
         ttl: ThreadTTL | None = None,
+        idempotency_key: str | None = None,
     ) -> ThreadRecord:
         """Create an idle thread, with `ttl` or else the configured default TTL. Raises Conflict
-        (id taken, `RAISE`), BadUserInput, NotFound (graph)."""
+        (id taken, `RAISE`; an idempotency key used before for another request, or whose thread
+        is gone), BadUserInput, NotFound (graph). With `idempotency_key`, a repeat of an earlier
+        request returns the thread that request made."""
+        key = IdempotencyKey.of(
+            "thread",
+            idempotency_key,
+            owner=self.auth.identity(),
+            request={
+                "thread_id": thread_id,
+                "metadata": metadata,
+                "if_exists": if_exists.value,
+                "graph_id": graph_id,
+                "ttl": [ttl.strategy.value, ttl.minutes] if ttl else None,
+            },
+        )
+        if key is not None:
+            maybe_sweep(self._db.pool)  # expired keys go where keys are used
         tid = parse_uuid(thread_id, "thread") if thread_id else new_id()
         meta = dict(require_object(metadata, "metadata") or {})
         if graph_id is not None:
@@ -134,6 +152,8 @@ class ThreadService:
         meta = dict(require_object(value.get("metadata"), "metadata") or {})
         now = utcnow()
         ttl_fields = ttl.row_fields(now) if ttl else self.default_ttl_fields(now)
+        if key is not None:
+            return await self._create_once(key, tid, meta, now, ttl_fields, if_exists)
         async with self._db.pool.acquire() as conn:
             created = await db.insert_if_absent(
                 conn, thread_id=tid, metadata=meta, now=now, ttl=ttl_fields
@@ -146,6 +166,36 @@ class ThreadService:
             if existing is not None and is_visible(flt, existing.metadata_):
                 return existing
         raise Conflict(f"Thread {tid} already exists", thread_id=str(tid))
+
+    async def _create_once(
+        self,
+        key: IdempotencyKey,
+        tid: uuid.UUID,
+        meta: dict[str, Any],
+        now: datetime,
+        ttl_fields: dict[str, Any],
+        if_exists: IfExists,
+    ) -> ThreadRecord:
+        """`create` with an idempotency key: the key and the thread in one transaction, or the
+        thread an earlier request with the key made."""
+        async with self._db.pool.acquire() as conn:
+            async with conn.transaction():
+                earlier = await key.claim(conn, tid)
+                if earlier is None:
+                    created = await db.insert_if_absent(
+                        conn, thread_id=tid, metadata=meta, now=now, ttl=ttl_fields
+                    )
+                    if created is None and if_exists is not IfExists.DO_NOTHING:
+                        # Raised inside the transaction: the key is rolled back with it.
+                        raise Conflict(f"Thread {tid} already exists", thread_id=str(tid))
+        if earlier is None and created is not None:
+            return created
+        try:
+            return await self.get(earlier or tid)
+        except NotFound:
+            if earlier is None:  # DO_NOTHING on a thread this user may not see
+                raise Conflict(f"Thread {tid} already exists", thread_id=str(tid)) from None
+            raise key.gone(earlier) from None
 
     async def get(self, thread_id: str | uuid.UUID, *, action: str = "read") -> ThreadRecord:
         """The thread, if the current user may do `action` on it. Raises NotFound."""

@@ -205,6 +205,13 @@ class CreateAssistantInput:
     name: str | None = strawberry.field(default=None, description='Defaults to "Untitled".')
     description: str | None = None
     if_exists: IfExists = IfExists.RAISE
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description="Names this request (at most 255 characters) so a retry after an ambiguous "
+        "failure (a timeout, a lost connection, SERVICE_UNAVAILABLE) never creates a second assistant: "
+        "a repeat with the same key and input returns the assistant the first request made; the same "
+        "key with a different input is a CONFLICT. Keys are kept 24 hours, per user.",
+    )
 
 
 @strawberry.input(description="Changes to an assistant; absent fields stay as they are.")

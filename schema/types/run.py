@@ -252,6 +252,13 @@ class RunInput:
         default=0, description="Delay before the run may start."
     )
     durability: Durability = Durability.ASYNC
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description="Names this request (at most 255 characters) so a retry after an ambiguous "
+        "failure (a timeout, a lost connection, SERVICE_UNAVAILABLE) never creates a second run: "
+        "a repeat with the same key and input returns the run the first request made; the same "
+        "key with a different input is a CONFLICT. Keys are kept 24 hours, per user.",
+    )
 
     def to_request(self) -> RunRequest:
         command = None
@@ -287,6 +294,7 @@ class RunInput:
             on_disconnect=ServiceOnDisconnect(_value(self.on_disconnect)),
             after_seconds=self.after_seconds,
             durability=ServiceDurability(_value(self.durability)),
+            idempotency_key=self.idempotency_key,
         )
 
 

@@ -193,6 +193,13 @@ class CreateThreadInput:
         description="Expire the thread after this long untouched; default: langgraph.json "
         "`checkpointer.ttl.default_ttl`, else never.",
     )
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description="Names this request (at most 255 characters) so a retry after an ambiguous "
+        "failure (a timeout, a lost connection, SERVICE_UNAVAILABLE) never creates a second thread: "
+        "a repeat with the same key and input returns the thread the first request made; the same "
+        "key with a different input is a CONFLICT. Keys are kept 24 hours, per user.",
+    )
 
 
 @strawberry.input(description="Changes to a thread.")
