@@ -22,6 +22,7 @@ from typing import Any
 from langgraph.types import StateSnapshot
 
 from app import faults
+from app.broker import RESULT_TTL_SECONDS
 from app.db import run_queue
 from app.event_streams import EventPublisher
 from app.runtime.checkpointer import LostOwnership
@@ -142,7 +143,6 @@ class RunRunner:
         try:
             # Inside the try: if Redis fails here, the lease keeper must still stop, so that
             # the lease lapses and another worker takes the run over.
-            await services.streams.claim(str(run.run_id), run.attempt)
             await publisher.__aenter__()
             publisher.emit("metadata", {"run_id": str(run.run_id), "attempt": run.attempt})
             async with services.broker.cancel_requests(
@@ -252,8 +252,7 @@ class RunRunner:
                 await publisher.close()
             return
         await services.runs.announce_webhooks(tx.deliveries)
-        await self._close_stream(run, publisher, status, error)
-        await services.broker.publish_run_end(str(run.run_id), outcome_of(ended.run))
+        await self._close_stream(run, publisher, status, error, outcome=outcome_of(ended.run))
         if ended.next_run is not None and not temporary:
             await services.runs.wake(*ended.next_run)
 
@@ -338,21 +337,36 @@ class RunRunner:
         publisher: EventPublisher | None,
         status: str,
         error: dict[str, Any] | None,
+        *,
+        outcome: dict[str, Any] | None = None,
     ) -> None:
-        """The run's last event (`error`, or `end` with its status), then retention."""
-        if publisher is None:
-            publisher = self.services.streams.publisher(
-                str(run.run_id), str(run.thread_id), run.attempt
-            )
-            await self.services.streams.claim(str(run.run_id), run.attempt)
-            await publisher.__aenter__()
+        """The run's last event (`error`, or `end` with its status), its retention and, given
+        `outcome`, the run-end notice for waiters (`Broker.publish_run_end`): one Redis round
+        trip, in the order readers rely on (the event is in the stream before the outcome is
+        announced). What the attempt's publisher still holds goes first."""
+        services = self.services
+        rid = str(run.run_id)
+        if publisher is not None:
+            await publisher.close()
         if error is not None and status in ("error", "timeout"):
-            publisher.emit("error", error)
+            event, data = "error", error
         else:
-            publisher.emit("end", {"run_id": str(run.run_id), "status": status})
-        await publisher.close()
-        with contextlib.suppress(Exception):
-            await self.services.streams.expire(str(run.run_id), str(run.thread_id))
+            event, data = "end", {"run_id": rid, "status": status}
+        try:
+            await services.streams.finish(
+                rid,
+                str(run.thread_id),
+                run.attempt,
+                event,
+                data,
+                outcome=outcome,
+                outcome_key=services.broker.result_key(rid),
+                outcome_channel=services.broker.end_channel(rid),
+                outcome_ttl=RESULT_TTL_SECONDS,
+            )
+        except Exception:
+            # The run's row has its end: waiters and readers fall back to the database.
+            log.warning("could not close the event stream of run %s", rid, exc_info=True)
 
     async def _roll_back(self, run: RunRecord, spec: RunSpec, publisher: EventPublisher) -> None:
         services = self.services
