@@ -354,3 +354,21 @@ async def test_redis_outage_is_service_unavailable_then_service_resumes(
             await asyncio.sleep(0.05)
         assert not errors, errors
         assert results[-1]["joinRunStream"]["event"] == "end"
+
+
+async def test_outage_in_a_legacy_graphql_ws_subscription_is_an_error_then_complete(
+    toy_url: str,
+) -> None:
+    ws_url = toy_url.replace("http://", "ws://")
+    async with websockets.connect(ws_url, subprotocols=[LEGACY_WS]) as ws:
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        payload = {"query": 'subscription { failLater(why: "postgres") }'}
+        await ws.send(json.dumps({"type": "start", "id": "s", "payload": payload}))
+        messages: list[dict[str, Any]] = []
+        while not messages or messages[-1]["type"] != "complete":
+            message = json.loads(await ws.recv())
+            if message["type"] != "ka":
+                messages.append(message)
+    errors = [e for m in messages for e in (m.get("payload") or {}).get("errors", [])]
+    assert [e["extensions"]["code"] for e in errors] == ["SERVICE_UNAVAILABLE"]
