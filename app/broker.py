@@ -27,6 +27,9 @@ RESULT_TTL_SECONDS = 600
 # a run-end notice was lost; the database only after FIRST_DATABASE_CHECK, then once a minute.
 RECHECK_SECONDS = 5.0
 FIRST_DATABASE_CHECK = 1.0
+# How long a run's start waits for the cancel listener's subscription (Redis away: it goes on,
+# cancels reach it through the database meanwhile).
+CANCEL_SUBSCRIBE_WAIT = 2.0
 EXECUTE_RUN = "execute_run"
 SEND_WEBHOOK = "send_webhook"
 
@@ -52,6 +55,7 @@ class Broker:
         self._cancel_handlers: dict[str, Callable[[str], None]] = {}
         self._cancel_listener: asyncio.Task[None] | None = None
         self._cancel_listener_lock = asyncio.Lock()
+        self._cancel_subscribed = asyncio.Event()
         self._end_waiters: dict[str, list[_EndWaiter]] = {}
         self._end_recheck: asyncio.Task[None] | None = None
         self._lookups: list[tuple[str, asyncio.Future[bytes | None]]] = []
@@ -135,28 +139,64 @@ class Broker:
             self._cancel_handlers.pop(run_id, None)
 
     async def _ensure_cancel_listener(self) -> None:
-        if self._cancel_listener is not None and not self._cancel_listener.done():
-            return
-        async with self._cancel_listener_lock:
-            if self._cancel_listener is not None and not self._cancel_listener.done():
-                return
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            await pubsub.psubscribe(self._control_channel("*"))
-            self._cancel_listener = asyncio.create_task(self._listen_for_cancels(pubsub))
+        """Start the listener if it is not running, and wait (a while) for its subscription.
 
-    async def _listen_for_cancels(self, pubsub: Any) -> None:
-        try:
-            async for message in pubsub.listen():
-                if not message or message.get("type") != "pmessage":
-                    continue
-                channel = message["channel"].decode()
-                run_id = channel[len(self.prefix) + len(":run:") : -len(":control")]
-                handler = self._cancel_handlers.get(run_id)
-                if handler is not None:
-                    handler(message["data"].decode())
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+        Never raises: cancel requests also reach a run through the database (its lease
+        renewal reads them), so a run starting while Redis is away goes ahead, and the
+        listener subscribes once Redis is back."""
+        if self._cancel_listener is None or self._cancel_listener.done():
+            async with self._cancel_listener_lock:
+                if self._cancel_listener is None or self._cancel_listener.done():
+                    self._cancel_subscribed.clear()
+                    self._cancel_listener = asyncio.create_task(
+                        self._listen_for_cancels(), name="lgql-cancel-listener"
+                    )
+        if not self._cancel_subscribed.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._cancel_subscribed.wait(), CANCEL_SUBSCRIBE_WAIT)
+
+    async def _listen_for_cancels(self) -> None:
+        """One pattern subscription for every run of the process, kept through Redis restarts:
+        a lost connection is reopened with backoff (before, the task died with the connection
+        and cancels went unheard until the next run started)."""
+        delay = 0.1
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.psubscribe(self._control_channel("*"))
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if not message:
+                        continue
+                    kind = message.get("type")
+                    if kind == "psubscribe":
+                        # First subscription, or redis-py's own after a reconnect.
+                        if not self._cancel_subscribed.is_set():
+                            log.info("cancel listener subscribed")
+                        self._cancel_subscribed.set()
+                        delay = 0.1
+                        continue
+                    if kind != "pmessage":
+                        continue
+                    channel = message["channel"].decode()
+                    run_id = channel[len(self.prefix) + len(":run:") : -len(":control")]
+                    handler = self._cancel_handlers.get(run_id)
+                    if handler is not None:
+                        try:
+                            handler(message["data"].decode())
+                        except Exception:
+                            log.exception("cancel handler failed")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._cancel_subscribed.is_set():
+                    log.warning("cancel listener lost Redis (%s); reconnecting", exc)
+                self._cancel_subscribed.clear()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
 
     async def close(self) -> None:
         if self._cancel_listener is not None:
@@ -204,8 +244,11 @@ class Broker:
         on_end: Callable[[dict[str, Any]], None],
         *,
         recheck_seconds: float = RECHECK_SECONDS,
+        on_resync: Callable[[], None] | None = None,
     ) -> AsyncIterator[None]:
-        """Call `on_end(outcome)` (once) when `run_id` ends, while in the block.
+        """Call `on_end(outcome)` (once) when `run_id` ends, while in the block; `on_resync()`
+        whenever the notice subscription comes back after losing Redis (the notice and the
+        recorded outcome may both be lost: Redis may have restarted empty).
 
         Every waiter of the process shares one pattern subscription (`app.notices`): no
         connection and no round trip per waiter. Once the block is entered, no end published
@@ -215,7 +258,7 @@ class Broker:
         reconnects, which also trigger a recheck).
         """
         await notices_for(self.redis).ready(self._end_pattern)
-        waiter = _EndWaiter(on_end, recheck_seconds)
+        waiter = _EndWaiter(on_end, recheck_seconds, on_resync)
         self._end_waiters.setdefault(run_id, []).append(waiter)
         if self._end_recheck is None or self._end_recheck.done():
             self._end_recheck = asyncio.create_task(self._recheck_waiters())
@@ -263,6 +306,9 @@ class Broker:
                 waiter.fire(outcome)
 
     def _recheck_waiters_soon(self) -> None:
+        for waiters in list(self._end_waiters.values()):
+            for waiter in list(waiters):
+                waiter.resync()
         if self._end_waiters:
             task = asyncio.create_task(self._recheck_once())
             task.add_done_callback(lambda _: None)
@@ -311,19 +357,31 @@ class Broker:
         """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[dict[str, Any]] = loop.create_future()
+        # Set when Redis came back: the database is asked at once rather than at the next
+        # `database_every` (Redis may have lost the notice and the recorded outcome).
+        resynced = asyncio.Event()
 
         def on_end(outcome: dict[str, Any]) -> None:
             if not done.done():
                 done.set_result(outcome)
 
-        async with self.run_end_notices(run_id, on_end, recheck_seconds=recheck_seconds):
+        async with self.run_end_notices(
+            run_id, on_end, recheck_seconds=recheck_seconds, on_resync=resynced.set
+        ):
             outcome = await self._recorded_outcome(run_id)
             if outcome is not None:
                 return outcome
             wait = min(FIRST_DATABASE_CHECK, database_every)
             while True:
-                with contextlib.suppress(TimeoutError):
-                    return await asyncio.wait_for(asyncio.shield(done), wait)
+                woken: asyncio.Future[Any] = asyncio.ensure_future(resynced.wait())
+                either: list[asyncio.Future[Any]] = [done, woken]
+                try:
+                    await asyncio.wait(either, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
+                if done.done():
+                    return done.result()
+                resynced.clear()
                 outcome = await fallback()
                 if outcome is not None:
                     return outcome
@@ -331,12 +389,25 @@ class Broker:
 
 
 class _EndWaiter:
-    __slots__ = ("fired", "on_end", "recheck_seconds")
+    __slots__ = ("fired", "on_end", "on_resync", "recheck_seconds")
 
-    def __init__(self, on_end: Callable[[dict[str, Any]], None], recheck_seconds: float) -> None:
+    def __init__(
+        self,
+        on_end: Callable[[dict[str, Any]], None],
+        recheck_seconds: float,
+        on_resync: Callable[[], None] | None = None,
+    ) -> None:
         self.on_end = on_end
         self.recheck_seconds = recheck_seconds
+        self.on_resync = on_resync
         self.fired = False
+
+    def resync(self) -> None:
+        if not self.fired and self.on_resync is not None:
+            try:
+                self.on_resync()
+            except Exception:
+                log.exception("run-end resync callback failed")
 
     def fire(self, outcome: dict[str, Any]) -> None:
         if not self.fired:
