@@ -32,6 +32,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from app import faults
 from app.notices import escape_pattern, notices_for
 from app.runtime.serialization import dumps
 
@@ -53,6 +54,8 @@ FIRST_PAGE = 50
 TAP_BUFFER = 1024
 # Streams per hub XREAD.
 KEYS_PER_READ = 256
+# How long a reader's own read is retried while Redis is unreachable.
+READ_RETRY_SECONDS = 30.0
 
 # Every append publishes a notice on its thread's channel. Small batches carry their entries
 # ("last id, previous last id, run id, then id, event, data length, data" per entry, joined by
@@ -60,8 +63,13 @@ KEYS_PER_READ = 256
 # read of its own. Bigger ones carry the last id alone, and multiplexers read the stream.
 NOTICE_PAYLOAD_MAX = 65536
 _NOTIFY = f"""
-local function notify(channel, prev, run, ids, argv, first)
+local function notify(channel, prev, run, ids, argv, first, gap)
   local size = 0
+  if gap then
+    -- The batch starts with a gap event that is not in ARGV: readers read it from the stream.
+    redis.call('PUBLISH', channel, ids[#ids])
+    return
+  end
   for k = 1, #ids do size = size + #argv[first + 2 * k - 1] end
   if size > {NOTICE_PAYLOAD_MAX} then
     redis.call('PUBLISH', channel, ids[#ids])
@@ -82,26 +90,58 @@ local function last_id(key)
   if tail[1] then return tail[1][1] end
   return '0-0'
 end
+-- The attempt's fence and its count check. `expected` is how many events the attempt has sent
+-- before this batch ('' = no check); the hash's `n` is how many of them Redis holds. Returns
+-- (skip, gap id): skip when this very batch is already in (a retry whose first answer was
+-- lost); a gap event is appended first when Redis holds fewer than were sent (it came back
+-- empty or behind, or the writer gave up on a batch during an outage).
+local function fence_and_count(stream, hash, attempt, expected, count, maxlen, run)
+  local owner = tonumber(redis.call('HGET', hash, 'owner') or '0')
+  if attempt < owner then return nil end
+  local have = 0
+  if attempt == owner then
+    have = tonumber(redis.call('HGET', hash, 'n') or '0')
+  else
+    -- A newer attempt (or the hash is gone): it owns the run's appends from now on.
+    redis.call('HSET', hash, 'owner', attempt)
+  end
+  if expected == '' then return false, false end
+  local want = tonumber(expected)
+  if have >= want + count and count > 0 then return true, false end
+  local gap = false
+  if want > have then
+    gap = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'event', 'gap',
+      'data', cjson.encode({{run_id = run, attempt = attempt, lost = want - have,
+                            reason = 'events were lost in Redis or could not be written'}}),
+      'run', run)
+    redis.call('HSETNX', hash, 'start', gap)
+  end
+  redis.call('HSET', hash, 'n', want + count)
+  return false, gap
+end
 """
 
-# KEYS: thread stream, run hash. ARGV: attempt, maxlen, ttl, run id, notice channel, then
-# (event, data) pairs. Returns the new entry ids, or false when a newer attempt owns the run.
+# KEYS: thread stream, run hash. ARGV: attempt, maxlen, ttl, run id, notice channel, expected
+# count ('' = none), then (event, data) pairs. Returns the new entry ids (a gap event's first),
+# or false when a newer attempt owns the run.
 _APPEND = (
     _NOTIFY
     + """
-local owner = tonumber(redis.call('HGET', KEYS[2], 'owner') or '0')
 local attempt = tonumber(ARGV[1])
-if attempt < owner then return false end
-if attempt > owner then redis.call('HSET', KEYS[2], 'owner', ARGV[1]) end
 local prev = last_id(KEYS[1])
+local skip, gap = fence_and_count(KEYS[1], KEYS[2], attempt, ARGV[6], (#ARGV - 6) / 2, ARGV[2],
+                                  ARGV[4])
+if skip == nil then return false end
+if skip then return {} end
 local ids = {}
-for i = 6, #ARGV, 2 do
+if gap then ids[1] = gap end
+for i = 7, #ARGV, 2 do
   ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*',
                              'event', ARGV[i], 'data', ARGV[i + 1], 'run', ARGV[4])
 end
 if #ids > 0 then
   redis.call('HSETNX', KEYS[2], 'start', ids[1])
-  notify(ARGV[5], prev, ARGV[4], ids, ARGV, 6)
+  notify(ARGV[5], prev, ARGV[4], ids, ARGV, 7, gap)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
@@ -111,21 +151,26 @@ return ids
 
 # A run's last event, its retention and its outcome in one round trip. KEYS: thread stream, run
 # hash, outcome key. ARGV: attempt, maxlen, retention, run id, notice channel, end channel,
-# outcome (or ''), outcome ttl, event, data. The event is fenced like any append; the outcome
+# outcome (or ''), outcome ttl, event, data, expected count ('' = none). The event is fenced and
+# counted like any append (a gap event goes first when Redis lost some); the outcome
 # (the database's verdict, already committed) is recorded and announced regardless. Returns the
 # event's id, or false when a newer attempt owns the run's appends.
 _FINISH = (
     _NOTIFY
     + """
-local owner = tonumber(redis.call('HGET', KEYS[2], 'owner') or '0')
 local id = false
-if tonumber(ARGV[1]) >= owner then
-  if tonumber(ARGV[1]) > owner then redis.call('HSET', KEYS[2], 'owner', ARGV[1]) end
-  local prev = last_id(KEYS[1])
+local prev = last_id(KEYS[1])
+local skip, gap = fence_and_count(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[11], 1, ARGV[2],
+                                  ARGV[4])
+if skip == false then
   id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*',
                   'event', ARGV[9], 'data', ARGV[10], 'run', ARGV[4])
-  redis.call('HSETNX', KEYS[2], 'start', id)
-  notify(ARGV[5], prev, ARGV[4], {id}, ARGV, 9)
+  local ids = {id}
+  if gap then ids = {gap, id} end
+  redis.call('HSETNX', KEYS[2], 'start', ids[1])
+  notify(ARGV[5], prev, ARGV[4], ids, ARGV, 9, gap)
+elseif skip then
+  id = prev  -- this end is in already (a retry whose first answer was lost)
 end
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -148,11 +193,15 @@ return id
 # KEYS: thread stream, run hash, run outcome key (the last two: anything, when following a
 # thread). ARGV: cursor ('' = from the run's first event, or the thread's first), page size,
 # '1' when following a run. Returns {run's first id, recorded outcome, the stream's last id,
-# entries}: one atomic look, so an append is either in the entries or after the last id.
+# entries, the stream's first id}: one atomic look, so an append is either in the entries or
+# after the last id (and the first id says whether anything the reader needs was removed).
 _OPEN = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local last_id = '0-0'
 if last[1] then last_id = last[1][1] end
+local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local first_id = false
+if head[1] then first_id = head[1][1] end
 local start, outcome = false, false
 if ARGV[3] == '1' then
   start = redis.call('HGET', KEYS[2], 'start')
@@ -162,9 +211,10 @@ local from
 if ARGV[1] ~= '' then from = '(' .. ARGV[1]
 elseif ARGV[3] ~= '1' then from = '-'
 elseif start then from = start
-else return {start, outcome, last_id, {}} end
-if ARGV[2] == '0' then return {start, outcome, last_id, {}} end
-return {start, outcome, last_id, redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', ARGV[2])}
+else return {start, outcome, last_id, {}, first_id} end
+if ARGV[2] == '0' then return {start, outcome, last_id, {}, first_id} end
+return {start, outcome, last_id, redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', ARGV[2]),
+        first_id}
 """
 
 # KEYS: thread stream, run hash. ARGV: ttl, run id. The run's hash keeps its events findable
@@ -261,15 +311,36 @@ def _notice(payload: bytes) -> tuple[Seq, Seq | None, list[StreamEvent]]:
     return last, prev, events
 
 
+def lost_after(known: str | None, first: str | None) -> bool:
+    """Whether entries after `known` (an entry the reader knows existed: the last it delivered,
+    its cursor, or its run's first event) may be gone from a stream whose first entry is now
+    `first`. Entries leave a stream only from its head (trimming, `MAXLEN`) or all at once
+    (expiry, Redis back empty; new entries then have later ids): as long as the stream still
+    starts at or before `known`, nothing after it was removed."""
+    if known is None:
+        return False
+    return first is None or seq_of(first) > seq_of(known)
+
+
+def gap_event(run_id: str, last_event_id: str | None, **extra: Any) -> StreamEvent:
+    """What a reader is told when events it should have had are gone: `gap`, with the last
+    event id it had (resume after the events that follow, not after this one)."""
+    data = {"run_id": run_id, "last_event_id": last_event_id, **extra}
+    return StreamEvent(id=last_event_id or "0-0", run_id=run_id, event="gap", data=data)
+
+
 @dataclass
 class Opened:
     """What a subscriber finds when it opens: where the run's events start in its thread's
-    stream (None: it has appended nothing, or they expired), the run's recorded outcome, and
-    the tap that follows the stream from there."""
+    stream (None: it has appended nothing, or they expired), the run's recorded outcome, the
+    tap that follows the stream from there, the last entry the reader is known to have had
+    (`known`, for `lost_after`) and whether events after it are gone already (`lost`)."""
 
     start: str | None
     outcome: dict[str, Any] | None
     tap: Tap
+    known: str | None = None
+    lost: bool = False
 
 
 class EventStreams:
@@ -313,14 +384,24 @@ class EventStreams:
         return EventPublisher(self, run_id, thread_id, attempt)
 
     async def append(
-        self, run_id: str, thread_id: str, attempt: int, events: list[tuple[str, bytes]]
+        self,
+        run_id: str,
+        thread_id: str,
+        attempt: int,
+        events: list[tuple[str, bytes]],
+        *,
+        expected: int | None = None,
     ) -> list[str] | None:
+        """Append `events` for `attempt`. `expected` is how many events the attempt sent before
+        these: when Redis holds fewer (it lost them, or earlier batches were given up), a `gap`
+        event goes first; when it already holds these (a retried call), nothing is appended."""
         args: list[Any] = [
             str(attempt),
             str(self.maxlen),
             str(RUNNING_TTL_SECONDS),
             run_id,
             self.notice_channel(thread_id),
+            "" if expected is None else str(expected),
         ]
         for name, data in events:
             args += [name, data]
@@ -350,12 +431,14 @@ class EventStreams:
         outcome_key: str,
         outcome_channel: str,
         outcome_ttl: int,
+        expected: int | None = None,
     ) -> str | None:
         """The run's last event (`end` or `error`), then `expire`, then (with `outcome`) what
         `Broker.publish_run_end` does, in one round trip instead of three; the order a reader
         relies on holds: the event is in the stream before the outcome is announced. Send
-        whatever the attempt's publisher still holds first (`EventPublisher.close`). Returns
-        the event's id, or None when a newer attempt owns the run's appends."""
+        whatever the attempt's publisher still holds first (`EventPublisher.close`), and pass
+        its count (`EventPublisher.sent`) as `expected`. Returns the event's id, or None when a
+        newer attempt owns the run's appends."""
         args: list[Any] = [
             str(attempt),
             str(self.maxlen),
@@ -367,6 +450,7 @@ class EventStreams:
             str(outcome_ttl),
             event,
             dumps(data),
+            "" if expected is None else str(expected),
         ]
         result = await self._finish(
             keys=[self.thread_key(thread_id), self.run_key(run_id), outcome_key], args=args
@@ -384,10 +468,15 @@ class EventStreams:
         key = self.thread_key(thread_id)
         await self.hub.ready()
         sent_at = time.monotonic()
-        start, outcome, last_id, entries = await self._open(
+        start, outcome, last_id, entries, first = await self._open(
             [key, self.run_key(run_id), outcome_key], [after or "", str(FIRST_PAGE), "1"]
         )
         start_id = _text(start) if start else None
+        # The last entry this reader needs to still be there: its cursor, or its run's first
+        # event when that comes later (a cursor from before the run).
+        known = after
+        if start_id is not None and (known is None or seq_of(start_id) > seq_of(known)):
+            known = start_id
         if after is not None:
             position = after
         elif start_id is not None:
@@ -403,17 +492,28 @@ class EventStreams:
             full_page=bool(entries) and len(entries) >= FIRST_PAGE,
             sent_at=sent_at,
         )
-        return Opened(start_id, None if not outcome else dict(orjson.loads(outcome)), tap)
+        first_id = _text(first) if first else None
+        return Opened(
+            start_id,
+            None if not outcome else dict(orjson.loads(outcome)),
+            tap,
+            known=known,
+            lost=lost_after(known, first_id),
+        )
 
     async def open_thread(self, thread_id: str, *, after: str | None) -> Tap:
         """Follow every entry of the thread's stream after `after` (from its start without)."""
+        return (await self.open_thread_checked(thread_id, after=after)).tap
+
+    async def open_thread_checked(self, thread_id: str, *, after: str | None) -> Opened:
+        """`open_thread`, and whether entries after `after` are gone already (`Opened.lost`)."""
         key = self.thread_key(thread_id)
         await self.hub.ready()
         sent_at = time.monotonic()
-        _, _, last_id, entries = await self._open(
+        _, _, last_id, entries, first = await self._open(
             [key, key, key], [after or "", str(FIRST_PAGE), "0"]
         )
-        return self.hub.tap(
+        tap = self.hub.tap(
             key,
             position=after or "0-0",
             stream_last=_text(last_id),
@@ -421,13 +521,32 @@ class EventStreams:
             full_page=bool(entries) and len(entries) >= FIRST_PAGE,
             sent_at=sent_at,
         )
+        first_id = _text(first) if first else None
+        return Opened(None, None, tap, known=after, lost=lost_after(after, first_id))
+
+    async def first_id(self, key: str) -> str | None:
+        """The id of the stream's first entry (None: empty or gone)."""
+        head = await self.redis.xrange(key, "-", "+", count=1)
+        return _text(head[0][0]) if head else None
 
     async def read_range(
         self, key: str, after: str, until: str | None, count: int
     ) -> list[StreamEvent]:
         """Entries of `key` after `after` (up to `until` when given), at most `count`."""
         # XREAD rather than XRANGE: the same entries, and redis-py parses its reply faster.
-        response = await self.redis.xread({key: after}, count=count)
+        # Retried through a Redis restart: a reader in the middle of a catch-up carries on.
+        delay, waited = 0.1, 0.0
+        while True:
+            try:
+                response = await self.redis.xread({key: after}, count=count)
+                break
+            except Exception as exc:
+                if not faults.is_infrastructure_fault(exc) or waited >= READ_RETRY_SECONDS:
+                    raise
+                log.warning("could not read stream %s (%s); retrying", key, exc)
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 2.0)
         events = [_event(i, f) for _, entries in response or () for i, f in entries]
         if until is not None:
             bound = seq_of(until)
@@ -532,6 +651,9 @@ class StreamHub:
         self._recent: dict[str, Seq] = {}
         self._recent_old: dict[str, Seq] = {}
         self._recent_since = self._recent_old_since = time.monotonic()
+        # Counts reconnections of the notice subscription: a reader that sees it change looks
+        # again at what Redis holds (it may have restarted empty) and at its run's status.
+        self.generation = 0
         notices_for(self.redis).add(streams.notice_pattern, self._on_notice, self._on_resync)
 
     async def ready(self) -> None:
@@ -560,9 +682,14 @@ class StreamHub:
         self._mark(key)
 
     def _on_resync(self) -> None:
-        # (Re)subscribed: notices may have been lost meanwhile; look at every stream.
-        for key in self.feeds:
+        # (Re)subscribed: notices may have been lost meanwhile; look at every stream, and
+        # wake every reader so that it checks nothing it needs was lost.
+        self.generation += 1
+        for key, feed in self.feeds.items():
             self._mark(key)
+            for tap in feed.members:
+                if tap.wake_on_resync:
+                    tap.poke()
 
     def _recently_moved(self, key: str, seq: Seq, since: float) -> bool:
         if since < self._recent_old_since:
@@ -673,9 +800,11 @@ class Tap:
         "closed",
         "covered",
         "covered_seq",
+        "generation",
         "hub",
         "key",
         "last_seq",
+        "wake_on_resync",
     )
 
     def __init__(
@@ -692,6 +821,17 @@ class Tap:
         self._feed: _Feed | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._poked = False
+        self.generation = hub.generation  # the hub's, when this tap last checked for losses
+        # Whether a reconnection of the notices makes a waiting `next()` return None (for
+        # readers that then check for losses, `resynced`).
+        self.wake_on_resync = False
+
+    def resynced(self) -> bool:
+        """True once after each reconnection of the hub's notices since the last call."""
+        if self.generation == self.hub.generation:
+            return False
+        self.generation = self.hub.generation
+        return True
 
     def _push(self, events: list[StreamEvent]) -> None:
         """From the hub: events after its cursor (some may be ones this tap already has)."""
@@ -791,7 +931,16 @@ class Tap:
 
 class EventPublisher:
     """Appends one attempt's events in order without making the graph wait for Redis: events
-    queue up and a background task sends whatever has gathered in one script call."""
+    queue up and a background task sends whatever has gathered in one script call.
+
+    Every call carries how many events the attempt sent before it (`sent`), so the append
+    script can tell when Redis holds fewer than were sent (Redis came back empty or behind, or
+    a batch was given up during a long outage) and put a `gap` event in the stream, and when a
+    retried batch is in already (its first answer was lost): no silent gap, no duplicate."""
+
+    #: How long one batch is retried while Redis is unreachable before it is given up (the
+    #: next append, or the run's end, then records the gap).
+    GIVE_UP_SECONDS = 30.0
 
     def __init__(self, streams: EventStreams, run_id: str, thread_id: str, attempt: int) -> None:
         self.streams = streams
@@ -801,6 +950,7 @@ class EventPublisher:
         self._queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.lost = False
+        self.sent = 0  # events of this attempt handed to Redis (or given up)
 
     async def __aenter__(self) -> EventPublisher:
         self._task = asyncio.create_task(self._send_loop())
@@ -840,15 +990,36 @@ class EventPublisher:
                 await self._send(batch)
 
     async def _send(self, batch: list[tuple[str, bytes]]) -> None:
-        # A Redis blip must not drop events: retry with backoff for about half a minute.
-        for attempt in range(8):
-            try:
-                ids = await self.streams.append(self.run_id, self.thread_id, self.attempt, batch)
-            except Exception:
-                log.warning("could not append events of run %s", self.run_id, exc_info=True)
-                await asyncio.sleep(0.1 * 2**attempt)
-                continue
-            if ids is None:
-                self.lost = True
-            return
-        log.error("dropped %d events of run %s: Redis unreachable", len(batch), self.run_id)
+        # A Redis blip must not drop events: retry with backoff. A retry of a call that did go
+        # through is recognised by the count and not appended twice.
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.GIVE_UP_SECONDS
+        delay = 0.1
+        try:
+            while True:
+                try:
+                    ids = await self.streams.append(
+                        self.run_id, self.thread_id, self.attempt, batch, expected=self.sent
+                    )
+                except Exception:
+                    if loop.time() + delay > give_up_at:
+                        # Counted as sent: the next append (or the run's end) finds Redis
+                        # short of them and writes a gap event where they should have been.
+                        log.error(
+                            "gave up %d events of run %s: Redis unreachable; a gap event will "
+                            "mark them",
+                            len(batch),
+                            self.run_id,
+                        )
+                        return
+                    log.warning(
+                        "could not append events of run %s; retrying", self.run_id, exc_info=True
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                if ids is None:
+                    self.lost = True
+                return
+        finally:
+            self.sent += len(batch)

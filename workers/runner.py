@@ -37,6 +37,9 @@ from app.services.runs import RunRecord, outcome_of, stopped_outcome
 
 log = logging.getLogger("lgql.worker")
 
+# How long a run's last event is retried while Redis is unreachable.
+CLOSE_STREAM_SECONDS = 15.0
+
 # Gives up the lease of the attempt we hold, now: the next sweep requeues the run as if its
 # worker had died (one lapse counted), without waiting out the lease.
 _LAPSE_NOW = """
@@ -352,21 +355,34 @@ class RunRunner:
             event, data = "error", error
         else:
             event, data = "end", {"run_id": rid, "status": status}
-        try:
-            await services.streams.finish(
-                rid,
-                str(run.thread_id),
-                run.attempt,
-                event,
-                data,
-                outcome=outcome,
-                outcome_key=services.broker.result_key(rid),
-                outcome_channel=services.broker.end_channel(rid),
-                outcome_ttl=RESULT_TTL_SECONDS,
-            )
-        except Exception:
-            # The run's row has its end: waiters and readers fall back to the database.
-            log.warning("could not close the event stream of run %s", rid, exc_info=True)
+        # Retried through a Redis blip (the count makes a retry of a call that went through a
+        # no-op); past that, the run's row has its end, and waiters and readers ask the
+        # database for it.
+        delay, deadline = 0.1, asyncio.get_running_loop().time() + CLOSE_STREAM_SECONDS
+        while True:
+            try:
+                await services.streams.finish(
+                    rid,
+                    str(run.thread_id),
+                    run.attempt,
+                    event,
+                    data,
+                    outcome=outcome,
+                    outcome_key=services.broker.result_key(rid),
+                    outcome_channel=services.broker.end_channel(rid),
+                    outcome_ttl=RESULT_TTL_SECONDS,
+                    expected=None if publisher is None else publisher.sent,
+                )
+                return
+            except Exception as exc:
+                if (
+                    not faults.is_infrastructure_fault(exc)
+                    or asyncio.get_running_loop().time() + delay > deadline
+                ):
+                    log.warning("could not close the event stream of run %s", rid, exc_info=True)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _roll_back(self, run: RunRecord, spec: RunSpec, publisher: EventPublisher) -> None:
         services = self.services

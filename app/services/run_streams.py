@@ -13,7 +13,14 @@ from typing import Any
 from app.broker import Broker
 from app.db import runs as runs_db
 from app.db.engine import Database
-from app.event_streams import TERMINAL_EVENTS, EventStreams, StreamEvent, Tap
+from app.event_streams import (
+    TERMINAL_EVENTS,
+    EventStreams,
+    StreamEvent,
+    Tap,
+    gap_event,
+    lost_after,
+)
 from app.services.common import parse_uuid
 from app.services.errors import BadUserInput, NotFound
 from app.services.run_lifecycle import FINAL_STATUSES
@@ -56,10 +63,61 @@ def _end(run_id: str, status: str | None) -> StreamEvent:
     )
 
 
+class _GapWatch:
+    """Tells a reader when events it should have had are gone (see `lost_after`): at opening,
+    and after every reconnection of Redis. One gap is said once: a writer's own `gap` event
+    that follows the reader's (the same loss, seen from the other side) is not repeated."""
+
+    def __init__(
+        self, streams: EventStreams, tap: Tap, known: str | None, *, thread_id: str | None = None
+    ) -> None:
+        self._streams = streams
+        self._tap = tap
+        self.known = known  # the last entry the reader had (or its cursor, or its run's start)
+        self._thread_id = thread_id
+        self._said = False  # a gap was just told, with nothing delivered since
+        tap.wake_on_resync = True
+
+    def gap(self, run_id: str, last_event_id: str | None, reason: str) -> StreamEvent:
+        self._said = True
+        extra: dict[str, Any] = {"reason": reason}
+        if self._thread_id is not None:
+            extra["thread_id"] = self._thread_id
+        return gap_event(run_id, last_event_id, **extra)
+
+    def saw(self, event: StreamEvent) -> None:
+        self.known = event.id
+
+    def passes(self, event: StreamEvent) -> bool:
+        if event.event == "gap":
+            if self._said:
+                return False
+            self._said = True
+            return True
+        self._said = False
+        return True
+
+    async def check(self, run_id: str) -> StreamEvent | None:
+        """After a reconnection: a gap event when what the reader had is no longer in Redis."""
+        try:
+            first = await self._streams.first_id(self._tap.key)
+        except Exception:
+            # Redis is gone again: look at the next reconnection.
+            log.debug("could not look for lost events", exc_info=True)
+            return None
+        if not lost_after(self.known, first) or self._said:
+            return None
+        return self.gap(run_id, self.known, "redis lost events")
+
+
 class RunStreamService:
     #: A silent stream asks the database whether its run (or thread) is still there this often:
     #: only in case Redis lost the run's end notice (or the thread was deleted).
     DATABASE_EVERY = 60.0
+    #: Once the database says a run ended, how long its end event may take to follow (while
+    #: the worker's last events are still on their way) before the end is told from the
+    #: database's status.
+    END_GRACE = 5.0
 
     def __init__(
         self,
@@ -117,9 +175,12 @@ class RunStreamService:
                 rid, str(run.thread_id), after=cursor, outcome_key=self._broker.result_key(rid)
             )
             tap = opened.tap
+            watch = _GapWatch(self._streams, tap, opened.known)
             try:
                 if opened.outcome is not None:
                     ended.append(opened.outcome)
+                if opened.lost:
+                    yield watch.gap(rid, cursor, "not retained")
                 if opened.start is None and run.status in FINAL_STATUSES:
                     outcome = ended[0] if ended else None
                     yield _end(rid, _status_of(outcome) if outcome else run.status)
@@ -128,32 +189,56 @@ class RunStreamService:
                     # Ended already: all it wrote is in Redis; read it straight through.
                     tap.poke()
                 asked_database_at = time.monotonic()
+                final_status: str | None = None  # the database says it ended (not Redis)
                 while True:
-                    event = await tap.next(self.DATABASE_EVERY)
+                    idle = self.DATABASE_EVERY if final_status is None else self.END_GRACE
+                    event = await tap.next(idle)
                     if event is not None:
-                        if event.run_id == rid:
+                        watch.saw(event)
+                        if event.run_id == rid and watch.passes(event):
                             yield event
                             if event.event in TERMINAL_EVENTS:
                                 return
                         continue
-                    if not ended and time.monotonic() - asked_database_at >= self.DATABASE_EVERY:
-                        # Silent for a minute: in case Redis lost the end notice.
+                    check_database = False
+                    if tap.resynced():
+                        # Redis reconnected: it may have come back empty (events lost, the
+                        # run's end with them) or the end notice may have been missed.
+                        gap = await watch.check(rid)
+                        if gap is not None:
+                            yield gap
+                        check_database = True
+                    elif time.monotonic() - asked_database_at >= self.DATABASE_EVERY:
+                        check_database = True  # silent for a minute: the end notice was lost?
+                    if not ended and final_status is None and check_database:
                         asked_database_at = time.monotonic()
                         status = await self._status(run.run_id)
                         if status is None or status in FINAL_STATUSES:
-                            outcome = await self._broker.run_outcome(rid)
-                            ended.append(outcome or {"run": {"status": status or run.status}})
-                    if ended:
+                            # Its end event may still be on its way (the worker records the
+                            # end in the database, then writes its last events): wait for it
+                            # while events keep coming, END_GRACE at most after the last.
+                            final_status = status or run.status
+                            continue
+                    if ended or (final_status is not None and event is None):
                         # The run has ended, and everything it wrote is in Redis by now (it
                         # writes its events before it announces its end): deliver the rest,
                         # reading it ourselves (the hub need not read it too).
                         tap.close()
                         async for event in tap.rest():
-                            if event.run_id == rid:
+                            watch.saw(event)
+                            if event.run_id == rid and watch.passes(event):
                                 yield event
                                 if event.event in TERMINAL_EVENTS:
                                     return
-                        yield _end(rid, _status_of(ended[0]))
+                        if ended:
+                            status_now = _status_of(ended[0])
+                        else:
+                            outcome = await self._broker.run_outcome(rid)
+                            status_now = _status_of(outcome) if outcome else final_status
+                        if status_now is None or status_now not in FINAL_STATUSES:
+                            # Always the run's real final status: the database has it.
+                            status_now = await self._status(run.run_id) or status_now
+                        yield _end(rid, status_now)
                         return
             finally:
                 tap.close()
@@ -191,12 +276,23 @@ class RunStreamService:
         BadUserInput."""
         thread = await self._threads.get(thread_id)
         cursor = _check_cursor(last_event_id)
-        tap = await self._streams.open_thread(str(thread.thread_id), after=cursor)
+        opened = await self._streams.open_thread_checked(str(thread.thread_id), after=cursor)
+        tap = opened.tap
+        watch = _GapWatch(self._streams, tap, opened.known, thread_id=str(thread.thread_id))
         try:
+            if opened.lost:
+                yield watch.gap("", cursor, "not retained")
             while True:
                 event = await tap.next(self.DATABASE_EVERY)
                 if event is not None:
-                    yield event
+                    watch.saw(event)
+                    if watch.passes(event):
+                        yield event
+                    continue
+                if tap.resynced():
+                    gap = await watch.check("")
+                    if gap is not None:
+                        yield gap
                     continue
                 try:
                     await self._threads.get(thread.thread_id)
