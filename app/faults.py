@@ -22,6 +22,8 @@ so `is_infrastructure_fault` decides directly.
 from __future__ import annotations
 
 import contextlib
+import errno
+import socket
 from collections.abc import Iterator
 from typing import Literal
 
@@ -54,10 +56,30 @@ _BROKEN_CONNECTION_MESSAGES = (
     'protocol is in the "failed" state',
 )
 
-#: Redis unreachable, restarting (LOADING), or a socket that timed out or broke.
+#: Redis unreachable, restarting (LOADING), failing over (a replica refusing writes: READONLY,
+#: TRYAGAIN), or a socket that timed out or broke.
 _REDIS_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,  # includes BusyLoadingError
     redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+)
+
+#: Socket errors that mean the peer is gone or unreachable. Other OS errors (a missing file, a
+#: permission) are bugs or configuration, not an outage.
+_NETWORK_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ENOTCONN,
+        errno.ESHUTDOWN,
+        errno.ENETDOWN,
+        errno.ENETUNREACH,
+        errno.EHOSTDOWN,
+        errno.EHOSTUNREACH,
+    }
 )
 
 
@@ -90,9 +112,21 @@ def is_infrastructure_fault(exc: BaseException) -> bool:
         return exc.connection_invalidated or (
             isinstance(cause, BaseException) and is_infrastructure_fault(cause)
         )
-    # Sockets: refused, reset, broken pipe, unreachable host (ConnectionError is an OSError).
-    # Timeouts are not: a slow statement is not a lost connection.
-    return isinstance(exc, OSError) and not isinstance(exc, TimeoutError)
+    return _is_network_error(exc)
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    """Sockets: refused, reset, broken pipe, unreachable host or network, a name that does not
+    resolve. Timeouts are not: a slow statement is not a lost connection."""
+    if isinstance(exc, ConnectionError | socket.gaierror):
+        return True
+    if not isinstance(exc, OSError) or isinstance(exc, TimeoutError):
+        return False
+    if exc.errno in _NETWORK_ERRNOS:
+        return True
+    # asyncio's create_connection, every address of a host refused: "Multiple exceptions: ..."
+    # with no errno of its own.
+    return exc.errno is None and str(exc).startswith("Multiple exceptions")
 
 
 Dependency = Literal["postgres", "redis", "network"]

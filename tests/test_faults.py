@@ -5,6 +5,8 @@ else they raise, and the graph's own errors, pass unchanged."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 from typing import Any
 
 import asyncpg
@@ -38,6 +40,10 @@ FAULTS = [
     ConnectionRefusedError(111, "Connection refused"),
     ConnectionResetError(104, "Connection reset by peer"),
     BrokenPipeError(32, "Broken pipe"),
+    OSError(errno.EHOSTUNREACH, "No route to host"),
+    OSError("Multiple exceptions: [Errno 111] Connect call failed ('127.0.0.1', 5432)"),
+    socket.gaierror(-2, "Name or service not known"),
+    redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
 ]
 NOT_FAULTS = [
     ValueError("a graph's own"),
@@ -49,6 +55,9 @@ NOT_FAULTS = [
     TimeoutError(),
     LostOwnership(RUN_ID, 1),
     asyncio.CancelledError(),
+    # Bugs or configuration, not an outage (an API answer would be a 503 otherwise).
+    FileNotFoundError(errno.ENOENT, "No such file or directory"),
+    PermissionError(errno.EACCES, "Permission denied"),
 ]
 
 
