@@ -29,6 +29,7 @@ from app.graphql_app import graphiql_static_mount, graphql_routes, make_graphql_
 from app.runtime.graphs import default_assistant_id
 from app.runtime.langgraph_config import ConfigError
 from app.services.container import Services
+from app.services.errors import RETRY_AFTER_SECONDS
 from app.settings import Settings, origins
 from schema.context import Context
 from schema.schema import build_schema
@@ -148,9 +149,13 @@ def create_app(
     async def ok(request: Request) -> JSONResponse:
         services: Services = request.app.state.services
         health = await services.health()
-        healthy = all(v == "ok" for v in health.values())
+        if all(v == "ok" for v in health.values()):
+            return JSONResponse({"ok": True, "services": health})
+        # A dependency down is an outage, not a bug: 503, to be retried.
         return JSONResponse(
-            {"ok": healthy, "services": health}, status_code=200 if healthy else 500
+            {"ok": False, "services": health},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
     async def ready(request: Request) -> JSONResponse:

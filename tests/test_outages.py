@@ -323,6 +323,10 @@ async def test_postgres_outage_is_service_unavailable_then_service_resumes(
                 url, "subscription($t: ID!) { threadStream(threadId: $t) { id } }", {"t": thread_id}
             )
             assert [e["extensions"]["code"] for e in errors] == ["SERVICE_UNAVAILABLE"]
+            health = await http.get(f"{outage_server.url}/ok")
+            assert health.status_code == 503, health.text
+            assert health.headers["retry-after"] == str(RETRY_AFTER_SECONDS)
+            assert health.json()["services"]["postgres"].startswith("error")
         await _until_served(http, url, THREADS)
         made = await _until_served(http, url, CREATE_THREAD)
         assert made["data"]["createThread"]["id"]
