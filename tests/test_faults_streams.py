@@ -304,3 +304,52 @@ async def test_a_retried_append_is_not_written_twice_and_trimming_is_a_gap() -> 
             opened.tap.close()
         finally:
             await queue.aclose()
+
+
+# --- through the API, on the machine's servers: events that Redis no longer has ---------------
+
+
+async def test_a_resume_whose_events_are_gone_is_told_so(
+    live_server: Any, gql_client: Any, engines: Any, redis_prefix: str
+) -> None:
+    """Redis lost a finished run's events (as after a restart empty): a join resuming after an
+    event id it had gets `gap`, then `end` with the database's status; a thread stream resuming
+    there gets `gap` first; a join without a cursor gets the end only (documented)."""
+    import redis.asyncio as aioredis
+
+    from tests.test_runs_api import create_run, new_thread, wait_status
+    from tests.test_streaming import JOIN as JOIN_ALL
+    from tests.test_streaming import THREAD, collect
+
+    tid = await new_thread(gql_client)
+    run = await create_run(gql_client, assistantId="steps", threadId=tid, input={"count": 0})
+    await wait_status(gql_client, run["id"], {"SUCCESS"})
+    events = await collect(live_server, JOIN_ALL, {"id": run["id"]}, "joinRunStream")
+    cursor = events[2]["id"]
+    assert [e["event"] for e in events if e["event"] == "gap"] == []
+
+    redis = aioredis.from_url(engines.redis_uri)
+    try:
+        await redis.delete(
+            f"{redis_prefix}:thread:{tid}:events",
+            f"{redis_prefix}:run:{run['id']}:stream",
+            f"{redis_prefix}:run:{run['id']}:result",
+        )
+    finally:
+        await redis.aclose()
+
+    resumed = await collect(
+        live_server, JOIN_ALL, {"id": run["id"], "last": cursor}, "joinRunStream"
+    )
+    assert [e["event"] for e in resumed] == ["gap", "end"], resumed
+    assert resumed[0]["data"]["last_event_id"] == cursor
+    assert resumed[0]["mode"] is None
+    assert resumed[1]["data"]["status"] == "success"
+
+    thread = await collect(
+        live_server, THREAD, {"id": tid, "last": cursor}, "threadStream", limit=1
+    )
+    assert thread[0]["event"] == "gap" and thread[0]["data"]["thread_id"] == tid
+
+    fresh = await collect(live_server, JOIN_ALL, {"id": run["id"]}, "joinRunStream")
+    assert [e["event"] for e in fresh] == ["end"]

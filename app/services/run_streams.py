@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from app import faults
 from app.broker import Broker
 from app.db import runs as runs_db
 from app.db.engine import Database
@@ -212,7 +213,14 @@ class RunStreamService:
                         check_database = True  # silent for a minute: the end notice was lost?
                     if not ended and final_status is None and check_database:
                         asked_database_at = time.monotonic()
-                        status = await self._status(run.run_id)
+                        try:
+                            status = await self._status(run.run_id)
+                        except Exception as exc:
+                            if not faults.is_infrastructure_fault(exc):
+                                raise
+                            # Postgres is away too: the stream goes on; asked again later.
+                            log.warning("could not read the status of run %s: %s", rid, exc)
+                            continue
                         if status is None or status in FINAL_STATUSES:
                             # Its end event may still be on its way (the worker records the
                             # end in the database, then writes its last events): wait for it
