@@ -38,6 +38,13 @@ RUN_STREAM = gql(
     }
     """
 )
+THREAD = gql(
+    """
+    subscription($id: ID!) {
+      threadStream(threadId: $id, streamMode: [VALUES]) { id runId event data }
+    }
+    """
+)
 JOIN = gql(
     """
     subscription($id: ID!, $after: String) {
@@ -107,6 +114,22 @@ async def test_a_run_stream_carries_on_across_a_redis_restart(keep_data: bool) -
                     if sum(e["event"] == "values" for e in events) >= 30:
                         enough.set()
 
+        # A thread subscriber, open before the run starts and across the restart.
+        threaded: list[dict[str, Any]] = []
+        thread_open = asyncio.Event()
+
+        async def follow_thread() -> None:
+            transport = WebsocketsTransport(url=ws_url, ping_interval=None)
+            async with Client(transport=transport) as session:
+                source = session.subscribe(THREAD, variable_values={"id": thread_id})
+                thread_open.set()
+                async for item in source:
+                    threaded.append(item["threadStream"])
+                    if threaded[-1]["event"] == "end":
+                        return
+
+        thread_follower = asyncio.create_task(follow_thread())
+        await asyncio.wait_for(thread_open.wait(), 30)
         follower = asyncio.create_task(follow())
         await asyncio.wait_for(enough.wait(), 60)
         run_id = events[0]["runId"]
@@ -124,7 +147,7 @@ async def test_a_run_stream_carries_on_across_a_redis_restart(keep_data: bool) -
                 async for item in session.subscribe(JOIN, variable_values=variables):
                     joined.append(item["joinRunStream"])
 
-        await asyncio.wait_for(asyncio.gather(follower, join()), 90)
+        await asyncio.wait_for(asyncio.gather(follower, join(), thread_follower), 90)
 
         conn = await asyncpg.connect(database_uri)
         try:
@@ -136,6 +159,7 @@ async def test_a_run_stream_carries_on_across_a_redis_restart(keep_data: bool) -
         assert events[-1]["data"]["status"] == status
         assert joined[-1]["data"]["status"] == status
         check_stream(events, steps=STEPS, gap_allowed=not keep_data)
+        check_stream(threaded, steps=STEPS, gap_allowed=not keep_data)
         # The joiner resumes after `cursor`: it gets what follows, or a gap first.
         gaps = check_stream(
             [e for e in events if seq(e["id"]) <= seq(cursor) and e["event"] == "values"] + joined,
@@ -353,3 +377,40 @@ async def test_a_resume_whose_events_are_gone_is_told_so(
 
     fresh = await collect(live_server, JOIN_ALL, {"id": run["id"]}, "joinRunStream")
     assert [e["event"] for e in fresh] == ["end"]
+
+
+async def test_events_given_up_in_a_long_outage_leave_a_gap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch the writer could not append for its whole patience (here shortened) is counted:
+    the next append, once Redis is back with its data, puts a gap event with their number."""
+    from app.event_streams import EventPublisher
+
+    monkeypatch.setattr(EventPublisher, "GIVE_UP_SECONDS", 0.5)
+    async with private_redis() as redis:
+        queue = await connect_queue(redis.uri, "faults")
+        streams = EventStreams(queue, "faults", retention_seconds=60, maxlen=10_000)
+        run_id, thread_id = str(uuid.uuid4()), str(uuid.uuid4())
+        key = streams.thread_key(thread_id)
+        try:
+            async with streams.publisher(run_id, thread_id, 1) as publisher:
+                publisher.emit("custom", {"i": 0})
+
+                async def sent(n: int) -> int | None:
+                    return publisher.sent if publisher.sent >= n else None
+
+                await poll_until(lambda: sent(1), deadline=10, what="the first event")
+                await redis.stop(keep_data=True)
+                publisher.emit("custom", {"i": 1})
+                publisher.emit("custom", {"i": 2})
+                # Given up (counted as sent) while Redis is down.
+                await poll_until(lambda: sent(3), deadline=30, what="the batch given up")
+                await redis.start()
+                publisher.emit("custom", {"i": 3})
+            entries = await queue.xrange(key)
+            names = [(f[b"event"].decode(), orjson.loads(f[b"data"])) for _, f in entries]
+            assert [n for n, _ in names] == ["custom", "gap", "custom"], names
+            assert names[1][1]["lost"] == 2
+            assert names[2][1] == {"i": 3}
+        finally:
+            await queue.aclose()
