@@ -318,14 +318,21 @@ def report(tally: Tally, rows: dict[str, dict[str, Any]], steps: int, seconds: f
     for key, n in sorted(tally.requests.items()):
         print(f"  {key:40s} {n}")
     totals: collections.Counter[str] = collections.Counter()
+    flawed: list[tuple[str, dict[str, int]]] = []
+    benign = {"gap events", "new attempts seen"}
     for stream in tally.streams:
-        totals.update(check_stream(stream, steps, rows.get(stream.run_id or "")))
+        found = check_stream(stream, steps, rows.get(stream.run_id or ""))
+        totals.update(found)
+        if set(found) - benign:
+            flawed.append((stream.run_id or "?", found))
     rejoined = sum(1 for s in tally.streams if s.rejoins)
     print(f"streams: {len(tally.streams)} (rejoined after a break: {rejoined})")
     for key in ("events lost silently", "events lost, announced", "gap events",
                 "events duplicated", "new attempts seen", "end status != database",
                 "last values != final state", "streams unfinished"):  # fmt: skip
         print(f"  {key:40s} {totals.get(key, 0)}")
+    for run_id, found in flawed[:10]:
+        print(f"  stream of run {run_id}: {found}")
     names = sorted({name for _, row in tally.rss for name in row})
     print("RSS (MB) over time:")
     print("  " + "t (s)".rjust(6) + "".join(n.rjust(11) for n in names))
