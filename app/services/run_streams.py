@@ -12,7 +12,7 @@ from typing import Any
 
 from app import faults
 from app.broker import Broker
-from app.db import runs as runs_db
+from app.db import run_queue as queue_db
 from app.db.engine import Database
 from app.event_streams import (
     TERMINAL_EVENTS,
@@ -22,7 +22,7 @@ from app.event_streams import (
     gap_event,
     lost_after,
 )
-from app.services.common import parse_uuid
+from app.services.common import parse_uuid, utcnow
 from app.services.errors import BadUserInput, NotFound
 from app.services.run_lifecycle import FINAL_STATUSES
 from app.services.run_request import OnDisconnect, RunRequest
@@ -134,10 +134,23 @@ class RunStreamService:
         self._runs = runs
         self._threads = threads
 
+    async def _current(self, run_id: uuid.UUID) -> RunRecord | None:
+        async with self._db.pool.acquire() as conn:
+            return await queue_db.get(conn, run_id)
+
     async def _status(self, run_id: uuid.UUID) -> str | None:
-        async with self._db.sessions() as session:
-            run = await runs_db.get(session, run_id)
+        run = await self._current(run_id)
         return None if run is None else run.status
+
+    def _should_still_hold_events(self, run: RunRecord) -> bool:
+        """Whether Redis should still hold the events of `run`, which has ended: it started (a
+        run cancelled while pending never wrote any), and it ended within the retention, long
+        enough ago for its last events to have been written (they follow its end in the
+        database by a moment)."""
+        if run.started_at is None or run.ended_at is None:
+            return False
+        ago = (utcnow() - run.ended_at).total_seconds()
+        return self.END_GRACE < ago < self._streams.retention_seconds - self.END_GRACE
 
     async def follow_run(
         self, run_id: str, *, last_event_id: str | None = None
@@ -183,6 +196,10 @@ class RunStreamService:
                 if opened.lost:
                     yield watch.gap(rid, cursor, "not retained")
                 if opened.start is None and run.status in FINAL_STATUSES:
+                    if not opened.lost and self._should_still_hold_events(run):
+                        # Ended within the retention, yet nothing of it is in Redis: lost (a
+                        # Redis that came back empty), not expired.
+                        yield watch.gap(rid, cursor, "redis lost events")
                     outcome = ended[0] if ended else None
                     yield _end(rid, _status_of(outcome) if outcome else run.status)
                     return
@@ -246,6 +263,13 @@ class RunStreamService:
                         if status_now is None or status_now not in FINAL_STATUSES:
                             # Always the run's real final status: the database has it.
                             status_now = await self._status(run.run_id) or status_now
+                        if not ended and outcome is None:
+                            # The end comes from the database: neither the run's end event nor
+                            # its end notice reached Redis, so what it wrote last may be lost
+                            # too (a run that never started wrote nothing). Said, not silent.
+                            current = await self._current(run.run_id)
+                            if current is None or current.started_at is not None:
+                                yield watch.gap(rid, watch.known, "end not in the stream")
                         yield _end(rid, status_now)
                         return
             finally:
