@@ -11,8 +11,9 @@ from starlette.requests import Request
 
 from app.services.common import UNSET, Unset
 from app.services.errors import ServiceError
+from app.services.run_execution import record_from_snapshot
 from app.services.run_request import OnDisconnect
-from app.services.runs import RunService, record_from_snapshot
+from app.services.runs import RunService
 from app.services.thread_ttl import ThreadTTL
 from schema.context import Context, services
 from schema.cron_fields import CronMutations

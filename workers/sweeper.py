@@ -15,7 +15,6 @@ from app import faults
 from app.services import run_lifecycle as lifecycle
 from app.services.container import Services
 from app.services.run_lifecycle import RunTx
-from app.services.runs import outcome_of
 
 log = logging.getLogger("lgql.sweeper")
 
@@ -23,15 +22,11 @@ log = logging.getLogger("lgql.sweeper")
 async def sweep_once(services: Services) -> tuple[int, int]:
     """One pass. Returns (leases lapsed, runs woken)."""
     settings = services.settings
-    async with services.db.pool.acquire() as conn, conn.transaction():
-        tx = RunTx(conn)
-        lapsed = await lifecycle.lapse_leases(tx, max_attempts=settings.bg_job_max_retries)
-    await services.runs.announce_webhooks(tx.deliveries)
+    lapsed = await services.execution.lapse_leases(max_attempts=settings.bg_job_max_retries)
     requeued: list[str] = []
     for run in lapsed:
         if run.status == "error":
             log.error("run %s failed: %s", run.run_id, (run.error or {}).get("message"))
-            await services.broker.publish_run_end(str(run.run_id), outcome_of(run))
         else:
             log.warning("run %s lost its worker; requeued (attempt %s)", run.run_id, run.attempt)
             requeued.append(str(run.run_id))

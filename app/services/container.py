@@ -23,6 +23,7 @@ from app.runtime.langgraph_config import LanggraphConfig
 from app.runtime.store import open_store
 from app.services.assistants import AssistantService
 from app.services.crons import CronService
+from app.services.run_execution import RunExecution
 from app.services.run_streams import RunStreamService
 from app.services.runs import RunService
 from app.services.store import StoreService
@@ -51,6 +52,7 @@ class Services:
     assistants: AssistantService
     threads: ThreadService
     runs: RunService
+    execution: RunExecution
     run_streams: RunStreamService
     auth: Authorization
     store: StoreService
@@ -119,20 +121,30 @@ async def open_services(
         )
         assistants = AssistantService(db, graphs, auth)
         threads = ThreadService(db, graphs, checkpointer, thread_ttl, auth)
-        runs = RunService(
-            db,
-            broker,
-            wakeups,
-            assistants,
-            threads,
-            checkpointer,
-            webhook_policy=WebhookPolicy.from_config(settings, langgraph_config.webhooks),
-        )
         streams = EventStreams(
             redis,
             settings.redis_key_prefix,
             retention_seconds=settings.resumable_stream_ttl_seconds,
             maxlen=settings.stream_max_events,
+        )
+        execution = RunExecution(
+            db=db,
+            broker=broker,
+            wakeups=wakeups,
+            streams=streams,
+            graphs=graphs,
+            checkpointer=checkpointer,
+            threads=threads,
+            lease_seconds=settings.run_lease_seconds,
+        )
+        runs = RunService(
+            db,
+            broker,
+            assistants,
+            threads,
+            checkpointer,
+            execution,
+            webhook_policy=WebhookPolicy.from_config(settings, langgraph_config.webhooks),
         )
         services = Services(
             settings=settings,
@@ -149,6 +161,7 @@ async def open_services(
             assistants=assistants,
             threads=threads,
             runs=runs,
+            execution=execution,
             run_streams=RunStreamService(db, streams, broker, runs, threads),
             auth=auth,
             store=store,

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -23,7 +21,6 @@ from app.db import threads as threads_db
 from app.db.engine import Database
 from app.db.models import Run as RunRecord
 from app.db.pagination import read_count, read_page
-from app.messaging.wakeups import RunWakeups
 from app.runtime.checkpointer import PostgresCheckpointer
 from app.services import run_lifecycle as lifecycle
 from app.services.assistants import AssistantService
@@ -31,50 +28,16 @@ from app.services.common import new_id, parse_uuid, require_object, utcnow
 from app.services.errors import BadUserInput, Conflict, NotFound
 from app.services.idempotency import IdempotencyKey, maybe_sweep
 from app.services.pagination import Page, PageRequest, SortOrder
+from app.services.run_execution import RunExecution, outcome_of, stopped_outcome
 from app.services.run_lifecycle import RunTx
 from app.services.run_request import IfNotExists, MultitaskStrategy, RunRequest
 from app.services.threads import ThreadService
 from app.services.webhook_policy import WebhookPolicy
-from app.services.webhooks import enqueue_recorded, recorded_in
+from app.services.webhooks import recorded_in
 
 __all__ = ["CreatedRun", "RunRecord", "RunService"]
 
 log = logging.getLogger("lgql.runs")
-
-
-def run_snapshot(run: RunRecord) -> dict[str, Any]:
-    """A run as JSON, carried in run-end notices (the row may be gone by the time it is read)."""
-    return {
-        "run_id": str(run.run_id),
-        "thread_id": str(run.thread_id),
-        "assistant_id": str(run.assistant_id),
-        "status": run.status,
-        "attempt": run.attempt,
-        "metadata": run.metadata_,
-        "kwargs": run.kwargs,
-        "multitask_strategy": run.multitask_strategy,
-        "output": run.output,
-        "error": run.error,
-        "created_at": run.created_at.isoformat(),
-        "updated_at": run.updated_at.isoformat(),
-    }
-
-
-def record_from_snapshot(data: dict[str, Any]) -> RunRecord:
-    return RunRecord(
-        run_id=uuid.UUID(data["run_id"]),
-        thread_id=uuid.UUID(data["thread_id"]),
-        assistant_id=uuid.UUID(data["assistant_id"]),
-        status=data["status"],
-        attempt=data["attempt"],
-        metadata_=data["metadata"],
-        kwargs=data["kwargs"],
-        multitask_strategy=data["multitask_strategy"],
-        output=data["output"],
-        error=data["error"],
-        created_at=datetime.fromisoformat(data["created_at"]),
-        updated_at=datetime.fromisoformat(data["updated_at"]),
-    )
 
 
 @dataclass(frozen=True)
@@ -98,19 +61,19 @@ class RunService:
         self,
         db: Database,
         broker: Broker,
-        wakeups: RunWakeups,
         assistants: AssistantService,
         threads: ThreadService,
         checkpointer: PostgresCheckpointer,
+        execution: RunExecution,
         *,
         webhook_policy: WebhookPolicy | None = None,
     ) -> None:
         self._db = db
         self._broker = broker
-        self._wakeups = wakeups
         self._assistants = assistants
         self._threads = threads
         self._checkpointer = checkpointer
+        self._execution = execution
         self._webhook_policy = webhook_policy or WebhookPolicy()
 
     def checked(self, request: RunRequest) -> RunRequest:
@@ -128,7 +91,10 @@ class RunService:
         checkpoint), Conflict (thread busy under REJECT; an idempotency key used before for
         another request, or whose run is gone), BadUserInput. With `request.idempotency_key`,
         a repeat of an earlier request returns the run that request made."""
-        self.checked(request)
+        return await self._create_checked(self.checked(request))
+
+    async def _create_checked(self, request: RunRequest) -> RunRecord:
+        """`create` for a request already `checked()`."""
         # Hashed before the auth handlers stamp the request: a retry is compared as sent.
         key = IdempotencyKey.of(
             "run",
@@ -270,7 +236,7 @@ class RunService:
         """Enqueue the webhooks a committed transaction recorded (runs it ended): a `RunTx`'s
         `deliveries`, or those of a SQLAlchemy session."""
         deliveries = recorded if isinstance(recorded, list) else recorded_in(recorded)
-        await enqueue_recorded(self._broker, deliveries)
+        await self._execution.announce_webhooks(deliveries)
 
     async def announce(self, created: CreatedRun) -> None:
         """Wake a worker for a committed new run, and stop the runs it superseded."""
@@ -280,7 +246,7 @@ class RunService:
         try:
             for active_id in created.cancel_running:
                 await self._broker.send_cancel(str(active_id), run.multitask_strategy)
-            await self.wake(run.run_id, run.available_at)
+            await self._execution.wake(run.run_id, run.available_at)
         except Exception:
             log.warning(
                 "could not notify workers of run %s; the sweep will start it",
@@ -298,7 +264,8 @@ class RunService:
             self.checked(request)
             if self._assistants.resolve_id(request.assistant_id) not in self._assistants.system_ids:
                 await self._assistants.get(request.assistant_id)
-        return list(await asyncio.gather(*(self.create(r) for r in requests)))
+        # Each request was checked above: the creates do not check it again.
+        return list(await asyncio.gather(*(self._create_checked(r) for r in requests)))
 
     # --- wait --------------------------------------------------------------------------------
 
@@ -385,18 +352,14 @@ class RunService:
                 raise Conflict(f"Run {rid} has already ended ({run.status})", status=run.status)
             was_pending = run.status == "pending"
             if was_pending:
-                await lifecycle.cancel_pending(tx, [run], action)
-                if action == "rollback":
-                    await self._checkpointer.delete_for_runs_in(conn, [str(rid)])
-                await lifecycle.refresh_thread(tx, run.thread_id, state=None)
+                await self._execution.cancel_pending(tx, run, action)
             else:
                 await lifecycle.request_cancel(tx, [rid], action)
         await self.announce_webhooks(tx.deliveries)
         if was_pending:
-            await self._broker.publish_run_end(
-                str(rid), stopped_outcome(run, deleted=action == "rollback")
+            await self._execution.announce_stopped(
+                run, deleted=action == "rollback", wake_next=True
             )
-            await self.wake_next(run.thread_id)
         else:
             await self._broker.send_cancel(str(rid), action)
         if not wait:
@@ -417,24 +380,6 @@ class RunService:
         async with self._db.pool.acquire() as conn:
             return await queue_db.get(conn, rid)
 
-    async def wake_next(self, thread_id: uuid.UUID) -> None:
-        """Wake a worker for the thread's next pending run, if there is one."""
-        async with self._db.pool.acquire() as conn:
-            nxt = await queue_db.next_pending(conn, thread_id)
-        if nxt is not None:
-            await self.wake(nxt.run_id, nxt.available_at)
-
-    async def wake(self, run_id: uuid.UUID, available_at: datetime) -> None:
-        """Ask a worker to start a pending run: now, or when its `afterSeconds` delay is over
-        (a deferred arq job, whose task wakes it then)."""
-        delay = available_at.timestamp() - time.time()
-        if delay > 0:
-            await self._broker.enqueue_run(
-                str(run_id), job_key=f"after:{new_id()}", defer_seconds=delay
-            )
-        else:
-            await self._wakeups.wake([str(run_id)])
-
     async def delete(self, run_id: str) -> uuid.UUID:
         """Delete an ended run with its checkpoints. Raises NotFound, Conflict (still active)."""
         rid = parse_uuid(run_id, "run")
@@ -448,31 +393,3 @@ class RunService:
             await queue_db.delete_runs(conn, [rid])
             await self._checkpointer.delete_for_runs_in(conn, [str(rid)])
         return rid
-
-
-def stopped_outcome(run: RunRecord, *, deleted: bool) -> dict[str, Any]:
-    """The outcome of a run stopped before it produced anything of its own (cancelled while
-    pending, or rolled back: then `deleted`, its row gone)."""
-    outcome: dict[str, Any] = {
-        "run": {**run_snapshot(run), "status": "interrupted"},
-        "values": None,
-        "interrupts": [],
-        "error": None,
-    }
-    if deleted:
-        outcome["deleted"] = True
-    return outcome
-
-
-def outcome_of(run: RunRecord) -> dict[str, Any]:
-    output = run.output or {}
-    return {
-        "run": run_snapshot(run),
-        "values": output.get("values"),
-        "interrupts": output.get("interrupts") or [],
-        "error": run.error,
-    }
-
-
-def _seconds(value: float) -> timedelta:
-    return timedelta(seconds=value)
