@@ -50,8 +50,8 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from app.auth.context import Authorization, set_user_for_task
 from app.auth.handlers import AuthHandlerError, Credentials, credential_headers
+from app.errors import RETRY_AFTER_SECONDS, ServiceError, ServiceUnavailable
 from app.memory import MemoryGiveBack
-from app.services.errors import RETRY_AFTER_SECONDS, ServiceError, ServiceUnavailable
 from app.ws_protocols import CheckedGraphQLTransportWSHandler, CheckedGraphQLWSHandler
 
 __all__ = [

@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.applications import Starlette
@@ -25,20 +25,33 @@ from app import __version__, process_tuning
 from app.auth.middleware import AuthenticationMiddleware
 from app.console import console_routes
 from app.doors import LazyDoors
+from app.errors import RETRY_AFTER_SECONDS
 from app.graphql_app import graphiql_static_mount, graphql_routes, make_graphql_app
+from app.messaging.heartbeats import live_workers, worker_readiness
 from app.runtime.graphs import default_assistant_id
 from app.runtime.langgraph_config import ConfigError
 from app.services.container import Services
-from app.services.errors import RETRY_AFTER_SECONDS
 from app.settings import Settings, origins
 from schema.context import Context
 from schema.schema import build_schema
-from workers.heartbeat import live_workers, worker_readiness
 
 log = logging.getLogger("lgql.server")
 
 
 ServicesFactory = Callable[[], AbstractAsyncContextManager[Services]]
+
+
+class EmbeddedWorker(Protocol):
+    """What `lgql dev` runs inside the API process: an arq worker (`workers.worker`)."""
+
+    async def async_run(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+#: Builds the in-process worker over the app's services. Injected by the entry point, so that
+#: `app` never imports `workers` (the worker sits above the services, beside the API).
+WorkerFactory = Callable[[Settings, Services], EmbeddedWorker]
 
 
 class CorsConfig(BaseModel):
@@ -103,10 +116,13 @@ class _StartupCORS:
 
 
 def create_app(
-    settings: Settings, services_factory: ServicesFactory, *, embedded_worker: bool = False
+    settings: Settings,
+    services_factory: ServicesFactory,
+    *,
+    embedded_worker: WorkerFactory | None = None,
 ) -> Starlette:
     """The ASGI app over the services `services_factory` opens for the app's lifetime.
-    `embedded_worker` runs an arq worker inside this process (dev)."""
+    `embedded_worker` builds an arq worker run inside this process (dev)."""
 
     doors = LazyDoors(max_body_bytes=settings.max_body_bytes)
 
@@ -116,13 +132,9 @@ def create_app(
             app.state.services = services
             app.state.cors = cors_config(settings, services.langgraph_config.http)
             worker_task = None
-            worker = None
-            if embedded_worker:
-                from workers.settings import build_worker
-
-                worker = build_worker(
-                    settings, redis_uri=services.redis_uri, services=services, handle_signals=False
-                )
+            worker: EmbeddedWorker | None = None
+            if embedded_worker is not None:
+                worker = embedded_worker(settings, services)
                 worker_task = asyncio.create_task(worker.async_run(), name="lgql-embedded-worker")
             process_tuning.freeze_startup_objects()
             try:

@@ -34,7 +34,7 @@ from wire import WireProxy, address_of, with_address
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "graphs"
 CONFIG = FIXTURES / "langgraph.json"
-LGQL = [sys.executable, "-m", "app"]
+LGQL = [sys.executable, "-m", "lgql"]
 ENGINE_NAMES = ("postgres", "valkey-server", "redis-server")
 SCRUB = ("DATABASE_URI", "DATABASE_URL", "POSTGRES_URI", "REDIS_URI", "REDIS_URL", "LGQL_CONFIG")
 

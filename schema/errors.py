@@ -10,7 +10,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import InvalidOperationTypeError
 
-from app.services.errors import ServiceError, unavailable
+from app.errors import ServiceError, unavailable
 
 log = logging.getLogger("lgql.graphql")
 

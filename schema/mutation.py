@@ -9,8 +9,8 @@ from typing import Any
 import strawberry
 from starlette.requests import Request
 
+from app.errors import ServiceError
 from app.services.common import UNSET, Unset
-from app.services.errors import ServiceError
 from app.services.run_execution import record_from_snapshot
 from app.services.run_request import OnDisconnect
 from app.services.runs import RunService

@@ -7,7 +7,7 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 
-from app.services.pagination import Page, PageRequest
+from app.pagination import Page, PageRequest
 from app.settings import get_settings
 
 NodeT = TypeVar("NodeT")

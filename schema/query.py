@@ -8,7 +8,6 @@ from typing import Any
 import strawberry
 
 from app import __version__
-from app.runtime.graphs import default_assistant_id
 from schema.context import Context, services
 from schema.cron_fields import CronQueries
 from schema.pagination import Connection, connection, page_request
@@ -98,7 +97,9 @@ class Query(CronQueries, StoreQueries):
                 GraphInfo(
                     graph_id=g,
                     description=graphs.info(g).description,
-                    default_assistant_id=strawberry.ID(str(default_assistant_id(g))),
+                    default_assistant_id=strawberry.ID(
+                        str(services(info).assistants.resolve_id(g))
+                    ),
                 )
                 for g in graphs.graph_ids
             ],

@@ -155,6 +155,7 @@ async def start_server(
     from app.runtime.langgraph_config import load_langgraph_config
     from app.server import create_app
     from app.services.container import open_services
+    from workers.settings import embedded_worker as worker_factory
 
     lg_config = load_langgraph_config(settings.config)
     app = create_app(
@@ -162,7 +163,7 @@ async def start_server(
         lambda: open_services(
             settings, lg_config, database_uri=database_uri, redis_uri=redis_uri, migrate=migrate
         ),
-        embedded_worker=embedded_worker,
+        embedded_worker=worker_factory if embedded_worker else None,
     )
     port = free_port()
     server = uvicorn.Server(

@@ -74,7 +74,7 @@ async def lgql_dev(engines: EngineUrls, config: Path, name: str, **env: str) -> 
                 **env,
             }
         )
-        proc = _spawn([sys.executable, "-m", "app", "dev", "--port", str(port)], child_env, log)
+        proc = _spawn([sys.executable, "-m", "lgql", "dev", "--port", str(port)], child_env, log)
         server = DevServer(f"http://127.0.0.1:{port}", proc, log)
         try:
             async with httpx.AsyncClient(timeout=5) as http:

@@ -38,7 +38,7 @@ from app.db.migrate import upgrade
 from tests.conftest import FIXTURE_GRAPHS, ROOT, GraphQLClient, free_port
 from workers.heartbeat import heartbeat_key
 
-LGQL = [sys.executable, "-m", "app"]
+LGQL = [sys.executable, "-m", "lgql"]
 
 # Fast crash detection for tests; a test overrides any of these with `env_overrides`.
 DEFAULT_ENV = {

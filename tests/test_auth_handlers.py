@@ -15,8 +15,8 @@ from app.auth.context import Authorization, acting_as
 from app.auth.filters import AuthFilter
 from app.auth.handlers import AuthHandlerError, AuthHandlers, Credentials
 from app.auth.users import AuthUser, normalize_user
+from app.errors import Forbidden, NotFound, Unauthenticated
 from app.runtime.langgraph_config import ConfigError, LanggraphConfig
-from app.services.errors import Forbidden, NotFound, Unauthenticated
 
 ALICE = AuthUser(identity="alice", permissions=("read",))
 

@@ -10,9 +10,9 @@ import pytest_asyncio
 
 from app.auth.context import acting_as
 from app.auth.users import AuthUser
+from app.errors import NotFound
+from app.pagination import PageRequest
 from app.services.container import Services
-from app.services.errors import NotFound
-from app.services.pagination import PageRequest
 from app.services.run_request import RunRequest
 from app.services.threads import ThreadFilter
 from tests.conftest import ROOT, EngineUrls, private_services

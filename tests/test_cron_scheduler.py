@@ -21,10 +21,10 @@ from sqlalchemy import text
 
 from app.db.engine import asyncpg_url
 from app.db.migrate import upgrade
+from app.errors import Conflict
 from app.runtime.langgraph_config import load_langgraph_config
 from app.services.container import Services, open_services
 from app.services.cron_request import next_run_after
-from app.services.errors import Conflict
 from app.services.run_request import MultitaskStrategy, RunRequest
 from tests.conftest import EngineUrls, make_settings, scratch_database
 from tests.processes import LgqlCluster, poll_until

@@ -38,9 +38,9 @@ from websockets.typing import Subprotocol
 
 from app.db.migrate import upgrade
 from app.engines import EmbeddedEngines
+from app.errors import RETRY_AFTER_SECONDS
 from app.faults import infrastructure_fault
 from app.graphql_app import graphql_routes, make_graphql_app
-from app.services.errors import RETRY_AFTER_SECONDS
 from schema.errors import ErrorCodes
 from tests.conftest import LiveServer, make_settings, start_server
 

@@ -28,7 +28,7 @@ from tests.conftest import (
     start_server,
 )
 
-LGQL = [sys.executable, "-m", "app"]
+LGQL = [sys.executable, "-m", "lgql"]
 
 
 async def test_ok_and_info(live_server: LiveServer) -> None:

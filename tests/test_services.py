@@ -9,13 +9,13 @@ import pytest
 import pytest_asyncio
 
 from app.db.models import Run
+from app.errors import BadUserInput, Conflict, NotFound
+from app.pagination import PageRequest
 from app.runtime.graphs import default_assistant_id
 from app.runtime.langgraph_config import load_langgraph_config
 from app.services.assistants import AssistantFilter
 from app.services.common import IfExists
 from app.services.container import Services, open_services
-from app.services.errors import BadUserInput, Conflict, NotFound
-from app.services.pagination import PageRequest
 from app.services.threads import ThreadFilter
 from tests.conftest import EngineUrls, make_settings, private_services
 

@@ -22,11 +22,11 @@ from langgraph.store.base import (
     SearchOp,
 )
 
+from app.errors import BadUserInput
 from app.runtime.embeddings import EmbeddingsConfigError, load_embeddings
 from app.runtime.langgraph_config import parse_langgraph_config
 from app.runtime.store import PostgresStore, StoreConfigError, open_store
 from app.runtime.store_sql import FilterError
-from app.services.errors import BadUserInput
 from app.services.store import StoreService
 from tests.conftest import EngineUrls, migrated_pool
 

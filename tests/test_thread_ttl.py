@@ -16,9 +16,9 @@ import pytest
 import pytest_asyncio
 
 from app.db import threads as threads_db
+from app.errors import BadUserInput
 from app.runtime.langgraph_config import ConfigError, load_langgraph_config
 from app.services.container import Services
-from app.services.errors import BadUserInput
 from app.services.run_request import RunRequest
 from app.services.thread_ttl import ThreadTTL, ThreadTTLConfig, ThreadTTLStrategy
 from tests.conftest import (

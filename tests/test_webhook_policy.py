@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from app.errors import BadUserInput
 from app.runtime.langgraph_config import ConfigError
-from app.services.errors import BadUserInput
 from app.services.webhook_policy import (
     WebhookPolicy,
     allowed_fields,

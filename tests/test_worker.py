@@ -11,8 +11,8 @@ import sys
 import httpx
 import redis.asyncio as aioredis
 
+from app.messaging.heartbeats import heartbeat_key, live_workers
 from tests.conftest import FIXTURE_GRAPHS, ROOT, EngineUrls, LiveServer
-from workers.heartbeat import heartbeat_key, live_workers
 
 
 async def test_worker_process_heartbeats_and_stops_on_sigterm(
@@ -26,7 +26,7 @@ async def test_worker_process_heartbeats_and_stops_on_sigterm(
         "LGQL_CONFIG": str(FIXTURE_GRAPHS),
     }
     proc = subprocess.Popen(  # noqa: ASYNC220 (a long-lived child, not awaited)
-        [sys.executable, "-m", "app", "worker"],
+        [sys.executable, "-m", "lgql", "worker"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

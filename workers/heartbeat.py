@@ -20,16 +20,15 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
+from app.messaging.heartbeats import HEARTBEAT_TTL_SECONDS, heartbeat_key
+
+__all__ = ["Reachability", "heartbeat_key", "report_heartbeats"]
+
 log = logging.getLogger("lgql.heartbeat")
 
-HEARTBEAT_TTL_SECONDS = 30
 HEARTBEAT_INTERVAL_SECONDS = 5
 #: An outage this long is logged as an error and makes the worker not ready.
 LONG_OUTAGE_SECONDS = 10.0
-
-
-def heartbeat_key(prefix: str, worker_id: str) -> str:
-    return f"{prefix}:workers:{worker_id}"
 
 
 class Reachability:
@@ -119,29 +118,3 @@ async def report_heartbeats(
         # A stopped worker leaves the count at once instead of when its heartbeat expires.
         with contextlib.suppress(Exception):
             await asyncio.shield(redis.delete(key))
-
-
-async def live_workers(redis: aioredis.Redis, prefix: str) -> int:
-    count = 0
-    async for _ in redis.scan_iter(match=f"{prefix}:workers:*", count=500):
-        count += 1
-    return count
-
-
-async def worker_readiness(redis: aioredis.Redis, prefix: str) -> tuple[int, int]:
-    """(workers alive, workers ready) from their heartbeats. A heartbeat of an older lgql (a
-    bare timestamp) counts as ready."""
-    keys = [k async for k in redis.scan_iter(match=f"{prefix}:workers:*", count=500)]
-    if not keys:
-        return 0, 0
-    ready = 0
-    for raw in await redis.mget(keys):
-        if raw is None:  # expired between the scan and the read
-            continue
-        try:
-            beat = json.loads(raw)
-        except ValueError:
-            beat = None
-        if not isinstance(beat, dict) or beat.get("ready", True):
-            ready += 1
-    return len(keys), ready

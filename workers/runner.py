@@ -24,9 +24,9 @@ from typing import Any
 from langgraph.types import StateSnapshot
 
 from app import faults
+from app.errors import NotFound
 from app.runtime.executor import RunSpec, execute
 from app.services.container import Services
-from app.services.errors import NotFound
 from app.services.run_execution import LostOwnership, RunRecord, error_of
 from app.services.run_lifecycle import Claimed
 

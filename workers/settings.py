@@ -178,6 +178,14 @@ async def _execute_quietly(runner: RunRunner, run_id: str) -> None:
             log.exception("run %s failed in the worker", run_id)
 
 
+def embedded_worker(settings: Settings, services: Services) -> Worker:
+    """The worker `lgql dev` runs inside the API process, on the API's services (the
+    `WorkerFactory` `app.server.create_app` takes)."""
+    return build_worker(
+        settings, redis_uri=services.redis_uri, services=services, handle_signals=False
+    )
+
+
 def build_worker(
     settings: Settings,
     *,

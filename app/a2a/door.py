@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from app import __version__
 from app.a2a.handler import ASSISTANT_KEY, SERVICES_KEY, LgqlRequestHandler
+from app.errors import ServiceError
 from app.jsonrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -39,7 +40,6 @@ from app.jsonrpc import (
 )
 from app.services.assistants import AssistantRecord
 from app.services.container import Services
-from app.services.errors import ServiceError
 
 # Methods answered once the run ends, in both protocol versions.
 BLOCKING_METHODS = frozenset({"message/send", "SendMessage"})

@@ -49,12 +49,12 @@ from a2a.utils.errors import (
 )
 
 from app.a2a import tasks
-from app.event_streams import StreamEvent
+from app.errors import Conflict, NotFound, ServiceError
 from app.services.assistants import AssistantRecord
 from app.services.container import Services
-from app.services.errors import Conflict, NotFound, ServiceError
 from app.services.run_lifecycle import FINAL_STATUSES
 from app.services.run_request import IfNotExists, RunCommand, RunRequest
+from app.services.run_streams import StreamEvent
 from app.services.runs import RunRecord
 
 log = logging.getLogger("lgql.a2a")

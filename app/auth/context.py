@@ -14,7 +14,7 @@ from typing import Any
 
 from app.auth.filters import AuthFilter
 from app.auth.handlers import AuthHandlers, User
-from app.services.errors import ServiceError
+from app.errors import ServiceError
 
 _current: ContextVar[User | None] = ContextVar("lgql_auth_user", default=None)
 

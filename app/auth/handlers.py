@@ -18,9 +18,9 @@ from starlette.requests import HTTPConnection, Request
 
 from app.auth.filters import AuthFilter, AuthFilterError
 from app.auth.users import AuthUser, normalize_user
+from app.errors import Forbidden, NotFound, ServiceError, Unauthenticated
 from app.runtime.graph_loader import import_graph_value
 from app.runtime.langgraph_config import ConfigError, LanggraphConfig
-from app.services.errors import Forbidden, NotFound, ServiceError, Unauthenticated
 
 log = logging.getLogger("lgql.auth")
 

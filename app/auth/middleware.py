@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.context import Authorization, acting_as
 from app.auth.handlers import AuthHandlerError, Credentials
-from app.services.errors import ServiceError
+from app.errors import ServiceError
 
 log = logging.getLogger("lgql.auth")
 

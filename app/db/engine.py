@@ -18,8 +18,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.runtime.checkpointer import skip_session_reset
-
 
 def _with_scheme(url: str, scheme: str) -> str:
     parts = urlsplit(url)
@@ -40,6 +38,16 @@ def asyncpg_url(url: str) -> str:
 
 def _json_dumps(value: object) -> str:
     return orjson.dumps(value).decode()
+
+
+async def skip_session_reset(conn: asyncpg.Connection) -> None:
+    """`reset=` for `asyncpg.create_pool` when no pool user leaves session state behind.
+
+    By default asyncpg runs `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`
+    each time a connection goes back to the pool: one more round trip for every operation (about
+    0.15 ms of the 0.5 ms a checkpoint read takes here). An open transaction is still rolled back
+    on release either way.
+    """
 
 
 @dataclass

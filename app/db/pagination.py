@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import DateTime
 
-from app.services.pagination import Cursor, Page, PageRequest, SortOrder, cursor_value
+from app.pagination import Cursor, Page, PageRequest, SortOrder, cursor_value
 
 T = TypeVar("T")
 

@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 from app import __version__
 from app.auth.context import acting_as
 from app.auth.middleware import USER_SCOPE_KEY
+from app.errors import ServiceError
 from app.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -41,7 +42,6 @@ from app.jsonrpc import (
 )
 from app.mcp.tools import AssistantTools
 from app.services.container import Services
-from app.services.errors import ServiceError
 
 log = logging.getLogger("lgql.mcp")
 

@@ -18,10 +18,10 @@ from typing import Any
 import jsonschema
 import mcp_types as types
 
+from app.errors import ServiceError
+from app.pagination import PageRequest, SortOrder
 from app.services.assistants import AssistantFilter, AssistantRecord
 from app.services.container import Services
-from app.services.errors import ServiceError
-from app.services.pagination import PageRequest, SortOrder
 from app.services.run_request import OnDisconnect, RunRequest
 
 log = logging.getLogger("lgql.mcp")

@@ -36,16 +36,6 @@ if TYPE_CHECKING:
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 
 
-async def skip_session_reset(conn: asyncpg.Connection) -> None:
-    """`reset=` for `asyncpg.create_pool` when no pool user leaves session state behind.
-
-    By default asyncpg runs `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`
-    each time a connection goes back to the pool: one more round trip for every operation (about
-    0.15 ms of the 0.5 ms a checkpoint read takes here). An open transaction is still rolled back
-    on release either way.
-    """
-
-
 def _strip_nul(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("\x00", "")

@@ -14,6 +14,8 @@ from app.db.engine import Database, driver_connection
 from app.db.models import Assistant as AssistantRecord
 from app.db.models import AssistantVersion as AssistantVersionRecord
 from app.db.pagination import read_count, read_page
+from app.errors import BadUserInput, Conflict, NotFound
+from app.pagination import Page, PageRequest, SortOrder
 from app.runtime.graphs import GraphRegistry, GraphVisualizationError, default_assistant_id
 from app.services.common import (
     UNSET,
@@ -26,9 +28,7 @@ from app.services.common import (
     require_object,
     utcnow,
 )
-from app.services.errors import BadUserInput, Conflict, NotFound
 from app.services.idempotency import IdempotencyKey, maybe_sweep
-from app.services.pagination import Page, PageRequest, SortOrder
 
 __all__ = ["AssistantRecord", "AssistantService", "AssistantVersionRecord"]
 

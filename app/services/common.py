@@ -9,7 +9,7 @@ from typing import Any
 
 import uuid_utils
 
-from app.services.errors import BadUserInput
+from app.errors import BadUserInput
 
 
 class _Unset(enum.Enum):

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from app.services.errors import BadUserInput
+from app.errors import BadUserInput
 from app.services.run_request import Durability, MultitaskStrategy, OnCompletion, RunRequest
 
 DEFAULT_TIMEZONE = "UTC"

@@ -26,6 +26,8 @@ from app.db.engine import Database
 from app.db.models import Cron as CronRecord
 from app.db.models import Run as RunRecord
 from app.db.pagination import read_count, read_page
+from app.errors import BadUserInput, NotFound, ServiceError
+from app.pagination import Page, PageRequest, SortOrder
 from app.services.assistants import AssistantService
 from app.services.common import (
     UNSET,
@@ -46,8 +48,6 @@ from app.services.cron_request import (
     next_run_after,
     run_request,
 )
-from app.services.errors import BadUserInput, NotFound, ServiceError
-from app.services.pagination import Page, PageRequest, SortOrder
 from app.services.run_lifecycle import RunTx
 from app.services.run_request import OnCompletion, RunRequest
 from app.services.runs import CreatedRun, RunService

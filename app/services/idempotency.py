@@ -26,7 +26,7 @@ import asyncpg
 import orjson
 
 from app.db import idempotency as db
-from app.services.errors import BadUserInput, Conflict
+from app.errors import BadUserInput, Conflict
 
 __all__ = [
     "MAX_KEY_LENGTH",

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from app.errors import BadUserInput
 from app.services.common import JsonValue, require_object
-from app.services.errors import BadUserInput
 
 
 class MultitaskStrategy(enum.StrEnum):

@@ -14,6 +14,7 @@ from app import faults
 from app.broker import Broker
 from app.db import run_queue as queue_db
 from app.db.engine import Database
+from app.errors import BadUserInput, NotFound
 from app.event_streams import (
     TERMINAL_EVENTS,
     EventStreams,
@@ -23,7 +24,6 @@ from app.event_streams import (
     lost_after,
 )
 from app.services.common import parse_uuid, utcnow
-from app.services.errors import BadUserInput, NotFound
 from app.services.run_lifecycle import FINAL_STATUSES
 from app.services.run_request import OnDisconnect, RunRequest
 from app.services.runs import RunRecord, RunService

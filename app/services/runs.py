@@ -21,13 +21,13 @@ from app.db import threads as threads_db
 from app.db.engine import Database
 from app.db.models import Run as RunRecord
 from app.db.pagination import read_count, read_page
+from app.errors import BadUserInput, Conflict, NotFound
+from app.pagination import Page, PageRequest, SortOrder
 from app.runtime.checkpointer import PostgresCheckpointer
 from app.services import run_lifecycle as lifecycle
 from app.services.assistants import AssistantService
 from app.services.common import new_id, parse_uuid, require_object, utcnow
-from app.services.errors import BadUserInput, Conflict, NotFound
 from app.services.idempotency import IdempotencyKey, maybe_sweep
-from app.services.pagination import Page, PageRequest, SortOrder
 from app.services.run_execution import RunExecution, outcome_of, stopped_outcome
 from app.services.run_lifecycle import RunTx
 from app.services.run_request import IfNotExists, MultitaskStrategy, RunRequest

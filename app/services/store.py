@@ -23,10 +23,10 @@ from langgraph.store.base import (
 from app.auth.context import Authorization, is_visible
 from app.auth.filters import AuthFilter, AuthFilterError
 from app.auth.handlers import AuthHandlerError
+from app.errors import BadUserInput, Conflict
 from app.runtime.store import PostgresStore
 from app.runtime.store_sql import FilterError
 from app.services.common import UNSET, Unset, require_object
-from app.services.errors import BadUserInput, Conflict
 from app.settings import get_settings
 
 

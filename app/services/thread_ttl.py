@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.errors import BadUserInput
 from app.runtime.langgraph_config import ConfigError
-from app.services.errors import BadUserInput
 
 DEFAULT_SWEEP_INTERVAL_MINUTES = 5.0
 DEFAULT_SWEEP_LIMIT = 1000

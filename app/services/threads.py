@@ -21,6 +21,8 @@ from app.db import threads as db
 from app.db.engine import Database, driver_connection
 from app.db.models import Thread as ThreadRecord
 from app.db.pagination import read_count, read_page
+from app.errors import BadUserInput, Conflict, NotFound
+from app.pagination import Page, PageRequest, SortOrder
 from app.runtime.checkpointer import PostgresCheckpointer
 from app.runtime.graphs import AccessContext, AnyPregel, GraphRegistry
 from app.runtime.serialization import to_jsonable
@@ -36,9 +38,7 @@ from app.services.common import (
     require_object,
     utcnow,
 )
-from app.services.errors import BadUserInput, Conflict, NotFound
 from app.services.idempotency import IdempotencyKey, maybe_sweep
-from app.services.pagination import Page, PageRequest, SortOrder
 from app.services.thread_ttl import (
     NO_TTL_FIELDS,
     ThreadTTL,

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from app.errors import BadUserInput
 from app.runtime.langgraph_config import ConfigError
-from app.services.errors import BadUserInput
 from app.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -29,9 +29,9 @@ from app.broker import Broker
 from app.db import webhooks as db
 from app.db.engine import Database
 from app.db.models import Run
+from app.errors import BadUserInput
 from app.runtime.langgraph_config import LanggraphConfig
 from app.services.common import new_id, parse_uuid, utcnow
-from app.services.errors import BadUserInput
 from app.services.run_request import public_kwargs
 from app.services.webhook_policy import (
     WebhookPolicy,

@@ -6,8 +6,8 @@ import enum
 
 import strawberry
 
+from app.pagination import SortOrder as ServiceSortOrder
 from app.services.common import IfExists as ServiceIfExists
-from app.services.pagination import SortOrder as ServiceSortOrder
 
 
 @strawberry.enum(description="What to do when creating something whose id already exists.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from app.event_streams import StreamEvent
+from app.services.run_streams import StreamEvent
 from schema.scalars import JSON
 from schema.types.run import StreamMode
 

@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 
 import orjson
 
-from app.services.errors import BadUserInput
+from app.errors import BadUserInput
 
 T = TypeVar("T")
 

@@ -105,6 +105,7 @@ async def _serve(settings: Settings, *, database_uri: str, redis_uri: str, dev: 
     from app.runtime.langgraph_config import ConfigError, load_langgraph_config
     from app.server import create_app
     from app.services.container import open_services
+    from workers.settings import embedded_worker
 
     try:
         lg_config = load_langgraph_config(settings.config)
@@ -122,7 +123,11 @@ async def _serve(settings: Settings, *, database_uri: str, redis_uri: str, dev: 
             _fail(str(exc))
         except (OSError, ConnectionError) as exc:
             _fail(f"cannot reach Postgres or Redis: {exc}")
-        app = create_app(settings, lambda: contextlib.nullcontext(services), embedded_worker=dev)
+        app = create_app(
+            settings,
+            lambda: contextlib.nullcontext(services),
+            embedded_worker=embedded_worker if dev else None,
+        )
         config = uvicorn.Config(
             app,
             host=settings.host,

@@ -1,0 +1,3 @@
+from lgql.cli import main
+
+main()
