@@ -111,15 +111,6 @@ async def test_graph_info() -> None:
 def test_default_assistant_id_is_langgraph_servers() -> None:
     assert NAMESPACE_GRAPH == uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
     assert default_assistant_id("agent") == uuid.uuid5(NAMESPACE_GRAPH, "agent")
-    registry = GraphRegistry.from_objects({})
-    assert registry.resolve_assistant_id("agent") == "agent"
-
-
-async def test_resolve_assistant_id() -> None:
-    registry = await load(SHARED)
-    assert registry.resolve_assistant_id("echo") == str(default_assistant_id("echo"))
-    other = str(uuid.uuid4())
-    assert registry.resolve_assistant_id(other) == other
 
 
 async def test_compiled_graph_gets_a_copy_with_the_servers_persistence() -> None:

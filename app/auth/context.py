@@ -34,10 +34,6 @@ def set_user_for_task(user: User | None) -> None:
     _current.set(user)
 
 
-def current_user() -> User | None:
-    return _current.get()
-
-
 class Authorization:
     """The auth handlers as services see them: `check` before every operation."""
 

@@ -223,12 +223,6 @@ class GraphRegistry:
     def info(self, graph_id: str) -> GraphInfo:
         return self._entry(graph_id).info
 
-    def resolve_assistant_id(self, assistant_id: str) -> str:
-        """A graph id stands for its system assistant wherever an assistant id is accepted."""
-        if assistant_id in self._entries:
-            return str(default_assistant_id(assistant_id))
-        return assistant_id
-
     def _entry(self, graph_id: str) -> _Entry:
         try:
             return self._entries[graph_id]

@@ -202,13 +202,6 @@ class AssistantService:
         require_visible(flt, found.metadata_, _not_found(aid))
         return found
 
-    async def get_in(self, session: Any, assistant_id: uuid.UUID) -> AssistantRecord:
-        """`get`, inside the caller's transaction (a worker reads it as it claims a run)."""
-        found = await db.get(session, assistant_id, self._graphs.graph_ids)
-        if found is None:
-            raise NotFound(f"Assistant {assistant_id} not found", assistant_id=str(assistant_id))
-        return found
-
     async def get_many(self, assistant_ids: list[str]) -> list[AssistantRecord | None]:
         """Assistants by id, in the order asked (None where absent): one query for many."""
         ids = [parse_uuid(a, "assistant") for a in assistant_ids]

@@ -13,7 +13,6 @@ no key: its transaction, key included, is rolled back, so the retry tries again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -141,10 +140,12 @@ class _Sweeper:
 
     async def _sweep(self, pool: asyncpg.Pool) -> None:
         try:
-            with contextlib.suppress(Exception):
-                async with pool.acquire() as conn:
-                    while await db.sweep(conn) >= 1000:
-                        pass
+            async with pool.acquire() as conn:
+                while await db.sweep(conn) >= 1000:
+                    pass
+        except Exception:
+            # Expired keys wait for the next sweep; nothing depends on this one.
+            log.warning("could not sweep expired idempotency keys", exc_info=True)
         finally:
             self._task = None
 

@@ -94,15 +94,6 @@ class Ended:
     next_run: tuple[uuid.UUID, datetime] | None
 
 
-def thread_status(*, active: bool, last_error: bool, waiting: bool) -> str:
-    """The rule `app.db.run_queue` applies in SQL, for callers that decide in Python."""
-    if active:
-        return "busy"
-    if last_error:
-        return "error"
-    return "interrupted" if waiting else "idle"
-
-
 async def start(
     tx: RunTx, run_id: uuid.UUID, *, worker_id: str, lease_seconds: float
 ) -> Claimed | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -14,7 +13,7 @@ from app import faults
 from app.broker import Broker
 from app.db import run_queue as queue_db
 from app.db.engine import Database
-from app.errors import BadUserInput, NotFound
+from app.errors import BadUserInput, Conflict, NotFound
 from app.event_streams import (
     TERMINAL_EVENTS,
     EventStreams,
@@ -297,8 +296,12 @@ class RunStreamService:
                 task.add_done_callback(lambda _: None)
 
     async def _cancel_quietly(self, run_id: uuid.UUID) -> None:
-        with contextlib.suppress(Exception):
+        try:
             await self._runs.cancel(str(run_id), "interrupt", wait=False)
+        except (Conflict, NotFound):
+            pass  # it ended (or was deleted) meanwhile: nothing left to cancel
+        except Exception:
+            log.warning("could not cancel run %s after its client left", run_id, exc_info=True)
 
     async def follow_thread(
         self, thread_id: str, *, last_event_id: str | None = None

@@ -10,7 +10,6 @@ restart or a crashed worker delays a webhook but never drops it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
@@ -245,8 +244,10 @@ class WebhookService:
                 error,
                 retry_in,
             )
-            with contextlib.suppress(Exception):  # else the sweeper enqueues it when due
+            try:
                 await self.broker.enqueue_webhook(str(did), attempt + 1, defer_seconds=retry_in)
+            except Exception as exc:  # the sweeper enqueues it when due
+                log.warning("could not schedule webhook %s's retry (%s); the sweep will", did, exc)
         return status
 
     async def _attempt(
