@@ -4,6 +4,7 @@ COPY pyproject.toml README.md alembic.ini langgraph.json ./
 COPY app ./app
 COPY schema ./schema
 COPY workers ./workers
+COPY lgql ./lgql
 COPY migrations ./migrations
 COPY examples ./examples
 RUN pip install --no-cache-dir .
