@@ -26,7 +26,21 @@ _NEUTRAL = ("app.settings", "app.errors", "app.pagination", "app.faults")
 # worker sits beside the API, above the services, and only `lgql` (the CLI) assembles both.
 RULES: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("app", "schema"), ("workers", "lgql")),
-    (("workers",), ("lgql", "schema", "app.db", "app.event_streams", "app.notices", *_DOORS)),
+    # The worker executes graphs and leaves every end of a run to app.services.run_execution:
+    # no database, stream or checkpointer of its own.
+    (
+        ("workers",),
+        (
+            "lgql",
+            "schema",
+            "app.db",
+            "app.event_streams",
+            "app.notices",
+            "app.runtime.checkpointer",
+            "app.runtime.fenced_checkpointer",
+            *_DOORS,
+        ),
+    ),
     (("schema",), ("app.db", "app.runtime", "app.auth", *_MESSAGING, *_DOORS)),
     (("app.a2a", "app.mcp"), ("app.db", "app.runtime", *_MESSAGING)),
     (("app.services",), ("schema", *_DOORS)),
