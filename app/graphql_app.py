@@ -18,7 +18,6 @@ What Strawberry 0.341 does not do by itself, and this module adds:
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
 from collections.abc import Awaitable, Callable, Sequence
@@ -51,6 +50,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from app.auth.context import Authorization, set_user_for_task
 from app.auth.handlers import AuthHandlerError, Credentials, credential_headers
 from app.errors import RETRY_AFTER_SECONDS, ServiceError, ServiceUnavailable
+from app.keep_alive import answer_with_keep_alive
 from app.memory import MemoryGiveBack
 from app.ws_protocols import CheckedGraphQLTransportWSHandler, CheckedGraphQLWSHandler
 
@@ -72,9 +72,6 @@ __all__ = [
 GRAPHQL_RESPONSE_MEDIA_TYPE = "application/graphql-response+json"
 JSON_MEDIA_TYPE = "application/json"
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
-# A slow HTTP answer starts after this many seconds, then gets a newline every KEEP_ALIVE_EVERY.
-KEEP_ALIVE_AFTER = 5.0
-KEEP_ALIVE_EVERY = 5.0
 # Legacy graphql-ws `ka` messages; well under the 60 s idle timeout of common proxies.
 DEFAULT_KEEP_ALIVE_INTERVAL = 15.0
 GRAPHIQL_STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
@@ -247,35 +244,12 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
         self, request: Request, scope: Scope, receive: Receive, send: Send
     ) -> None:
         """Answer as usual when the operation is quick; when it is slow (`runAndWait` on a long
-        run), start a 200 response after `KEEP_ALIVE_AFTER` seconds and send a newline every
-        `KEEP_ALIVE_EVERY` seconds until the JSON body is ready, so proxies and clients with
-        idle timeouts keep the connection (JSON allows leading whitespace; LangGraph Server
-        does the same)."""
-        task = asyncio.ensure_future(self._response_for(request))
-        done, _ = await asyncio.wait({task}, timeout=KEEP_ALIVE_AFTER)
-        if done:
-            await task.result()(scope, receive, send)
-            return
+        run), keep the connection alive with newlines until the JSON body is ready
+        (`app.keep_alive`)."""
         media_type = negotiate_media_type(request.headers.get("accept"))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", media_type.encode()),
-                    (b"cache-control", b"no-cache, no-transform"),
-                    (b"x-accel-buffering", b"no"),
-                ],
-            }
+        await answer_with_keep_alive(
+            self._response_for(request), scope, receive, send, media_type=media_type
         )
-        try:
-            while not task.done():
-                await send({"type": "http.response.body", "body": b"\n", "more_body": True})
-                await asyncio.wait({task}, timeout=KEEP_ALIVE_EVERY)
-        except OSError:  # the client went away; the operation itself decides what that means
-            return
-        response = task.result()
-        await send({"type": "http.response.body", "body": bytes(response.body), "more_body": False})
 
     async def _response_for(self, request: Request) -> Response:
         try:

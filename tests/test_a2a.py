@@ -334,10 +334,10 @@ async def test_a_long_send_keeps_the_connection_alive(
 ) -> None:
     # 5 s in production; shortened so the proof takes a second. The client's read timeout
     # (0.5 s) is far shorter than the run (1.5 s): only the keep-alive newlines save the call.
-    from app.a2a import door
+    from app import keep_alive
 
-    monkeypatch.setattr(door, "KEEP_ALIVE_AFTER", 0.1)
-    monkeypatch.setattr(door, "KEEP_ALIVE_EVERY", 0.1)
+    monkeypatch.setattr(keep_alive, "KEEP_ALIVE_AFTER", 0.1)
+    monkeypatch.setattr(keep_alive, "KEEP_ALIVE_EVERY", 0.1)
     aid = await _assistant_id(gql_client, "slow")
     async with httpx.AsyncClient(timeout=0.5) as http:
         card = await A2ACardResolver(http, f"{live_server.url}/a2a/{aid}").get_agent_card()

@@ -9,7 +9,6 @@ and caps no body), `http.disable_a2a`, and one card per assistant the caller may
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from a2a.server.context import ServerCallContext
@@ -38,14 +37,12 @@ from app.jsonrpc import (
     read_body,
     replay,
 )
+from app.keep_alive import answer_with_keep_alive
 from app.services.assistants import AssistantRecord
 from app.services.container import Services
 
 # Methods answered once the run ends, in both protocol versions.
 BLOCKING_METHODS = frozenset({"message/send", "SendMessage"})
-# A slow answer starts after this many seconds, then gets a newline every KEEP_ALIVE_EVERY.
-KEEP_ALIVE_AFTER = 5.0
-KEEP_ALIVE_EVERY = 5.0
 MODES = ["text/plain", "application/json"]
 
 
@@ -163,35 +160,17 @@ class A2ADoor:
         await _params_errors_named(response)(scope, receive, send)
 
     async def _answer_with_keep_alive(self, request: Request, send: Send) -> None:
-        """`message/send` waits for the run to end, which may take minutes: when the answer is
-        not ready after `KEEP_ALIVE_AFTER` seconds, start the 200 (the dispatcher answers every
-        JSON-RPC outcome with 200) and send a newline every `KEEP_ALIVE_EVERY` seconds until
-        the JSON body is ready, so idle timeouts (proxies, the SDK client's own httpx read
-        timeout) do not cut the call; JSON allows leading whitespace. As `runAndWait` does."""
-        task = asyncio.ensure_future(self.dispatcher.handle_requests(request))
-        done, _ = await asyncio.wait({task}, timeout=KEEP_ALIVE_AFTER)
-        if done:
-            await _params_errors_named(task.result())(request.scope, request.receive, send)
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"cache-control", b"no-cache, no-transform"),
-                    (b"x-accel-buffering", b"no"),
-                ],
-            }
+        """`message/send` waits for the run to end, which may take minutes: kept alive with
+        newlines (`app.keep_alive`; the dispatcher answers every JSON-RPC outcome with 200), so
+        idle timeouts (proxies, the SDK client's own httpx read timeout) do not cut the call.
+        A client that goes away leaves the run going, for `tasks/get`."""
+
+        async def answer() -> Response:
+            return _params_errors_named(await self.dispatcher.handle_requests(request))
+
+        await answer_with_keep_alive(
+            answer(), request.scope, request.receive, send, media_type="application/json"
         )
-        try:
-            while not task.done():
-                await send({"type": "http.response.body", "body": b"\n", "more_body": True})
-                await asyncio.wait({task}, timeout=KEEP_ALIVE_EVERY)
-        except OSError:  # the client went away; the task (a run) goes on, for `tasks/get`
-            return
-        response = _params_errors_named(task.result())
-        await send({"type": "http.response.body", "body": bytes(response.body), "more_body": False})
 
 
 def _params_errors_named(response: Response) -> Response:
