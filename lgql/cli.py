@@ -105,7 +105,7 @@ async def _serve(settings: Settings, *, database_uri: str, redis_uri: str, dev: 
     from app.runtime.langgraph_config import ConfigError, load_langgraph_config
     from app.server import create_app
     from app.services.container import open_services
-    from workers.settings import embedded_worker
+    from workers.worker import embedded_worker
 
     try:
         lg_config = load_langgraph_config(settings.config)
@@ -174,7 +174,7 @@ def dev(
 
 
 async def _dev(settings: Settings) -> None:
-    from app.engines import EmbeddedEngines, EngineError
+    from app.embedded import EmbeddedEngines, EngineError
 
     database_uri, redis_uri = settings.database_uri, settings.redis_uri
     engines: EmbeddedEngines | None = None
@@ -230,7 +230,7 @@ def worker(config: Path | None, log_level: str | None) -> None:
     if config is not None:
         os.environ["LGQL_CONFIG"] = str(config)
         get_settings.cache_clear()
-    from workers.settings import worker_from_env
+    from workers.worker import worker_from_env
 
     # arq's Worker.run() runs the loop it finds set, and handles SIGINT/SIGTERM itself.
     asyncio.set_event_loop(process_tuning.event_loop_factory()())

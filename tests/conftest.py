@@ -49,7 +49,7 @@ async def engines() -> AsyncIterator[EngineUrls]:
     if database_uri and redis_uri:
         yield EngineUrls(database_uri, redis_uri)
         return
-    from app.engines import EmbeddedEngines
+    from app.embedded import EmbeddedEngines
 
     # Not pytest's tmp_path: pytest resets its base folder to 0700 at each session, and the
     # embedded Postgres runs as its own system user, which must reach its data folder.
@@ -155,7 +155,7 @@ async def start_server(
     from app.runtime.langgraph_config import load_langgraph_config
     from app.server import create_app
     from app.services.container import open_services
-    from workers.settings import embedded_worker as worker_factory
+    from workers.worker import embedded_worker as worker_factory
 
     lg_config = load_langgraph_config(settings.config)
     app = create_app(

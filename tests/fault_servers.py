@@ -4,7 +4,7 @@ connections on (the machine's servers are never touched).
 - `PrivateRedis`: `redis-server` (Debian's binary) on a fixed port in a temp folder, with an
   append-only file, so a restart can keep its data (SIGTERM flushes it) or lose it (SIGKILL and
   wipe the folder), and clients find it again at the same address.
-- `private_postgres()`: the embedded Postgres engine (`app.engines.postgres`) in a temp folder.
+- `private_postgres()`: the embedded Postgres engine (`app.embedded.postgres`) in a temp folder.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from app.engines.postgres import PostgresEngine
+from app.embedded.postgres import PostgresEngine
 from tests.conftest import GraphQLClient, free_port
 
 FAULTS_CONFIG = Path(__file__).resolve().parent / "fixtures" / "faults" / "langgraph.json"

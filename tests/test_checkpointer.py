@@ -23,7 +23,7 @@ from langgraph.checkpoint.serde.types import ERROR, INTERRUPT
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from app.runtime.checkpointer import PostgresCheckpointer
+from app.persistence.checkpointer import PostgresCheckpointer
 from tests.conftest import EngineUrls, migrated_pool
 
 CONFORMANCE_TESTS = 81

@@ -20,7 +20,7 @@ from langgraph.checkpoint.conformance.test_utils import (
 from langgraph.checkpoint.serde.types import ERROR
 from langgraph.graph import END, START, StateGraph
 
-from app.runtime.checkpointer import LostOwnership, PostgresCheckpointer
+from app.persistence.checkpointer import LostOwnership, PostgresCheckpointer
 from tests.conftest import EngineUrls, migrated_pool
 
 TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")

@@ -21,7 +21,7 @@ from langgraph.checkpoint.conformance.test_utils import (
 from langgraph.checkpoint.serde.types import ERROR, INTERRUPT
 from langgraph.graph import START, StateGraph
 
-from app.runtime.checkpointer import LostOwnership, PostgresCheckpointer
+from app.persistence.checkpointer import LostOwnership, PostgresCheckpointer
 from tests.conftest import EngineUrls, migrated_pool
 from tests.test_checkpointer_fencing import TABLES, _counts, _new_run, _put, _set_run
 

@@ -19,7 +19,7 @@ import psutil
 import pytest
 import redis.asyncio as aioredis
 
-from app.engines import EmbeddedEngines, EngineError, EngineUrls
+from app.embedded import EmbeddedEngines, EngineError, EngineUrls
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_NAMES = {"postgres", "valkey-server"}
@@ -30,7 +30,7 @@ HOLDER = """
 import asyncio, json, sys
 from pathlib import Path
 import asyncpg, redis.asyncio as aioredis
-from app.engines import EmbeddedEngines
+from app.embedded import EmbeddedEngines
 
 async def main():
     engines = EmbeddedEngines(Path(sys.argv[1]), die_with_parent=sys.argv[2] == "1")
@@ -185,7 +185,7 @@ async def test_failure_is_a_clear_engine_error(data_dir: Path) -> None:
 async def test_a_port_taken_meanwhile_is_retried(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.engines._common import ChildEngine
+    from app.embedded._common import ChildEngine
 
     real_pick_port = ChildEngine.pick_port
     with socket.socket() as squatter:

@@ -15,10 +15,10 @@ import redis.exceptions
 from langgraph.store.base import GetOp
 
 from app.faults import InfrastructureFault, infrastructure_fault, is_infrastructure_fault
-from app.runtime import checkpoint_sql as sql
-from app.runtime.checkpointer import LostOwnership, PostgresCheckpointer
+from app.persistence import checkpoint_sql as sql
+from app.persistence.checkpointer import LostOwnership, PostgresCheckpointer
+from app.persistence.fenced_checkpointer import FencedCheckpointer
 from app.runtime.executor import FaultMarkingStore
-from app.runtime.fenced_checkpointer import FencedCheckpointer
 
 RUN_ID = "01a233d0-c084-774f-a681-8e794ef98e1f"
 

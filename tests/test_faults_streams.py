@@ -22,8 +22,8 @@ import pytest
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
 
-from app.broker import Broker, connect_queue
-from app.event_streams import EventStreams
+from app.messaging.queue import Broker, connect_queue
+from app.messaging.streams import EventStreams
 from tests.fault_servers import FAULTS_CONFIG, PrivateRedis, private_postgres, private_redis
 from tests.processes import LgqlCluster, poll_until
 
@@ -387,7 +387,7 @@ async def test_events_given_up_in_a_long_outage_leave_a_gap(
 ) -> None:
     """A batch the writer could not append for its whole patience (here shortened) is counted:
     the next append, once Redis is back with its data, puts a gap event with their number."""
-    from app.event_streams import EventPublisher
+    from app.messaging.streams import EventPublisher
 
     monkeypatch.setattr(EventPublisher, "GIVE_UP_SECONDS", 0.5)
     async with private_redis() as redis:

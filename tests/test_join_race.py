@@ -19,7 +19,7 @@ from typing import Any
 import pytest_asyncio
 from gql import gql
 
-from app.event_streams import StreamEvent
+from app.messaging.streams import StreamEvent
 from app.services.container import Services
 from app.services.run_request import RunRequest
 from tests.conftest import (

@@ -1,9 +1,10 @@
 """The layers point one way (docs/architecture.md): an AST walk over the packages fails when a
 module imports one it must not.
 
-    lgql (the CLI) ─▶ app.server, doors, schema ─▶ app.services ─▶ app.db, app.runtime,
-    messaging (app.broker, app.event_streams, app.messaging, app.notices) ─▶ neutral modules
-    (app.settings, app.errors, app.pagination, app.faults); workers ─▶ app.services.
+    lgql (the CLI) ─▶ app.server, doors, schema ─▶ app.services ─▶ app.db, app.runtime (graph
+    execution) ─▶ app.persistence (LangGraph's checkpointer and store on Postgres), app.messaging
+    (Redis) ─▶ neutral modules (app.settings, app.errors, app.pagination, app.faults);
+    workers ─▶ app.services.
 
 Only direct imports count (a lazy import inside a function too); what a module reaches through
 another is that module's business.
@@ -17,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("app", "schema", "workers", "lgql")
 
-_MESSAGING = ("app.broker", "app.event_streams", "app.messaging", "app.notices")
+_MESSAGING = ("app.messaging",)
 _DOORS = ("app.a2a", "app.mcp", "app.doors", "app.graphql_app", "app.server", "app.console")
 _NEUTRAL = ("app.settings", "app.errors", "app.pagination", "app.faults")
 
@@ -34,21 +35,63 @@ RULES: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
             "lgql",
             "schema",
             "app.db",
-            "app.event_streams",
-            "app.notices",
-            "app.runtime.checkpointer",
-            "app.runtime.fenced_checkpointer",
+            "app.messaging.streams",
+            "app.messaging.notices",
+            "app.persistence.checkpointer",
+            "app.persistence.fenced_checkpointer",
             *_DOORS,
         ),
     ),
-    (("schema",), ("app.db", "app.runtime", "app.auth", *_MESSAGING, *_DOORS)),
-    (("app.a2a", "app.mcp"), ("app.db", "app.runtime", *_MESSAGING)),
+    (("schema",), ("app.db", "app.runtime", "app.persistence", "app.auth", *_MESSAGING, *_DOORS)),
+    (("app.a2a", "app.mcp"), ("app.db", "app.runtime", "app.persistence", *_MESSAGING)),
     (("app.services",), ("schema", *_DOORS)),
     (("app.auth",), ("app.services", "schema", "app.db", *_MESSAGING, *_DOORS)),
-    (("app.db",), ("app.services", "app.runtime", "app.auth", "schema", *_MESSAGING, *_DOORS)),
-    (("app.runtime",), ("app.services", "app.db", "app.auth", "schema", *_MESSAGING, *_DOORS)),
+    (
+        ("app.db",),
+        (
+            "app.services",
+            "app.runtime",
+            "app.persistence",
+            "app.auth",
+            "schema",
+            *_MESSAGING,
+            *_DOORS,
+        ),
+    ),
+    (
+        ("app.runtime",),
+        ("app.services", "app.db", "app.auth", "app.persistence", "schema", *_MESSAGING, *_DOORS),
+    ),
+    # The persistence adapters read langgraph.json (app.runtime.langgraph_config, and the loader
+    # for a custom embedding function) and nothing else of execution.
+    (
+        ("app.persistence",),
+        (
+            "app.services",
+            "app.db",
+            "app.auth",
+            "app.runtime.executor",
+            "app.runtime.graphs",
+            "app.runtime.state",
+            "app.runtime.stream_events",
+            "schema",
+            *_MESSAGING,
+            *_DOORS,
+        ),
+    ),
     (_MESSAGING, ("app.services", "app.db", "app.auth", "schema", *_DOORS)),
-    (_NEUTRAL, ("app.services", "app.db", "app.runtime", "app.auth", "schema", *_MESSAGING)),
+    (
+        _NEUTRAL,
+        (
+            "app.services",
+            "app.db",
+            "app.runtime",
+            "app.persistence",
+            "app.auth",
+            "schema",
+            *_MESSAGING,
+        ),
+    ),
 ]
 
 
@@ -102,6 +145,6 @@ def test_layers_point_one_way() -> None:
 def test_the_walk_sees_lazy_and_relative_imports() -> None:
     # The rules are only as good as the walk: it must see an import inside a function, and
     # resolve a relative one.
-    source = "def f():\n    from workers.settings import build_worker\nfrom ..db import runs\n"
+    source = "def f():\n    from workers.worker import build_worker\nfrom ..db import runs\n"
     found = _imports(source, "app.services.runs")
-    assert {"workers.settings", "app.db", "app.db.runs"} <= found
+    assert {"workers.worker", "app.db", "app.db.runs"} <= found

@@ -88,7 +88,7 @@ async def test_migrations_match_the_models(engines: EngineUrls) -> None:
 
     checkpoint_tables = {"checkpoints", "checkpoint_blobs", "checkpoint_writes"}
 
-    # store_vectors is made at start-up by app.runtime.store (its type depends on store.index.dims).
+    # store_vectors is made at start-up by app.persistence.store (its type depends on store.index.dims).
     runtime_tables = {*checkpoint_tables, "store_vectors"}
 
     def include(

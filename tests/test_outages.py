@@ -37,7 +37,7 @@ from starlette.websockets import WebSocket
 from websockets.typing import Subprotocol
 
 from app.db.migrate import upgrade
-from app.engines import EmbeddedEngines
+from app.embedded import EmbeddedEngines
 from app.errors import RETRY_AFTER_SECONDS
 from app.faults import infrastructure_fault
 from app.graphql_app import graphql_routes, make_graphql_app

@@ -23,10 +23,10 @@ from langgraph.store.base import (
 )
 
 from app.errors import BadUserInput
-from app.runtime.embeddings import EmbeddingsConfigError, load_embeddings
+from app.persistence.embeddings import EmbeddingsConfigError, load_embeddings
+from app.persistence.store import PostgresStore, StoreConfigError, open_store
+from app.persistence.store_sql import FilterError
 from app.runtime.langgraph_config import parse_langgraph_config
-from app.runtime.store import PostgresStore, StoreConfigError, open_store
-from app.runtime.store_sql import FilterError
 from app.services.store import StoreService
 from tests.conftest import EngineUrls, migrated_pool
 

@@ -17,9 +17,9 @@ import pytest
 import pytest_asyncio
 
 from app.db.engine import asyncpg_url
-from app.engines.postgres import PostgresEngine
+from app.embedded.postgres import PostgresEngine
+from app.persistence.store import PostgresStore, StoreConfigError, open_store
 from app.runtime.langgraph_config import load_langgraph_config, parse_langgraph_config
-from app.runtime.store import PostgresStore, StoreConfigError, open_store
 from app.services.store import StoreService
 from tests.conftest import (
     EngineUrls,

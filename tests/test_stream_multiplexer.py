@@ -17,10 +17,10 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-import app.event_streams as event_streams
-from app.broker import Broker, connect_queue
-from app.event_streams import EventStreams, StreamEvent, Tap
-from app.notices import notices_for
+import app.messaging.streams as event_streams
+from app.messaging.notices import notices_for
+from app.messaging.queue import Broker, connect_queue
+from app.messaging.streams import EventStreams, StreamEvent, Tap
 from tests.conftest import EngineUrls
 
 # A guard against a hang, never a measure: every wait below normally ends in milliseconds.

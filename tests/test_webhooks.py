@@ -30,12 +30,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.broker import Broker, connect_queue
 from app.db import threads as threads_db
 from app.db import webhooks as webhooks_db
 from app.db.engine import Database, driver_connection
 from app.db.migrate import upgrade
 from app.db.models import Run, WebhookDelivery
+from app.messaging.queue import Broker, connect_queue
 from app.runtime.langgraph_config import load_langgraph_config
 from app.services import run_lifecycle as lifecycle
 from app.services import webhooks as webhooks_module

@@ -1,7 +1,7 @@
 """SQLModel tables: one class per table, named as in the GraphQL contract.
 
 The checkpointer's own tables (`checkpoints`, `checkpoint_blobs`, `checkpoint_writes`) are written in raw
-SQL by `app.runtime.checkpointer`, not mapped here: they are hot-path storage, not domain objects.
+SQL by `app.persistence.checkpointer`, not mapped here: they are hot-path storage, not domain objects.
 Every table is created by Alembic (`migrations/`), never by `create_all`.
 """
 
@@ -221,7 +221,7 @@ class StoreItem(SQLModel, table=True):
     )
 
     # "C" collation: bytewise order, so a namespace prefix is a range of the primary key
-    # (app.runtime.store_sql).
+    # (app.persistence.store_sql).
     namespace: list[str] = Field(sa_column=Column(ARRAY(Text(collation="C")), primary_key=True))
     key: str = Field(sa_column=Column(Text, primary_key=True))
     value: dict[str, Any] = _json("value")

@@ -6,16 +6,33 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.store.base import BaseStore, Op, Result
 from langgraph.types import Command, Send, StateSnapshot
 
 from app import faults
-from app.runtime.checkpointer import PostgresCheckpointer
 from app.runtime.graphs import AnyPregel, GraphRegistry
 from app.runtime.stream_events import EventShaper, langgraph_modes
+
+
+class FencedSaver(Protocol):
+    """A checkpoint saver (a `BaseCheckpointSaver`) whose saves hold only while its attempt owns
+    the run; `flush` waits for the saves it batched."""
+
+    async def flush(self) -> None: ...
+
+
+class RunCheckpointer(Protocol):
+    """What execution needs of the checkpointer (app.persistence.checkpointer): the executor
+    runs graphs and does not know where their checkpoints live."""
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None: ...
+
+    def fenced(self, run_id: str, attempt: int, *, write_behind: bool = False) -> FencedSaver: ...
+
 
 #: Receives every event of the run, named and shaped as LangGraph Server sends them.
 EventSink = Callable[[str, Any], None]
@@ -126,7 +143,7 @@ class FaultMarkingStore(BaseStore):
             return self.backend.batch(ops)
 
 
-async def started_earlier(checkpointer: PostgresCheckpointer, spec: RunSpec) -> bool:
+async def started_earlier(checkpointer: RunCheckpointer, spec: RunSpec) -> bool:
     """Whether an earlier attempt of this run already saved progress (then we resume it)."""
     if spec.attempt <= 1:
         return False
@@ -138,7 +155,7 @@ async def started_earlier(checkpointer: PostgresCheckpointer, spec: RunSpec) -> 
 
 async def execute(
     graphs: GraphRegistry,
-    checkpointer: PostgresCheckpointer,
+    checkpointer: RunCheckpointer,
     spec: RunSpec,
     *,
     store: BaseStore | None = None,
@@ -182,7 +199,8 @@ async def execute(
         async with graphs.open(
             spec.graph_id,
             config,
-            checkpointer=fenced,
+            # FencedSaver is a BaseCheckpointSaver: a Protocol cannot say so.
+            checkpointer=cast(BaseCheckpointSaver[Any], fenced),
             store=FaultMarkingStore(store) if store is not None else None,
             context=context,
         ) as graph:
@@ -217,7 +235,7 @@ async def final_state(graph: AnyPregel, thread_id: str) -> StateSnapshot:
 
 
 async def current_state(
-    graphs: GraphRegistry, checkpointer: PostgresCheckpointer, spec: RunSpec
+    graphs: GraphRegistry, checkpointer: BaseCheckpointSaver[Any], spec: RunSpec
 ) -> StateSnapshot:
     """The thread's state now (after a failure, a cancel or a rollback)."""
     config = build_config(spec, resuming=True)

@@ -12,15 +12,15 @@ from arq.connections import ArqRedis
 
 from app.auth.context import Authorization
 from app.auth.handlers import AuthHandlers
-from app.broker import Broker, connect_queue
 from app.db.engine import Database
 from app.db.migrate import ensure_up_to_date, upgrade
-from app.event_streams import EventStreams
+from app.messaging.queue import Broker, connect_queue
+from app.messaging.streams import EventStreams
 from app.messaging.wakeups import RunWakeups
-from app.runtime.checkpointer import PostgresCheckpointer
+from app.persistence.checkpointer import PostgresCheckpointer
+from app.persistence.store import open_store
 from app.runtime.graphs import GraphRegistry
 from app.runtime.langgraph_config import LanggraphConfig
-from app.runtime.store import open_store
 from app.services.assistants import AssistantService
 from app.services.crons import CronService
 from app.services.run_execution import RunExecution

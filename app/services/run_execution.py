@@ -25,13 +25,13 @@ from typing import Any
 from langgraph.types import StateSnapshot
 
 from app import faults
-from app.broker import RESULT_TTL_SECONDS, Broker
 from app.db import run_queue
 from app.db.engine import Database
 from app.db.models import Run as RunRecord
-from app.event_streams import EventPublisher, EventStreams
+from app.messaging.queue import RESULT_TTL_SECONDS, Broker
+from app.messaging.streams import EventPublisher, EventStreams
 from app.messaging.wakeups import RunWakeups
-from app.runtime.checkpointer import LostOwnership, PostgresCheckpointer
+from app.persistence.checkpointer import LostOwnership, PostgresCheckpointer
 from app.runtime.executor import RunSpec, current_state
 from app.runtime.graphs import GraphRegistry
 from app.runtime.serialization import to_jsonable

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from app import faults
-from app.broker import Broker
 from app.db import run_queue as queue_db
 from app.db.engine import Database
 from app.errors import BadUserInput, Conflict, NotFound
-from app.event_streams import (
+from app.messaging.queue import Broker
+from app.messaging.streams import (
     TERMINAL_EVENTS,
     EventStreams,
     StreamEvent,

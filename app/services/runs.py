@@ -14,7 +14,6 @@ from sqlmodel import col
 
 from app.auth.context import is_visible, require_visible
 from app.auth.filters import AuthFilter
-from app.broker import Broker
 from app.db import run_queue as queue_db
 from app.db import runs as db
 from app.db import threads as threads_db
@@ -22,8 +21,9 @@ from app.db.engine import Database
 from app.db.models import Run as RunRecord
 from app.db.pagination import read_count, read_page
 from app.errors import BadUserInput, Conflict, NotFound
+from app.messaging.queue import Broker
 from app.pagination import Page, PageRequest, SortOrder
-from app.runtime.checkpointer import PostgresCheckpointer
+from app.persistence.checkpointer import PostgresCheckpointer
 from app.services import run_lifecycle as lifecycle
 from app.services.assistants import AssistantService
 from app.services.common import new_id, parse_uuid, require_object, utcnow

@@ -24,8 +24,8 @@ from app.auth.context import Authorization, is_visible
 from app.auth.filters import AuthFilter, AuthFilterError
 from app.auth.handlers import AuthHandlerError
 from app.errors import BadUserInput, Conflict
-from app.runtime.store import PostgresStore
-from app.runtime.store_sql import FilterError
+from app.persistence.store import PostgresStore
+from app.persistence.store_sql import FilterError
 from app.services.common import UNSET, Unset, require_object
 from app.settings import get_settings
 

@@ -23,7 +23,7 @@ from app.db.models import Thread as ThreadRecord
 from app.db.pagination import read_count, read_page
 from app.errors import BadUserInput, Conflict, NotFound
 from app.pagination import Page, PageRequest, SortOrder
-from app.runtime.checkpointer import PostgresCheckpointer
+from app.persistence.checkpointer import PostgresCheckpointer
 from app.runtime.graphs import AccessContext, AnyPregel, GraphRegistry
 from app.runtime.serialization import to_jsonable
 from app.runtime.state import empty_state, interrupts_by_task, snapshot_to_dict

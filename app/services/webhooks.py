@@ -24,11 +24,11 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import __version__
-from app.broker import Broker
 from app.db import webhooks as db
 from app.db.engine import Database
 from app.db.models import Run
 from app.errors import BadUserInput
+from app.messaging.queue import Broker
 from app.runtime.langgraph_config import LanggraphConfig
 from app.services.common import new_id, parse_uuid, utcnow
 from app.services.run_request import public_kwargs

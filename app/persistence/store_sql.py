@@ -1,4 +1,4 @@
-"""SQL text of the asyncpg store (`app.runtime.store`): one statement per kind of operation.
+"""SQL text of the asyncpg store (`app.persistence.store`): one statement per kind of operation.
 
 Namespaces travel as their labels joined with "." (labels never contain one; LangGraph forbids it)
 so that a whole batch of gets or puts fits in a few parallel arrays and costs one round trip:

@@ -28,10 +28,10 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from app.runtime import checkpoint_sql as sql
+from app.persistence import checkpoint_sql as sql
 
 if TYPE_CHECKING:
-    from app.runtime.fenced_checkpointer import FencedCheckpointer
+    from app.persistence.fenced_checkpointer import FencedCheckpointer
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 
@@ -198,7 +198,7 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
         run `run_id` is 'running' at `attempt`, checked in the saving statement itself, and raise
         `LostOwnership` (having saved nothing) otherwise. Reads and maintenance are not fenced.
         `write_behind`: saves are batched in the background (`FencedCheckpointer`)."""
-        from app.runtime.fenced_checkpointer import FencedCheckpointer
+        from app.persistence.fenced_checkpointer import FencedCheckpointer
 
         return FencedCheckpointer(self, run_id, attempt, write_behind=write_behind)
 

@@ -12,7 +12,7 @@ least as new as the recorded owner appends and becomes the owner; an older one i
 
 Readers in an API process share one multiplexer (`StreamHub`): every append publishes a tiny
 notice (the thread's channel, the last id), one pattern subscription per process receives them
-(`app.notices`), and the hub reads every stream that has news in one `XREAD`, whatever the
+(`app.messaging.notices`), and the hub reads every stream that has news in one `XREAD`, whatever the
 number of subscribers. Each subscriber (`Tap`) has a bounded buffer; one that falls behind is
 detached and catches up with reads of its own from its cursor, so nothing is dropped and no
 subscriber holds up another.
@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from app import faults
-from app.notices import escape_pattern, notices_for
+from app.messaging.notices import escape_pattern, notices_for
 from app.runtime.serialization import dumps
 
 log = logging.getLogger("lgql.streams")

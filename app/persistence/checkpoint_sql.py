@@ -111,7 +111,7 @@ _KEEP_LAST = "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, bl
 INSERT_WRITES = _PUT_WRITES + _KEEP_FIRST
 UPSERT_WRITES = _PUT_WRITES + _KEEP_LAST
 
-# The fenced save (`app.runtime.fenced_checkpointer`): any number of checkpoints (with their
+# The fenced save (`app.persistence.fenced_checkpointer`): any number of checkpoints (with their
 # blobs) and of task writes in one statement, made only while the run ($1) is still 'running' at
 # the writer's attempt ($2), checked within the statement, which returns whether the check held.
 # Each array group below is one of the statements above, flattened over the batch. Every

@@ -17,7 +17,7 @@ import orjson
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
-from app.notices import close_notices, escape_pattern, notices_for
+from app.messaging.notices import close_notices, escape_pattern, notices_for
 
 log = logging.getLogger("lgql.broker")
 
@@ -250,7 +250,7 @@ class Broker:
         whenever the notice subscription comes back after losing Redis (the notice and the
         recorded outcome may both be lost: Redis may have restarted empty).
 
-        Every waiter of the process shares one pattern subscription (`app.notices`): no
+        Every waiter of the process shares one pattern subscription (`app.messaging.notices`): no
         connection and no round trip per waiter. Once the block is entered, no end published
         afterwards is missed; an end published before must be looked up by the caller
         (`run_outcome`). While waiters exist, one `MGET` every `recheck_seconds` looks at the

@@ -22,7 +22,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from app import faults, process_tuning
-from app.broker import EXECUTE_RUN, SEND_WEBHOOK, redis_settings
+from app.messaging.queue import EXECUTE_RUN, SEND_WEBHOOK, redis_settings
 from app.runtime.langgraph_config import load_langgraph_config
 from app.services.container import Services, open_services
 from app.settings import Settings, get_settings

@@ -35,8 +35,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple, DeltaChannelHistory
 
 from app import faults
-from app.runtime import checkpoint_sql as sql
-from app.runtime.checkpointer import LostOwnership, PostgresCheckpointer
+from app.persistence import checkpoint_sql as sql
+from app.persistence.checkpointer import LostOwnership, PostgresCheckpointer
 
 T = TypeVar("T")
 

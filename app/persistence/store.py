@@ -38,8 +38,8 @@ from langgraph.store.base import (
     validate_op_namespace,
 )
 
-from app.runtime import store_sql as sql
-from app.runtime.embeddings import EmbeddingsConfigError, load_embeddings
+from app.persistence import store_sql as sql
+from app.persistence.embeddings import EmbeddingsConfigError, load_embeddings
 from app.runtime.langgraph_config import ConfigError, LanggraphConfig
 
 # Serialises start-up DDL of the vector table across processes (any constant unique to it).

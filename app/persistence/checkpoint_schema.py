@@ -1,4 +1,4 @@
-"""Tables of the asyncpg checkpointer (`app.runtime.checkpointer`).
+"""Tables of the asyncpg checkpointer (`app.persistence.checkpointer`).
 
 Key columns are `COLLATE "C"`: comparisons become plain byte compares (faster than a locale's),
 and `ORDER BY task_path, task_id, idx` then matches Python's string order, which is the order
