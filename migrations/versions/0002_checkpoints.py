@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from app.runtime.checkpoint_schema import CHECKPOINT_DDL, CHECKPOINT_DROP
+from app.persistence.checkpoint_schema import CHECKPOINT_DDL, CHECKPOINT_DROP
 
 revision: str = "0002_checkpoints"
 down_revision: str | None = "0001_initial"
