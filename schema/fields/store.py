@@ -1,4 +1,4 @@
-"""Root fields of the long-term memory store (`Query` and `Mutation` inherit these mixins)."""
+"""Root fields of the long-term memory store (`StoreQueries`, `StoreMutations`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Root fields for crons, mixed into `Query` and `Mutation`: thin resolvers over `CronService`."""
+"""Root fields for crons (`CronQueries`, `CronMutations`): thin resolvers over `CronService`."""
 
 from __future__ import annotations
 

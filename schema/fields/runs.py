@@ -1,0 +1,111 @@
+"""Root fields for runs (`RunQueries`, `RunMutations`): thin resolvers over `RunService`.
+The run subscriptions are in `schema/subscription.py`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import strawberry
+from starlette.requests import Request
+
+from app.errors import ServiceError
+from app.services.run_execution import record_from_snapshot
+from app.services.run_request import OnDisconnect
+from app.services.runs import RunService
+from schema.context import Context, services
+from schema.pagination import Connection, connection, page_request
+from schema.types.run import CancelAction, Run, RunError, RunInput, RunResult, RunStatus
+from schema.types.state import Interrupt
+
+Info = strawberry.Info[Context, Any]
+
+
+@strawberry.type
+class RunQueries:
+    @strawberry.field(description="A run by id.")
+    async def run(self, info: Info, id: strawberry.ID) -> Run | None:
+        return Run.from_record(await services(info).runs.get(str(id)))
+
+    @strawberry.field(description="Runs, newest first; of one thread with `threadId`.")
+    async def runs(
+        self,
+        info: Info,
+        thread_id: strawberry.ID | None = None,
+        status: RunStatus | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Run]:
+        svc = services(info).runs
+        tid = str(thread_id) if thread_id is not None else None
+        state = status.name.lower() if status else None
+        page = await svc.search(page_request(first, after), thread_id=tid, status=state)
+        return connection(page, Run.from_record, lambda: svc.count(thread_id=tid, status=state))
+
+
+@strawberry.type
+class RunMutations:
+    @strawberry.mutation(description="Start a run in the background; returns it at once (PENDING).")
+    async def create_run(self, info: Info, input: RunInput) -> Run:
+        return Run.from_record(await services(info).runs.create(input.to_request()))
+
+    @strawberry.mutation(
+        description="Start a run and wait for it to end: its final values, its interrupts, or its error."
+    )
+    async def run_and_wait(self, info: Info, input: RunInput) -> RunResult:
+        svc = services(info).runs
+        request = input.to_request()
+        run = await svc.create(request)
+        if request.on_disconnect is not OnDisconnect.CANCEL:
+            return run_result(await svc.wait(run))
+        watcher = asyncio.create_task(_cancel_on_disconnect(info, svc, str(run.run_id)))
+        try:
+            return run_result(await svc.wait(run))
+        finally:
+            watcher.cancel()
+
+    @strawberry.mutation(description="Start a batch of stateless runs in the background.")
+    async def create_runs(self, info: Info, inputs: list[RunInput]) -> list[Run]:
+        records = await services(info).runs.create_many([i.to_request() for i in inputs])
+        return [Run.from_record(r) for r in records]
+
+    @strawberry.mutation(
+        description="Cancel a pending or running run and wait for it to stop. INTERRUPT keeps its "
+        "progress (the run ends INTERRUPTED); ROLLBACK deletes it with its checkpoints (returns null)."
+    )
+    async def cancel_run(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        action: CancelAction = CancelAction.INTERRUPT,
+        wait: bool = True,
+    ) -> Run | None:
+        record = await services(info).runs.cancel(str(id), action.name.lower(), wait=wait)
+        return Run.from_record(record) if record is not None else None
+
+    @strawberry.mutation(description="Delete an ended run and its checkpoints. Returns its id.")
+    async def delete_run(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        return strawberry.ID(str(await services(info).runs.delete(str(id))))
+
+
+def run_result(outcome: dict[str, Any]) -> RunResult:
+    record = record_from_snapshot(outcome["run"])
+    return RunResult(
+        run=Run.from_record(record),
+        values=outcome.get("values"),
+        interrupts=[Interrupt.from_dict(i) for i in outcome.get("interrupts") or []],
+        error=RunError.from_dict(outcome.get("error")),
+    )
+
+
+async def _cancel_on_disconnect(info: Info, svc: RunService, run_id: str) -> None:
+    """Cancel the run if the HTTP client of `runAndWait` goes away (`onDisconnect: CANCEL`)."""
+    request = info.context.request
+    if not isinstance(request, Request):
+        return
+    # Starlette offers no disconnect event for a request whose body was read: poll it.
+    while not await request.is_disconnected():  # noqa: ASYNC110
+        await asyncio.sleep(0.5)
+    with contextlib.suppress(ServiceError):
+        await svc.cancel(run_id, "interrupt", wait=False)

@@ -1,0 +1,109 @@
+"""Root fields for threads (`ThreadQueries`, `ThreadMutations`): thin resolvers over
+`ThreadService`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from app.services.common import UNSET, Unset
+from app.services.thread_ttl import ThreadTTL
+from schema.context import Context, services
+from schema.pagination import Connection, connection, page_request
+from schema.scalars import JSON
+from schema.types.common import SortOrder
+from schema.types.state import Checkpoint
+from schema.types.thread import (
+    CreateThreadInput,
+    Thread,
+    ThreadFilter,
+    ThreadSortBy,
+    ThreadStateUpdate,
+    UpdateThreadInput,
+)
+
+Info = strawberry.Info[Context, Any]
+
+
+@strawberry.type
+class ThreadQueries:
+    @strawberry.field(description="A thread by id.")
+    async def thread(self, info: Info, id: strawberry.ID) -> Thread | None:
+        return Thread.from_record(await services(info).threads.get(str(id)))
+
+    @strawberry.field(description="Threads matching `filter`, newest first by default.")
+    async def threads(
+        self,
+        info: Info,
+        filter: ThreadFilter | None = None,
+        sort_by: ThreadSortBy = ThreadSortBy.CREATED_AT,
+        sort_order: SortOrder = SortOrder.DESC,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Thread]:
+        svc = services(info).threads
+        flt = (filter or ThreadFilter()).to_service()
+        page = await svc.search(
+            flt, page_request(first, after), sort_by=sort_by.value, order=sort_order.to_service()
+        )
+        return connection(page, Thread.from_record, lambda: svc.count(flt))
+
+
+@strawberry.type
+class ThreadMutations:
+    @strawberry.mutation(description="Create a thread (idle, no state yet).")
+    async def create_thread(self, info: Info, input: CreateThreadInput | None = None) -> Thread:
+        data = input or CreateThreadInput()
+        record = await services(info).threads.create(
+            thread_id=str(data.thread_id) if data.thread_id else None,
+            metadata=data.metadata,
+            if_exists=data.if_exists.to_service(),
+            graph_id=data.graph_id,
+            ttl=data.ttl.to_service() if data.ttl else None,
+            idempotency_key=data.idempotency_key,
+        )
+        return Thread.from_record(record)
+
+    @strawberry.mutation(description="Update a thread's metadata (merged) and time-to-live.")
+    async def update_thread(
+        self, info: Info, id: strawberry.ID, input: UpdateThreadInput
+    ) -> Thread:
+        ttl: ThreadTTL | Unset | None = UNSET
+        if input.ttl is not None:  # given: a new TTL, or null to remove it
+            ttl = input.ttl.value.to_service() if input.ttl.value else None
+        record = await services(info).threads.update(str(id), metadata=input.metadata, ttl=ttl)
+        return Thread.from_record(record)
+
+    @strawberry.mutation(
+        description="Delete a thread with its runs, crons and checkpoints. Returns its id."
+    )
+    async def delete_thread(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        return strawberry.ID(str(await services(info).threads.delete(str(id))))
+
+    @strawberry.mutation(
+        description="Copy a thread: a new id with the same metadata and state history."
+    )
+    async def copy_thread(self, info: Info, id: strawberry.ID) -> Thread:
+        return Thread.from_record(await services(info).threads.copy(str(id)))
+
+    @strawberry.mutation(
+        description="Update a thread's state as if `asNode` had run (LangGraph `update_state`), making a "
+        "new checkpoint; from `checkpointId` to fork an earlier one."
+    )
+    async def update_thread_state(
+        self,
+        info: Info,
+        thread_id: strawberry.ID,
+        values: JSON | None = None,
+        as_node: str | None = None,
+        checkpoint_id: str | None = None,
+    ) -> ThreadStateUpdate:
+        svc = services(info).threads
+        result = await svc.update_state(
+            str(thread_id), values=values, as_node=as_node, checkpoint_id=checkpoint_id
+        )
+        thread = await svc.get(str(thread_id))
+        return ThreadStateUpdate(
+            checkpoint=Checkpoint.from_dict(result["checkpoint"]), thread=Thread.from_record(thread)
+        )
