@@ -47,6 +47,22 @@ class ServiceUnavailable(ServiceError):
     code = "SERVICE_UNAVAILABLE"
 
 
+#: The HTTP status each code is answered with by the HTTP APIs (LangGraph's REST API, auth
+#: rejections); any other code is a 500.
+HTTP_STATUS = {
+    "BAD_USER_INPUT": 422,
+    "UNAUTHENTICATED": 401,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "CONFLICT": 409,
+    "SERVICE_UNAVAILABLE": 503,
+}
+
+
+def http_status(code: str) -> int:
+    return HTTP_STATUS.get(code, 500)
+
+
 #: Seconds a client is asked to wait before retrying a SERVICE_UNAVAILABLE (`Retry-After`).
 RETRY_AFTER_SECONDS = 2
 

@@ -1,5 +1,5 @@
-"""The Starlette app: `/graphql` (HTTP, WebSocket, SSE, multipart, GraphiQL), `/ok`, `/ready`, `/info`,
-behind an optional CORS policy."""
+"""The Starlette app: `/graphql` (HTTP, WebSocket, SSE, multipart, GraphiQL), LangGraph Server's
+REST API (`app.rest`), `/ok`, `/ready`, `/info`, behind an optional CORS policy."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from app.doors import LazyDoors
 from app.errors import RETRY_AFTER_SECONDS
 from app.graphql_app import graphiql_static_mount, graphql_routes, make_graphql_app
 from app.messaging.heartbeats import live_workers, worker_readiness
+from app.rest import routes as rest_routes
 from app.runtime.graphs import default_assistant_id
 from app.runtime.langgraph_config import ConfigError
 from app.services.container import Services
@@ -215,7 +216,11 @@ def create_app(
                 "crons": True,
                 "store": True,
                 "auth": services.auth.enabled,
+                # LangGraph Server's flags, which Studio and the SDKs read.
+                "langsmith": False,
+                "langsmith_tracing_replicas": False,
             },
+            "host": {"kind": "self-hosted", "project_id": None, "revision_id": None},
         }
         return JSONResponse(body)
 
@@ -224,6 +229,8 @@ def create_app(
         Route("/ready", ready, methods=["GET"]),
         Route("/info", info, methods=["GET"]),
         *graphql_routes(graphql, "/graphql"),
+        # LangGraph Server's REST API at the root, as the SDKs expect it (app/rest).
+        *rest_routes(),
         graphiql_static_mount(),
         *console_routes(),
         *doors.routes(),

@@ -20,6 +20,7 @@ PACKAGES = ("app", "schema", "workers", "lgql")
 
 _MESSAGING = ("app.messaging",)
 _DOORS = ("app.a2a", "app.mcp", "app.doors", "app.graphql_app", "app.server", "app.console")
+_TRANSPORTS = (*_DOORS, "app.rest")
 _NEUTRAL = ("app.settings", "app.errors", "app.pagination", "app.faults")
 
 # (modules, the modules they must not import). A module is named by itself or a package above
@@ -39,13 +40,21 @@ RULES: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
             "app.messaging.notices",
             "app.persistence.checkpointer",
             "app.persistence.fenced_checkpointer",
-            *_DOORS,
+            *_TRANSPORTS,
         ),
     ),
-    (("schema",), ("app.db", "app.runtime", "app.persistence", "app.auth", *_MESSAGING, *_DOORS)),
+    (
+        ("schema",),
+        ("app.db", "app.runtime", "app.persistence", "app.auth", *_MESSAGING, *_TRANSPORTS),
+    ),
     (("app.a2a", "app.mcp"), ("app.db", "app.runtime", "app.persistence", *_MESSAGING)),
-    (("app.services",), ("schema", *_DOORS)),
-    (("app.auth",), ("app.services", "schema", "app.db", *_MESSAGING, *_DOORS)),
+    # LangGraph's REST API is a transport as schema/ is: routes call services, nothing below.
+    (
+        ("app.rest",),
+        ("app.db", "app.runtime", "app.persistence", "schema", *_MESSAGING, *_DOORS),
+    ),
+    (("app.services",), ("schema", *_TRANSPORTS)),
+    (("app.auth",), ("app.services", "schema", "app.db", *_MESSAGING, *_TRANSPORTS)),
     (
         ("app.db",),
         (
@@ -55,12 +64,20 @@ RULES: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
             "app.auth",
             "schema",
             *_MESSAGING,
-            *_DOORS,
+            *_TRANSPORTS,
         ),
     ),
     (
         ("app.runtime",),
-        ("app.services", "app.db", "app.auth", "app.persistence", "schema", *_MESSAGING, *_DOORS),
+        (
+            "app.services",
+            "app.db",
+            "app.auth",
+            "app.persistence",
+            "schema",
+            *_MESSAGING,
+            *_TRANSPORTS,
+        ),
     ),
     # The persistence adapters read langgraph.json (app.runtime.langgraph_config, and the loader
     # for a custom embedding function) and nothing else of execution.
@@ -76,10 +93,10 @@ RULES: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
             "app.runtime.stream_events",
             "schema",
             *_MESSAGING,
-            *_DOORS,
+            *_TRANSPORTS,
         ),
     ),
-    (_MESSAGING, ("app.services", "app.db", "app.auth", "schema", *_DOORS)),
+    (_MESSAGING, ("app.services", "app.db", "app.auth", "schema", *_TRANSPORTS)),
     (
         _NEUTRAL,
         (

@@ -66,7 +66,10 @@ class AuthenticationMiddleware:
 
 
 async def _reject(send: Send, status: int, message: str, code: str) -> None:
-    body = json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
+    # GraphQL clients read `errors`, LangGraph's REST clients `detail`: one body serves both.
+    body = json.dumps(
+        {"errors": [{"message": message, "extensions": {"code": code}}], "detail": message}
+    ).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
