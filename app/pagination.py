@@ -62,6 +62,9 @@ def cursor_value(value: object) -> str | int | float | None:
 class PageRequest:
     first: int
     after: str | None = None
+    #: Rows skipped before the page, for APIs that page by offset (LangGraph's REST API);
+    #: with `after`, counted from the cursor.
+    offset: int = 0
 
     @classmethod
     def checked(

@@ -43,6 +43,8 @@ async def fetch_page(
         stmt = stmt.order_by(sort_column.desc(), id_column.desc())
     else:
         stmt = stmt.order_by(sort_column.asc(), id_column.asc())
+    if page.offset:
+        stmt = stmt.offset(page.offset)
     rows = (await session.execute(stmt.limit(page.first + 1))).scalars().all()
     has_next = len(rows) > page.first
     rows = rows[: page.first]
@@ -60,7 +62,7 @@ async def fetch_page(
         items=items,
         cursors=cursors,
         has_next_page=has_next,
-        has_previous_page=page.after is not None,
+        has_previous_page=page.after is not None or page.offset > 0,
     )
 
 

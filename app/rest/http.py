@@ -49,6 +49,7 @@ from starlette.routing import Route
 from app.auth.handlers import User
 from app.auth.middleware import USER_SCOPE_KEY
 from app.errors import RETRY_AFTER_SECONDS, ServiceError, http_status, unavailable
+from app.pagination import Page, PageRequest
 from app.services.container import Services
 
 log = logging.getLogger("lgql.rest")
@@ -211,3 +212,39 @@ class RestRoute(Route):
 
     def __init__(self, path: str, endpoint: Endpoint, *, methods: list[str]) -> None:
         super().__init__(path, answering_errors(endpoint), methods=methods)
+
+
+# --- lists -------------------------------------------------------------------------------------
+
+
+class PageBody(Body):
+    """`limit` and `offset` of a search body, as LangGraph's search requests carry them."""
+
+    limit: int = 10
+    offset: int = 0
+
+
+def page_request(request: Request, limit: int, offset: int) -> PageRequest:
+    """A page of `limit` rows after `offset`. 422 for a limit under 1 or a negative offset; a
+    limit past `LGQL_MAX_PAGE_SIZE` is cut to it (the pagination headers say where to go on)."""
+    if limit < 1:
+        raise HTTPError(422, "`limit` must be at least 1")
+    if offset < 0:
+        raise HTTPError(422, "`offset` must not be negative")
+    return PageRequest(first=min(limit, services(request).settings.max_page_size), offset=offset)
+
+
+def pagination_headers(page: Page[Any], request: PageRequest) -> dict[str, str]:
+    """LangGraph's `X-Pagination-Total` (at least this many, when more remain) and
+    `X-Pagination-Next` (the next offset), which the SDKs read to page on."""
+    if page.has_next_page:
+        following = request.offset + len(page.items)
+        return {"X-Pagination-Total": str(following + 1), "X-Pagination-Next": str(following)}
+    return {"X-Pagination-Total": str(request.offset + len(page.items))}
+
+
+def project(item: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
+    """Only the `select`ed fields of `item` (all of them without `select`)."""
+    if not select:
+        return item
+    return {k: item[k] for k in select if k in item}

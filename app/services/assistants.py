@@ -35,6 +35,9 @@ __all__ = ["AssistantRecord", "AssistantService", "AssistantVersionRecord"]
 SORT_COLUMNS = {
     "created_at": AssistantRecord.created_at,
     "updated_at": AssistantRecord.updated_at,
+    "assistant_id": AssistantRecord.assistant_id,
+    "name": AssistantRecord.name,
+    "graph_id": AssistantRecord.graph_id,
 }
 
 

@@ -59,6 +59,8 @@ SORT_COLUMNS = {
     "created_at": ThreadRecord.created_at,
     "updated_at": ThreadRecord.updated_at,
     "state_updated_at": ThreadRecord.state_updated_at,
+    "thread_id": ThreadRecord.thread_id,
+    "status": ThreadRecord.status,
 }
 
 
