@@ -8,7 +8,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from importlib.metadata import version
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -16,20 +15,17 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from app import __version__, process_tuning
+from app import process_tuning
 from app.auth.middleware import AuthenticationMiddleware
 from app.console import console_routes
 from app.doors import LazyDoors
-from app.errors import RETRY_AFTER_SECONDS
 from app.graphql_app import graphiql_static_mount, graphql_routes, make_graphql_app
-from app.messaging.heartbeats import live_workers, worker_readiness
+from app.health import health_routes
 from app.rest import routes as rest_routes
-from app.runtime.graphs import default_assistant_id
 from app.runtime.langgraph_config import ConfigError
 from app.services.container import Services
 from app.settings import Settings, origins
@@ -159,75 +155,8 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
     )
 
-    async def ok(request: Request) -> JSONResponse:
-        services: Services = request.app.state.services
-        health = await services.health()
-        if all(v == "ok" for v in health.values()):
-            return JSONResponse({"ok": True, "services": health})
-        # A dependency down is an outage, not a bug: 503, to be retried.
-        return JSONResponse(
-            {"ok": False, "services": health},
-            status_code=503,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-
-    async def ready(request: Request) -> JSONResponse:
-        """Whether runs can be served end to end: this process reaches Postgres and Redis, and at
-        least one worker is alive and reaching both (its heartbeat in Redis says so; a worker cut
-        off from Redis has none). 503 with what is missing otherwise. `/ok` stays this process's
-        own liveness."""
-        services: Services = request.app.state.services
-        health = await services.health()
-        problems = [f"{name} unreachable" for name, v in health.items() if v != "ok"]
-        workers: dict[str, int] | None = None
-        if health.get("redis") == "ok":
-            try:
-                live, fit = await worker_readiness(services.redis, settings.redis_key_prefix)
-                workers = {"live": live, "ready": fit}
-                if fit == 0:
-                    problems.append(
-                        "no worker is reachable" if live == 0 else "no worker reaches Postgres"
-                    )
-            except Exception as exc:  # reported, not raised, as in /ok
-                problems.append(f"workers unknown: {type(exc).__name__}")
-        body: dict[str, Any] = {
-            "ready": not problems,
-            "services": health,
-            "workers": workers,
-            "problems": problems,
-        }
-        return JSONResponse(body, status_code=200 if not problems else 503)
-
-    async def info(request: Request) -> JSONResponse:
-        services: Services = request.app.state.services
-        body: dict[str, Any] = {
-            "version": __version__,
-            "langgraph_py_version": version("langgraph"),
-            "graphs": {
-                g: {
-                    "description": services.graphs.info(g).description,
-                    "default_assistant_id": str(default_assistant_id(g)),
-                }
-                for g in services.graphs.graph_ids
-            },
-            "workers": await live_workers(services.redis, settings.redis_key_prefix),
-            "flags": {
-                "assistants": True,
-                "crons": True,
-                "store": True,
-                "auth": services.auth.enabled,
-                # LangGraph Server's flags, which Studio and the SDKs read.
-                "langsmith": False,
-                "langsmith_tracing_replicas": False,
-            },
-            "host": {"kind": "self-hosted", "project_id": None, "revision_id": None},
-        }
-        return JSONResponse(body)
-
     routes = [
-        Route("/ok", ok, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/info", info, methods=["GET"]),
+        *health_routes(),
         *graphql_routes(graphql, "/graphql"),
         # LangGraph Server's REST API at the root, as the SDKs expect it (app/rest).
         *rest_routes(),

@@ -19,7 +19,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("app", "schema", "workers", "lgql")
 
 _MESSAGING = ("app.messaging",)
-_DOORS = ("app.a2a", "app.mcp", "app.doors", "app.graphql_app", "app.server", "app.console")
+_DOORS = (
+    "app.a2a",
+    "app.mcp",
+    "app.doors",
+    "app.graphql_app",
+    "app.server",
+    "app.console",
+    "app.health",
+)
 _TRANSPORTS = (*_DOORS, "app.rest")
 _NEUTRAL = ("app.settings", "app.errors", "app.pagination", "app.faults")
 

@@ -1,4 +1,4 @@
-"""Workers' heartbeats in Redis: their key, and how the API reads them (`/ok`, `/ready`).
+"""Workers' heartbeats in Redis: their key, and how the API reads them (`/ready`, `/info`).
 
 Writing them is the worker's (`workers/heartbeat.py`); both sides agree on the key here, so the
 API reads them without importing the worker.
@@ -7,6 +7,7 @@ API reads them without importing the worker.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
@@ -25,20 +26,42 @@ async def live_workers(redis: aioredis.Redis, prefix: str) -> int:
     return count
 
 
-async def worker_readiness(redis: aioredis.Redis, prefix: str) -> tuple[int, int]:
-    """(workers alive, workers ready) from their heartbeats. A heartbeat of an older lgql (a
-    bare timestamp) counts as ready."""
+@dataclass(frozen=True)
+class WorkerCensus:
+    #: Workers whose heartbeat has not expired.
+    live: int
+    #: Of those, the ones that reach Postgres and beat within `HEARTBEAT_FRESH_SECONDS`.
+    ready: int
+
+
+#: A heartbeat written longer ago than this is stale: its worker is not counted ready (a worker
+#: whose event loop is stuck still has a key until the TTL runs out). Measured on the key's TTL,
+#: so no clocks of different machines are compared.
+HEARTBEAT_FRESH_SECONDS = 15
+
+
+async def worker_census(redis: aioredis.Redis, prefix: str) -> WorkerCensus:
+    """Workers alive and workers ready, from their heartbeats. A heartbeat of an older lgql (a
+    bare timestamp) counts as ready when fresh."""
     keys = [k async for k in redis.scan_iter(match=f"{prefix}:workers:*", count=500)]
     if not keys:
-        return 0, 0
-    ready = 0
-    for raw in await redis.mget(keys):
+        return WorkerCensus(0, 0)
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.get(key)
+            pipe.pttl(key)
+        replies = await pipe.execute()
+    live = ready = 0
+    stale_below_ms = (HEARTBEAT_TTL_SECONDS - HEARTBEAT_FRESH_SECONDS) * 1000
+    for raw, ttl_ms in zip(replies[::2], replies[1::2], strict=True):
         if raw is None:  # expired between the scan and the read
             continue
+        live += 1
         try:
             beat = json.loads(raw)
         except ValueError:
             beat = None
-        if not isinstance(beat, dict) or beat.get("ready", True):
+        fit = not isinstance(beat, dict) or bool(beat.get("ready", True))
+        if fit and (ttl_ms is None or ttl_ms < 0 or ttl_ms >= stale_below_ms):
             ready += 1
-    return len(keys), ready
+    return WorkerCensus(live, ready)

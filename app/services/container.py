@@ -27,6 +27,7 @@ from app.services.run_execution import RunExecution
 from app.services.run_streams import RunStreamService
 from app.services.runs import RunService
 from app.services.store import StoreService
+from app.services.system import SystemService
 from app.services.thread_ttl import ThreadTTLConfig
 from app.services.threads import ThreadService
 from app.services.webhook_policy import WebhookPolicy
@@ -58,22 +59,7 @@ class Services:
     store: StoreService
     crons: CronService
     webhooks: WebhookService
-
-    async def health(self) -> dict[str, str]:
-        """Reachability of Postgres and Redis, for `/ok`."""
-        status: dict[str, str] = {}
-        try:
-            async with self.db.pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
-            status["postgres"] = "ok"
-        except Exception as exc:  # reported, not raised: /ok must answer even when a store is down
-            status["postgres"] = f"error: {type(exc).__name__}"
-        try:
-            await self.redis.ping()
-            status["redis"] = "ok"
-        except Exception as exc:
-            status["redis"] = f"error: {type(exc).__name__}"
-        return status
+    system: SystemService
 
 
 @asynccontextmanager
@@ -84,11 +70,13 @@ async def open_services(
     database_uri: str,
     redis_uri: str,
     migrate: bool = False,
+    graphs: GraphRegistry | None = None,
 ) -> AsyncIterator[Services]:
     """Connect, check (or apply, with `migrate`) the migrations, load graphs, sync default assistants.
 
     Raises DatabaseBehindError when the database is behind and `migrate` is false, GraphLoadError
-    when a graph cannot be imported.
+    when a graph cannot be imported. `graphs`, already loaded from `langgraph_config`, are used
+    as they are (`lgql dev` imports them before it starts the engines).
     """
     if migrate:
         before, after = await upgrade(database_uri)
@@ -102,7 +90,8 @@ async def open_services(
             AuthHandlers.load, langgraph_config, dev=settings.dev, auth_type=settings.auth_type
         )
     )
-    graphs = await GraphRegistry.load(langgraph_config)
+    if graphs is None:
+        graphs = await GraphRegistry.load(langgraph_config)
     db = await Database.connect(database_uri, pool_size=settings.db_pool_size)
     try:
         redis = await connect_queue(redis_uri, settings.redis_key_prefix)
@@ -167,6 +156,7 @@ async def open_services(
             store=store,
             crons=CronService(db, runs, assistants, threads),
             webhooks=WebhookService(settings, langgraph_config, db, broker),
+            system=SystemService(db, redis, settings.redis_key_prefix, graphs),
         )
         await services.assistants.ensure_default_assistants()
         try:

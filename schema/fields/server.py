@@ -16,20 +16,10 @@ Info = strawberry.Info[Context, Any]
 
 @strawberry.type
 class ServerQueries:
-    @strawberry.field(description="This server's version and graphs.")
+    @strawberry.field(description="This server's version and graphs, its workers and its queue.")
     def server_info(self, info: Info) -> ServerInfo:
-        graphs = services(info).graphs
         return ServerInfo(
             version=__version__,
             langgraph_version=version("langgraph"),
-            graphs=[
-                GraphInfo(
-                    graph_id=g,
-                    description=graphs.info(g).description,
-                    default_assistant_id=strawberry.ID(
-                        str(services(info).assistants.resolve_id(g))
-                    ),
-                )
-                for g in graphs.graph_ids
-            ],
+            graphs=[GraphInfo.from_summary(g) for g in services(info).system.graph_summaries()],
         )
