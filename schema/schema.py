@@ -33,7 +33,9 @@ from strawberry.types.execution import ExecutionContext
 
 from app.settings import Settings, get_settings
 from schema.errors import ErrorCodes
+from schema.event_execution import EventExecutionContext
 from schema.mutation import Mutation
+from schema.operation_name import RequireOperationName
 from schema.query import Query
 from schema.scalars import JSON, json_scalar
 from schema.subscription import Subscription
@@ -179,6 +181,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: DocumentCache(maxsize=1024),
         lambda: DocumentValidationCache(maxsize=1024),
         RefuseNul,
+        RequireOperationName,
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: AddValidationRules(limits),
     ]
@@ -194,6 +197,9 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         extensions=extensions,
         scalar_overrides={JSON: json},
         config=StrawberryConfig(name_converter=CachedNameConverter()),
+        # Run events are rendered from a plan made once per subscription (the API's main cost
+        # per event otherwise); see schema/event_execution.py.
+        execution_context_class=EventExecutionContext,
     )
 
 

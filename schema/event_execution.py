@@ -1,0 +1,200 @@
+"""Subscription events rendered from a plan made once per subscription, instead of executing the
+document again for every event.
+
+graphql-core executes a subscription's selection set anew for each event (ExecuteSubscriptionEvent):
+it collects the root fields, coerces the root field's arguments, resolves and completes every
+sub-field through the resolver machinery. For a run's stream that is most of the API's CPU per
+event. When the document asks for leaf fields (scalars, enums, lists of them) of the event
+object, and nothing can run per field (no middleware, no resolver, no arguments, no field
+extension or permission), the result of that execution is a pure function of the event: the plan
+computes it directly, with the same leaf serializers. Anything the plan cannot render exactly (a
+null in a non-null position, a value a scalar refuses) falls back to graphql-core for that event,
+so errors come out as they always did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from graphql import (
+    ExecutionResult,
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    OperationType,
+    is_leaf_type,
+)
+from graphql.execution.collect_fields import collect_fields
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.field import StrawberryField
+
+_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
+_complete_leaf = StrawberryGraphQLCoreExecutionContext.complete_leaf_value
+
+
+class _CannotRender(Exception):
+    """This event needs graphql-core's full execution (it produces an error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Leaf:
+    key: str
+    resolve: Callable[[Any], Any] | None  # None: __typename
+    leaf_type: GraphQLLeafType
+    non_null: bool
+    listed: bool  # a list of leaves
+    items_non_null: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    root_key: str
+    root_non_null: bool
+    typename: str
+    fields: tuple[_Leaf, ...]
+
+    def render(self, event: Any) -> dict[str, Any]:
+        if event is None:
+            if self.root_non_null:
+                raise _CannotRender
+            return {self.root_key: None}
+        out: dict[str, Any] = {}
+        for leaf in self.fields:
+            if leaf.resolve is None:
+                out[leaf.key] = self.typename
+                continue
+            value = leaf.resolve(event)
+            if value is None:
+                if leaf.non_null:
+                    raise _CannotRender
+                out[leaf.key] = None
+            elif leaf.listed:
+                items: list[Any] = []
+                for item in value:
+                    if item is None:
+                        if leaf.items_non_null:
+                            raise _CannotRender
+                        items.append(None)
+                    else:
+                        items.append(_complete_leaf(leaf.leaf_type, item))
+                out[leaf.key] = items
+            else:
+                out[leaf.key] = _complete_leaf(leaf.leaf_type, value)
+        return {self.root_key: out}
+
+
+def _unwrap(type_: GraphQLOutputType) -> tuple[GraphQLOutputType, bool]:
+    if isinstance(type_, GraphQLNonNull):
+        return cast(GraphQLOutputType, type_.of_type), True
+    return type_, False
+
+
+def _basic_resolver(field_def: Any) -> Callable[[Any], Any] | None:
+    """The field's own resolver when it only reads an attribute (Strawberry's basic field)."""
+    definition = field_def.extensions.get(_BACKREF)
+    if not isinstance(definition, StrawberryField) or not definition.is_basic_field:
+        return None
+    if definition.permission_classes or definition.extensions or field_def.args:
+        return None
+    resolve = field_def.resolve
+    if resolve is None or not getattr(resolve, "_is_default", False):
+        return None
+    return cast(Callable[[Any], Any], resolve)
+
+
+def _leaf(key: str, field_def: Any) -> _Leaf | None:
+    resolve = _basic_resolver(field_def)
+    if resolve is None:
+        return None
+    type_, non_null = _unwrap(field_def.type)
+    listed = items_non_null = False
+    if isinstance(type_, GraphQLList):
+        type_, items_non_null = _unwrap(cast(GraphQLOutputType, type_.of_type))
+        listed = True
+    if not is_leaf_type(type_):
+        return None
+    return _Leaf(key, resolve, type_, non_null, listed, items_non_null)
+
+
+def _plan_of(executor: StrawberryGraphQLCoreExecutionContext) -> _Plan | None:
+    """The plan of the subscription `executor` runs, or None if graphql-core must execute."""
+    operation = executor.operation
+    manager = executor.middleware_manager
+    if operation.operation is not OperationType.SUBSCRIPTION or (
+        manager is not None and manager.middlewares
+    ):
+        return None
+    root_type = executor.schema.subscription_type
+    if root_type is None:
+        return None
+    grouped, defers, _ = collect_fields(
+        executor.schema,
+        executor.fragments,
+        executor.variable_values,
+        root_type,
+        operation,
+        executor.hide_suggestions,
+    )
+    if len(grouped) != 1 or defers:
+        return None
+    ((root_key, details),) = grouped.items()
+    root_def = root_type.fields.get(details[0].node.name.value)
+    definition = root_def.extensions.get(_BACKREF) if root_def is not None else None
+    if not isinstance(definition, StrawberryField) or not definition.is_subscription:
+        return None
+    assert root_def is not None
+    object_type, root_non_null = _unwrap(root_def.type)
+    if not isinstance(object_type, GraphQLObjectType) or object_type.is_type_of is not None:
+        return None
+    sub_grouped, sub_defers, _ = executor.collect_subfields(object_type, details)
+    if sub_defers:
+        return None
+    fields: list[_Leaf] = []
+    for key, sub_details in sub_grouped.items():
+        name = sub_details[0].node.name.value
+        if name == "__typename":
+            fields.append(_Leaf(key, None, cast(GraphQLLeafType, None), True, False, False))
+            continue
+        field_def = object_type.fields.get(name)
+        leaf = _leaf(key, field_def) if field_def is not None else None
+        if leaf is None:
+            return None
+        fields.append(leaf)
+    return _Plan(root_key, root_non_null, object_type.name, tuple(fields))
+
+
+class _Rendered:
+    """Stands in for graphql-core's per-event executor: the event's result, already made."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.result = ExecutionResult(data=data)
+
+    def execute_operation(self, serially: bool | None = None) -> ExecutionResult:
+        return self.result
+
+
+_UNPLANNED: Any = object()
+
+
+class EventExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's execution context, rendering subscription events from a plan when it can."""
+
+    _event_plan: _Plan | None = _UNPLANNED
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        plan = self._event_plan
+        if plan is _UNPLANNED:
+            plan = self._event_plan = _plan_of(self)
+        if plan is not None:
+            try:
+                return _Rendered(plan.render(payload))
+            except Exception:
+                pass
+        return super().build_per_event_executor(payload)

@@ -1,0 +1,151 @@
+"""Subscription events rendered from a plan (schema/event_execution.py) are exactly what
+graphql-core's full execution of each event gives: data, nulls, errors, for every shape of
+document a client may send (aliases, fragments, directives, __typename, nested objects)."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import strawberry
+
+from app.messaging.streams import StreamEvent
+from app.settings import Settings
+from schema import event_execution
+from schema.event_execution import EventExecutionContext
+from schema.schema import build_schema
+
+EVENTS = [
+    StreamEvent(id="1-0", run_id="r1", event="metadata", data={"run_id": "r1", "attempt": 1}),
+    StreamEvent(id="1-1", run_id="r1", event="custom", data={"n": 1, "nested": [1, "x", None]}),
+    StreamEvent(id="1-2", run_id="r1", event="values|child:3f2a", data={"messages": []}),
+    StreamEvent(id="1-3", run_id="r1", event="messages/partial", data=[{"content": "hé"}]),
+    StreamEvent(id="1-4", run_id="r1", event="end", data={"status": "success"}),
+]
+# An event whose non-null `id` is missing: graphql-core's error, however the event is rendered.
+BROKEN = StreamEvent(id=None, run_id="r1", event="custom", data=None)  # type: ignore[arg-type]
+
+DOCUMENTS = [
+    "subscription($i: RunInput!) { runStream(input: $i) { id event data } }",
+    "subscription($i: RunInput!) { e: runStream(input: $i, streamMode: [CUSTOM, VALUES]) {"
+    " __typename id runId event mode namespace data k: event } }",
+    "subscription($i: RunInput!, $yes: Boolean!) { runStream(input: $i) {"
+    " id ...F ... on RunEvent { mode } data @include(if: $yes) event @skip(if: $yes) } }"
+    " fragment F on RunEvent { namespace runId }",
+    "subscription S($i: RunInput!) { runStream(input: $i) { ...F } } fragment F on RunEvent"
+    " { id data ... @include(if: false) { event } }",
+]
+
+
+def _fake_services(events: list[StreamEvent]) -> Any:
+    class RunStreams:
+        async def stream_new_run(self, request: Any) -> tuple[None, AsyncIterator[StreamEvent]]:
+            async def gen() -> AsyncIterator[StreamEvent]:
+                for event in events:
+                    yield event
+
+            return None, gen()
+
+    return types.SimpleNamespace(services=types.SimpleNamespace(run_streams=RunStreams()))
+
+
+async def _results(
+    schema: strawberry.Schema, document: str, events: list[StreamEvent]
+) -> list[dict[str, Any]]:
+    stream = await schema.subscribe(
+        document,
+        variable_values={"i": {"assistantId": "agent", "input": {}}, "yes": True},
+        context_value=_fake_services(events),
+    )
+    out = []
+    async for result in stream:  # type: ignore[union-attr]
+        out.append(
+            {
+                "data": result.data,
+                "errors": [(e.message, e.path) for e in result.errors or []],
+            }
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def schemas() -> tuple[strawberry.Schema, strawberry.Schema]:
+    planned = build_schema(Settings())
+    plain = build_schema(Settings())
+    plain.execution_context_class = type(  # graphql-core's execution for every event
+        "Plain", (EventExecutionContext,), {"_event_plan": None}
+    )
+    assert planned.execution_context_class is EventExecutionContext
+    return planned, plain
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+async def test_planned_events_equal_executed_events(
+    schemas: tuple[strawberry.Schema, strawberry.Schema], document: str
+) -> None:
+    planned, plain = schemas
+    events = [*EVENTS, BROKEN, *EVENTS]
+    got, expected = (
+        await _results(planned, document, events),
+        await _results(plain, document, events),
+    )
+    assert got == expected
+    assert len(got) == len(events)
+    assert got[len(EVENTS)]["errors"], "the broken event is an error, as graphql-core makes it"
+
+
+async def test_the_plan_is_used(
+    schemas: tuple[strawberry.Schema, strawberry.Schema], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    planned, _ = schemas
+    rendered = 0
+    original = event_execution._Plan.render
+
+    def counting(self: Any, event: Any) -> dict[str, Any]:
+        nonlocal rendered
+        rendered += 1
+        return original(self, event)
+
+    monkeypatch.setattr(event_execution._Plan, "render", counting)
+    await _results(planned, DOCUMENTS[1], EVENTS)
+    assert rendered == len(EVENTS)
+
+
+async def test_documents_the_plan_cannot_render_are_executed(
+    schemas: tuple[strawberry.Schema, strawberry.Schema], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A root field other than an event object's leaves is left to graphql-core."""
+    planned, _ = schemas
+    rendered = 0
+    original = event_execution._Plan.render
+
+    def counting(self: Any, event: Any) -> dict[str, Any]:
+        nonlocal rendered
+        rendered += 1
+        return original(self, event)
+
+    monkeypatch.setattr(event_execution._Plan, "render", counting)
+    results = await _results(
+        planned,
+        "subscription($i: RunInput!) { runStream(input: $i) { id } "
+        "__typename }",  # two root fields: refused by validation, never planned
+        EVENTS,
+    )
+    assert rendered == 0
+    assert results and results[0]["errors"]
+
+
+async def test_the_plain_schema_executes_every_event(
+    schemas: tuple[strawberry.Schema, strawberry.Schema], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The comparison above is against graphql-core's execution, not the plan twice."""
+    _, plain = schemas
+
+    def refuse(self: Any, event: Any) -> dict[str, Any]:
+        raise AssertionError("the plain schema must not render from a plan")
+
+    monkeypatch.setattr(event_execution._Plan, "render", refuse)
+    results = await _results(plain, DOCUMENTS[0], EVENTS)
+    assert [r["data"]["runStream"]["id"] for r in results] == [e.id for e in EVENTS]
