@@ -25,9 +25,11 @@ from langgraph.types import StateSnapshot
 
 from app import faults
 from app.errors import NotFound
+from app.observability.runs import attempt as observed_attempt
 from app.runtime.executor import RunSpec, execute
+from app.runtime.run_options import RunOptions
 from app.services.container import Services
-from app.services.run_execution import LostOwnership, RunRecord, error_of
+from app.services.run_execution import LostOwnership, RunError, RunRecord
 from app.services.run_lifecycle import Claimed
 
 log = logging.getLogger("lgql.worker")
@@ -63,12 +65,13 @@ class RunRunner:
         claimed = await self.execution.claim(run_id, self.worker_id)
         if claimed is None:
             return
-        try:
-            await self._execute(claimed.run, self._spec(claimed))
-        except Exception as exc:
-            if not faults.is_infrastructure_fault(exc):
-                raise
-            await self.execution.retry_later(claimed.run, exc)
+        with _observed(claimed):
+            try:
+                await self._execute(claimed.run, self._spec(claimed))
+            except Exception as exc:
+                if not faults.is_infrastructure_fault(exc):
+                    raise
+                await self.execution.retry_later(claimed.run, exc)
 
     def _spec(self, claimed: Claimed) -> RunSpec | Exception:
         """What the executor needs, or why the run cannot execute (its assistant was deleted
@@ -87,16 +90,19 @@ class RunRunner:
             assistant_config=assistant["config"] or {},
             assistant_context=assistant["context"] or {},
             metadata=run.metadata_,
-            kwargs=run.kwargs,
+            options=RunOptions.from_kwargs(run.kwargs),
         )
 
     async def _execute(self, run: RunRecord, spec: RunSpec | Exception) -> None:
         attempt = _Attempt()
         services = self.services
         if isinstance(spec, Exception):
-            await self.execution.end(run, "error", error_of(spec), snapshot=None, publisher=None)
+            await self.execution.end(
+                run, "error", RunError.of(spec), snapshot=None, publisher=None
+            )
             return
-        status, error = "success", None
+        status = "success"
+        error: RunError | None = None
         fault: BaseException | None = None
         snapshot: StateSnapshot | None = None
         publisher = self.execution.publisher(run)
@@ -126,11 +132,10 @@ class RunRunner:
                         snapshot = await asyncio.shield(graph_task)
                 except TimeoutError:
                     status = "timeout"
-                    error = {
-                        "error": "TimeoutError",
-                        "message": "Run exceeded BG_JOB_TIMEOUT_SECS "
-                        f"({self.settings.bg_job_timeout_secs:g} s)",
-                    }
+                    error = RunError(
+                        "TimeoutError",
+                        f"Run exceeded BG_JOB_TIMEOUT_SECS ({self.settings.bg_job_timeout_secs:g} s)",
+                    )
                     attempt.stop()
                     await _settle(graph_task)
                 except asyncio.CancelledError:
@@ -151,7 +156,7 @@ class RunRunner:
                     # store's): not the graph's doing.
                     fault = exc
                 except Exception as exc:
-                    status, error = "error", error_of(exc)
+                    status, error = "error", RunError.of(exc)
                     log.warning("run %s failed: %s", run.run_id, exc, exc_info=exc)
         finally:
             keeper.cancel()
@@ -192,6 +197,21 @@ class RunRunner:
                 return
             if action is not None:
                 attempt.stop(cancel_action=action)
+
+
+def _observed(claimed: Claimed) -> contextlib.AbstractContextManager[None]:
+    """The attempt's metrics, the run's ids on its log lines, and its span."""
+    run = claimed.run
+    return observed_attempt(
+        run_id=str(run.run_id),
+        thread_id=str(run.thread_id),
+        assistant_id=str(run.assistant_id),
+        graph_id=claimed.assistant["graph_id"] if claimed.assistant else "unknown",
+        attempt=run.attempt,
+        # A later attempt's wait would count the earlier attempts' time too.
+        due_at=run.available_at if run.attempt == 1 else None,
+        kwargs=run.kwargs,
+    )
 
 
 async def _settle(task: asyncio.Task[Any]) -> None:

@@ -20,6 +20,7 @@ from a2a.types.a2a_pb2 import (
 )
 from google.protobuf.json_format import MessageToDict
 
+from app.services.run_outcome import RunError, RunOutcome
 from app.services.runs import RunRecord
 
 RESULT_ARTIFACT = "result"
@@ -119,7 +120,7 @@ def status_message(
     run_id: str,
     thread_id: str,
     interrupts: list[Any],
-    error: Any,
+    error: RunError | None,
 ) -> Message | None:
     """What the agent says with a status: the question an interrupt asks, or the error."""
     if state == TaskState.TASK_STATE_INPUT_REQUIRED:
@@ -133,10 +134,7 @@ def status_message(
             message_id=f"{run_id}-input-required",
         )
     if state == TaskState.TASK_STATE_FAILED:
-        if isinstance(error, dict):
-            text = f"{error.get('error', 'Error')}: {error.get('message', '')}".rstrip(": ")
-        else:
-            text = str(error or "The run failed")
+        text = str(error) if error is not None else "The run failed"
         return agent_message(
             [new_text_part(text)],
             context_id=thread_id,
@@ -163,7 +161,7 @@ def task_of(
     *,
     values: Any = None,
     interrupts: list[Any] | None = None,
-    error: Any = None,
+    error: RunError | None = None,
 ) -> Task:
     """The task for a run in `status` with its outcome (values, interrupts, error)."""
     interrupts = interrupts or []
@@ -179,16 +177,16 @@ def task_of(
     return task
 
 
-def task_of_outcome(outcome: dict[str, Any]) -> Task:
+def task_of_outcome(outcome: RunOutcome) -> Task:
     """The task for `RunService.wait`'s outcome."""
-    run = outcome.get("run") or {}
+    run = outcome.run
     return task_of(
-        str(run.get("run_id")),
-        str(run.get("thread_id")),
-        str(run.get("status")),
-        values=outcome.get("values"),
-        interrupts=outcome.get("interrupts"),
-        error=outcome.get("error"),
+        str(run.run_id),
+        str(run.thread_id),
+        run.status,
+        values=outcome.values,
+        interrupts=outcome.interrupts,
+        error=outcome.error,
     )
 
 
@@ -201,5 +199,5 @@ def task_of_record(run: RunRecord) -> Task:
         run.status,
         values=output.get("values"),
         interrupts=output.get("interrupts"),
-        error=run.error,
+        error=RunError.from_json(run.error),
     )

@@ -22,6 +22,7 @@ from app.errors import ServiceError
 from app.pagination import PageRequest, SortOrder
 from app.services.assistants import AssistantFilter, AssistantRecord
 from app.services.container import Services
+from app.services.run_outcome import RunOutcome
 from app.services.run_request import OnDisconnect, RunRequest
 
 log = logging.getLogger("lgql.mcp")
@@ -168,31 +169,25 @@ def _cancel_in_background(services: Services, run_id: uuid.UUID) -> None:
     task.add_done_callback(_cancelling.discard)
 
 
-def outcome_result(outcome: dict[str, Any]) -> types.CallToolResult:
+def outcome_result(outcome: RunOutcome) -> types.CallToolResult:
     """A run's outcome as a tool result: its final values as JSON text (and as structured
     content when they are an object); an error, an interrupt or a cancel as `isError`."""
-    status = (outcome.get("run") or {}).get("status")
-    if status == "success" and not outcome.get("interrupts"):
-        values = outcome.get("values")
+    status = outcome.run.status
+    if status == "success" and not outcome.interrupts:
+        values = outcome.values
         text = json.dumps(values, ensure_ascii=False, default=str)
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=text)],
             structured_content=values if isinstance(values, dict) else None,
             is_error=False,
         )
-    if outcome.get("interrupts"):
-        interrupts = json.dumps(outcome["interrupts"], ensure_ascii=False, default=str)
+    if outcome.interrupts:
+        interrupts = json.dumps(outcome.interrupts, ensure_ascii=False, default=str)
         return _error_result(
             f"The graph stopped at an interrupt, which a stateless tool call cannot resume: "
             f"{interrupts}"
         )
-    error = outcome.get("error")
-    if isinstance(error, dict):
-        message = f"{error.get('error', 'Error')}: {error.get('message', '')}".rstrip(": ")
-    elif error:
-        message = str(error)
-    else:
-        message = f"The run ended {status}"
+    message = str(outcome.error) if outcome.error is not None else f"The run ended {status}"
     return _error_result(message)
 
 

@@ -15,6 +15,7 @@ from langgraph.types import Command, Send, StateSnapshot
 
 from app import faults
 from app.runtime.graphs import AnyPregel, GraphRegistry
+from app.runtime.run_options import RunOptions
 from app.runtime.stream_events import EventShaper, langgraph_modes
 
 
@@ -50,13 +51,13 @@ class RunSpec:
     assistant_config: dict[str, Any]
     assistant_context: dict[str, Any]
     metadata: dict[str, Any]
-    kwargs: dict[str, Any]
+    options: RunOptions
 
 
 def build_config(spec: RunSpec, *, resuming: bool) -> RunnableConfig:
     """The assistant's config with the run's merged over it, plus the ids LangGraph Server adds."""
     base = spec.assistant_config or {}
-    override = spec.kwargs.get("config") or {}
+    override = spec.options.config
     config: dict[str, Any] = {
         k: v
         for k, v in {**base, **override}.items()
@@ -74,7 +75,7 @@ def build_config(spec: RunSpec, *, resuming: bool) -> RunnableConfig:
         "assistant_id": spec.assistant_id,
         "checkpoint_ns": "",
     }
-    checkpoint_id = spec.kwargs.get("checkpoint_id")
+    checkpoint_id = spec.options.checkpoint_id
     if checkpoint_id and not resuming:
         configurable["checkpoint_id"] = checkpoint_id
     config["configurable"] = configurable
@@ -93,14 +94,14 @@ def build_config(spec: RunSpec, *, resuming: bool) -> RunnableConfig:
 
 
 def build_context(spec: RunSpec) -> dict[str, Any]:
-    return {**(spec.assistant_context or {}), **(spec.kwargs.get("context") or {})}
+    return {**(spec.assistant_context or {}), **spec.options.context}
 
 
-def build_input(kwargs: dict[str, Any], *, resuming: bool) -> Any:
+def build_input(options: RunOptions, *, resuming: bool) -> Any:
     """The graph input: the run's input, or its command; nothing when resuming an attempt."""
     if resuming:
         return None
-    command = kwargs.get("command")
+    command = options.command
     if command:
         goto = command.get("goto")
         if goto is not None:
@@ -115,7 +116,7 @@ def build_input(kwargs: dict[str, Any], *, resuming: bool) -> Any:
             update=update,
             goto=goto if goto is not None else (),
         )
-    return kwargs.get("input")
+    return options.input
 
 
 def _send_or_node(value: Any) -> Any:
@@ -171,22 +172,21 @@ async def execute(
         resuming = await started_earlier(checkpointer, spec)
     config = build_config(spec, resuming=resuming)
     context = build_context(spec)
-    kwargs = spec.kwargs
-    durability = kwargs.get("durability") or "async"
+    run = spec.options
     # `sync` waits for each save before the next step; the others may batch them.
-    fenced = checkpointer.fenced(spec.run_id, spec.attempt, write_behind=durability != "sync")
-    requested = list(kwargs.get("stream_mode") or ["values"])
+    fenced = checkpointer.fenced(spec.run_id, spec.attempt, write_behind=run.durability != "sync")
+    requested = list(run.stream_mode)
     shaper = EventShaper(requested)
-    subgraphs = bool(kwargs.get("subgraphs"))
+    subgraphs = run.stream_subgraphs
     options: dict[str, Any] = {
         "stream_mode": langgraph_modes(requested) or ["values"],
         "subgraphs": subgraphs,
-        "interrupt_before": kwargs.get("interrupt_before"),
-        "interrupt_after": kwargs.get("interrupt_after"),
-        "durability": durability,
+        "interrupt_before": run.interrupt_before,
+        "interrupt_after": run.interrupt_after,
+        "durability": run.durability,
         "context": context or None,
     }
-    graph_input = build_input(kwargs, resuming=resuming)
+    graph_input = build_input(run, resuming=resuming)
 
     def deliver(item: Any) -> None:
         if sink is None:

@@ -8,6 +8,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Interrupt, PregelTask, StateSnapshot
 
+from app.runtime.run_error import RunError
 from app.runtime.serialization import to_jsonable
 
 
@@ -44,9 +45,7 @@ def _task(task: PregelTask) -> dict[str, Any]:
 
 
 def _error(error: Exception | None) -> dict[str, str] | None:
-    if error is None:
-        return None
-    return {"error": type(error).__name__, "message": str(error)}
+    return None if error is None else RunError.of(error).to_json()
 
 
 def snapshot_to_dict(snapshot: StateSnapshot) -> dict[str, Any]:

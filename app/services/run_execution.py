@@ -20,7 +20,6 @@ import logging
 import time
 import uuid
 from datetime import datetime
-from typing import Any
 
 from langgraph.types import StateSnapshot
 
@@ -31,6 +30,7 @@ from app.db.models import Run as RunRecord
 from app.messaging.queue import RESULT_TTL_SECONDS, Broker
 from app.messaging.streams import EventPublisher, EventStreams
 from app.messaging.wakeups import RunWakeups
+from app.observability.runs import attempt_ended
 from app.persistence.checkpointer import LostOwnership, PostgresCheckpointer
 from app.runtime.executor import RunSpec, current_state
 from app.runtime.graphs import GraphRegistry
@@ -39,19 +39,11 @@ from app.runtime.state import interrupts_by_task
 from app.services import run_lifecycle as lifecycle
 from app.services.common import new_id
 from app.services.run_lifecycle import Claimed, Ended, RunTx, ThreadState
+from app.services.run_outcome import RunError, RunOutcome, RunOutput
 from app.services.threads import ThreadService
 from app.services.webhooks import enqueue_recorded
 
-__all__ = [
-    "LostOwnership",
-    "RunExecution",
-    "RunRecord",
-    "error_of",
-    "outcome_of",
-    "record_from_snapshot",
-    "run_snapshot",
-    "stopped_outcome",
-]
+__all__ = ["LostOwnership", "RunError", "RunExecution", "RunRecord"]
 
 log = logging.getLogger("lgql.worker")
 
@@ -66,84 +58,12 @@ UPDATE runs SET lease_until = now() - interval '1 millisecond'
 """
 
 
-def run_snapshot(run: RunRecord) -> dict[str, Any]:
-    """A run as JSON, carried in run-end notices (the row may be gone by the time it is read)."""
-    return {
-        "run_id": str(run.run_id),
-        "thread_id": str(run.thread_id),
-        "assistant_id": str(run.assistant_id),
-        "status": run.status,
-        "attempt": run.attempt,
-        "metadata": run.metadata_,
-        "kwargs": run.kwargs,
-        "multitask_strategy": run.multitask_strategy,
-        "output": run.output,
-        "error": run.error,
-        "created_at": run.created_at.isoformat(),
-        "updated_at": run.updated_at.isoformat(),
-    }
-
-
-def record_from_snapshot(data: dict[str, Any]) -> RunRecord:
-    return RunRecord(
-        run_id=uuid.UUID(data["run_id"]),
-        thread_id=uuid.UUID(data["thread_id"]),
-        assistant_id=uuid.UUID(data["assistant_id"]),
-        status=data["status"],
-        attempt=data["attempt"],
-        metadata_=data["metadata"],
-        kwargs=data["kwargs"],
-        multitask_strategy=data["multitask_strategy"],
-        output=data["output"],
-        error=data["error"],
-        created_at=datetime.fromisoformat(data["created_at"]),
-        updated_at=datetime.fromisoformat(data["updated_at"]),
-    )
-
-
-def stopped_outcome(run: RunRecord, *, deleted: bool) -> dict[str, Any]:
-    """The outcome of a run stopped before it produced anything of its own (cancelled while
-    pending, or rolled back: then `deleted`, its row gone)."""
-    outcome: dict[str, Any] = {
-        "run": {**run_snapshot(run), "status": "interrupted"},
-        "values": None,
-        "interrupts": [],
-        "error": None,
-    }
-    if deleted:
-        outcome["deleted"] = True
-    return outcome
-
-
-def outcome_of(run: RunRecord) -> dict[str, Any]:
-    output = run.output or {}
-    return {
-        "run": run_snapshot(run),
-        "values": output.get("values"),
-        "interrupts": output.get("interrupts") or [],
-        "error": run.error,
-    }
-
-
-def error_of(exc: BaseException) -> dict[str, str]:
-    return {"error": type(exc).__name__, "message": str(exc)}
-
-
 def thread_state_of(snapshot: StateSnapshot) -> ThreadState:
     return ThreadState(
         values=to_jsonable(snapshot.values),
         interrupts=interrupts_by_task(snapshot),
         waiting=bool(snapshot.next),
     )
-
-
-def output_of(snapshot: StateSnapshot | None) -> dict[str, Any] | None:
-    if snapshot is None:
-        return None
-    return {
-        "values": to_jsonable(snapshot.values),
-        "interrupts": [to_jsonable(i) for i in snapshot.interrupts],
-    }
 
 
 class RunExecution:
@@ -204,7 +124,7 @@ class RunExecution:
         self,
         run: RunRecord,
         status: str,
-        error: dict[str, Any] | None,
+        error: RunError | None,
         *,
         snapshot: StateSnapshot | None,
         publisher: EventPublisher | None,
@@ -214,13 +134,16 @@ class RunExecution:
         next run. An attempt that no longer holds the run only flushes its stream."""
         state = thread_state_of(snapshot) if snapshot is not None else None
         temporary = bool(run.kwargs.get("temporary"))
-        tx, ended = await self._record_end(run, status, output_of(snapshot), error, state)
+        output = RunOutput.of_snapshot(snapshot) if snapshot is not None else None
+        tx, ended = await self._record_end(run, status, output, error, state)
         if ended is None:
             if publisher is not None:
                 await publisher.close()
             return
+        attempt_ended(status)
         await self.announce_webhooks(tx.deliveries)
-        await self._close_stream(run, publisher, status, error, outcome=outcome_of(ended.run))
+        outcome = RunOutcome.of(ended.run)
+        await self._close_stream(run, publisher, status, error, outcome=outcome)
         if ended.next_run is not None and not temporary:
             await self.wake(*ended.next_run)
 
@@ -228,8 +151,8 @@ class RunExecution:
         self,
         run: RunRecord,
         status: str,
-        output: dict[str, Any] | None,
-        error: dict[str, Any] | None,
+        output: RunOutput | None,
+        error: RunError | None,
         state: ThreadState | None,
     ) -> tuple[RunTx, Ended | None]:
         """Record how the run ended; on an infrastructure fault, again on a fresh connection
@@ -287,6 +210,7 @@ class RunExecution:
         if not deleted:
             await publisher.close()
             return
+        attempt_ended("rollback")
         await self.announce_webhooks(tx.deliveries)
         await self._close_stream(run, publisher, "rollback", None)
         if not temporary:
@@ -309,7 +233,8 @@ class RunExecution:
     async def announce_stopped(self, run: RunRecord, *, deleted: bool, wake_next: bool) -> None:
         """After the commit of a run stopped before it produced anything of its own (a pending
         run cancelled, or a rollback): its end to waiters, and the thread's next run woken."""
-        await self._broker.publish_run_end(str(run.run_id), stopped_outcome(run, deleted=deleted))
+        outcome = RunOutcome.stopped(run, deleted=deleted)
+        await self._broker.publish_run_end(str(run.run_id), outcome.to_json())
         if wake_next:
             await self.wake_next(run.thread_id)
 
@@ -353,7 +278,8 @@ class RunExecution:
         await self.announce_webhooks(tx.deliveries)
         for run in lapsed:
             if run.status == "error":
-                await self._broker.publish_run_end(str(run.run_id), outcome_of(run))
+                attempt_ended("error")  # out of attempts: counted under graph `unknown`
+                await self._broker.publish_run_end(str(run.run_id), RunOutcome.of(run).to_json())
         return lapsed
 
     async def drop_connections(self) -> None:
@@ -370,9 +296,9 @@ class RunExecution:
         run: RunRecord,
         publisher: EventPublisher | None,
         status: str,
-        error: dict[str, Any] | None,
+        error: RunError | None,
         *,
-        outcome: dict[str, Any] | None = None,
+        outcome: RunOutcome | None = None,
     ) -> None:
         """The run's last event (`error`, or `end` with its status), its retention and, given
         `outcome`, the run-end notice for waiters (`Broker.publish_run_end`): one Redis round
@@ -381,10 +307,12 @@ class RunExecution:
         rid = str(run.run_id)
         if publisher is not None:
             await publisher.close()
+        data: dict[str, str]
         if error is not None and status in ("error", "timeout"):
-            event, data = "error", error
+            event, data = "error", error.to_json()
         else:
             event, data = "end", {"run_id": rid, "status": status}
+        notice = None if outcome is None else outcome.to_json()
         # Retried through a Redis blip (the count makes a retry of a call that went through a
         # no-op); past that, the run's row has its end, and waiters and readers ask the
         # database for it.
@@ -397,7 +325,7 @@ class RunExecution:
                     run.attempt,
                     event,
                     data,
-                    outcome=outcome,
+                    outcome=notice,
                     outcome_key=self._broker.result_key(rid),
                     outcome_channel=self._broker.end_channel(rid),
                     outcome_ttl=RESULT_TTL_SECONDS,

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import run_queue as db
 from app.db.engine import driver_connection
 from app.db.models import Run
+from app.services.run_outcome import RunError, RunOutput
 from app.services.webhooks import record_run_end, recorded_in
 
 FINAL_STATUSES = ("success", "error", "timeout", "interrupted")
@@ -107,8 +108,8 @@ async def end(
     run: Run,
     *,
     status: str,
-    output: dict[str, Any] | None,
-    error: dict[str, Any] | None,
+    output: RunOutput | None,
+    error: RunError | None,
     state: ThreadState | None,
 ) -> Ended | None:
     """running → `status` (success, error, timeout or interrupted) for the attempt we hold.
@@ -121,8 +122,8 @@ async def end(
         run.run_id,
         run.attempt,
         status=status,
-        output=output,
-        error=error,
+        output=None if output is None else output.to_json(),
+        error=None if error is None else error.to_json(),
         values=state.values if state is not None else None,
         interrupts=state.interrupts if state is not None else None,
         waiting=state.waiting if state is not None else None,
@@ -132,7 +133,7 @@ async def end(
         return None
     ended, nxt = finished
     if ended.webhook:
-        values = state.values if state is not None else (output or {}).get("values")
+        values = state.values if state is not None else (output.values if output else None)
         await tx.record_webhook(ended, values=values)
     return Ended(ended, nxt)
 

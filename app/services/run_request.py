@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.errors import BadUserInput
+from app.runtime.run_options import RunOptions
 from app.services.common import JsonValue, require_object
 
 
@@ -167,8 +168,8 @@ class RunRequest:
         config["configurable"] = {**(config.get("configurable") or {}), **values}
         self.config = config
 
-    def kwargs(self) -> dict[str, Any]:
-        """The run's options as stored on the run row (LangGraph's `kwargs`)."""
+    def options(self) -> RunOptions:
+        """The run's options, as the worker reads them back from the run row."""
         command = None
         if self.command is not None:
             command = {
@@ -180,22 +181,26 @@ class RunRequest:
                 )
                 if v is not None or (k == "resume" and self.command.has_resume)
             }
-        return {
-            "input": self.input,
-            "command": command,
-            "config": self.config or {},
-            "context": self.context or {},
-            "stream_mode": list(self.stream_mode),
-            "subgraphs": self.stream_subgraphs,
-            "resumable": self.stream_resumable,
-            "interrupt_before": self.interrupt_before,
-            "interrupt_after": self.interrupt_after,
-            "checkpoint_id": self.checkpoint_id,
-            "webhook": self.webhook,
-            "temporary": self.thread_id is None and self.on_completion is not OnCompletion.KEEP,
-            "on_disconnect": self.on_disconnect.value,
-            "durability": self.durability.value,
-        }
+        return RunOptions(
+            input=self.input,
+            command=command,
+            config=self.config or {},
+            context=self.context or {},
+            stream_mode=tuple(self.stream_mode),
+            stream_subgraphs=self.stream_subgraphs,
+            stream_resumable=self.stream_resumable,
+            interrupt_before=self.interrupt_before,
+            interrupt_after=self.interrupt_after,
+            checkpoint_id=self.checkpoint_id,
+            webhook=self.webhook,
+            temporary=self.thread_id is None and self.on_completion is not OnCompletion.KEEP,
+            on_disconnect=self.on_disconnect.value,
+            durability=self.durability.value,
+        )
+
+    def kwargs(self) -> dict[str, Any]:
+        """The run's options as stored on the run row (LangGraph's `kwargs`)."""
+        return self.options().to_kwargs()
 
 
 def _sends(value: Any) -> bool:

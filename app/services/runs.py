@@ -22,14 +22,17 @@ from app.db.models import Run as RunRecord
 from app.db.pagination import read_count, read_page
 from app.errors import BadUserInput, Conflict, NotFound
 from app.messaging.queue import Broker
+from app.observability import metrics
+from app.observability.tracing import carry as carry_trace
 from app.pagination import Page, PageRequest, SortOrder
 from app.persistence.checkpointer import PostgresCheckpointer
 from app.services import run_lifecycle as lifecycle
 from app.services.assistants import AssistantService
 from app.services.common import new_id, parse_uuid, require_object, utcnow
 from app.services.idempotency import IdempotencyKey, maybe_sweep
-from app.services.run_execution import RunExecution, outcome_of, stopped_outcome
+from app.services.run_execution import RunExecution
 from app.services.run_lifecycle import RunTx
+from app.services.run_outcome import RunOutcome
 from app.services.run_request import IfNotExists, MultitaskStrategy, RunRequest
 from app.services.threads import ThreadService
 from app.services.webhook_policy import WebhookPolicy
@@ -219,12 +222,13 @@ class RunService:
             thread_id=thread_id,
             assistant_id=assistant_id,
             metadata=dict(request.metadata or {}),
-            kwargs=request.kwargs(),
+            kwargs=carry_trace(request.kwargs()),
             multitask_strategy=strategy.value,
             webhook=request.webhook,
             after_seconds=request.after_seconds,
             thread_stamp=stamp,
         )
+        metrics.run_created(found.graph_id)
         cancel_running: list[uuid.UUID] = []
         if active and strategy in (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK):
             await lifecycle.cancel_pending(tx, active, strategy.value)
@@ -269,8 +273,8 @@ class RunService:
 
     # --- wait --------------------------------------------------------------------------------
 
-    async def wait(self, run: RunRecord) -> dict[str, Any]:
-        """Block until `run` ends; its outcome: {run, values, interrupts, error}."""
+    async def wait(self, run: RunRecord) -> RunOutcome:
+        """Block until `run` ends; how it ended."""
 
         missing_checks = 0
 
@@ -284,12 +288,13 @@ class RunService:
                 missing_checks += 1
                 if missing_checks < 2:
                     return None
-                return stopped_outcome(run, deleted=True)
+                return RunOutcome.stopped(run, deleted=True).to_json()
             if current.status in lifecycle.FINAL_STATUSES:
-                return outcome_of(current)
+                return RunOutcome.of(current).to_json()
             return None
 
-        return await self._broker.wait_for_run_end(str(run.run_id), fallback=from_database)
+        ended = await self._broker.wait_for_run_end(str(run.run_id), fallback=from_database)
+        return RunOutcome.from_json(ended)
 
     # --- read --------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import strawberry
 from starlette.requests import Request
 
 from app.errors import ServiceError
-from app.services.run_execution import record_from_snapshot
+from app.services.run_outcome import RunOutcome
 from app.services.run_request import OnDisconnect
 from app.services.runs import RunService
 from schema.context import Context, services
@@ -89,13 +89,12 @@ class RunMutations:
         return strawberry.ID(str(await services(info).runs.delete(str(id))))
 
 
-def run_result(outcome: dict[str, Any]) -> RunResult:
-    record = record_from_snapshot(outcome["run"])
+def run_result(outcome: RunOutcome) -> RunResult:
     return RunResult(
-        run=Run.from_record(record),
-        values=outcome.get("values"),
-        interrupts=[Interrupt.from_dict(i) for i in outcome.get("interrupts") or []],
-        error=RunError.from_dict(outcome.get("error")),
+        run=Run.from_ended(outcome.run),
+        values=outcome.values,
+        interrupts=[Interrupt.from_dict(i) for i in outcome.interrupts],
+        error=RunError.of(outcome.error),
     )
 
 

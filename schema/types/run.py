@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
+from app.services.run_outcome import EndedRun
+from app.services.run_outcome import RunError as ServiceRunError
 from app.services.run_request import (
     Durability as ServiceDurability,
 )
@@ -121,10 +123,8 @@ class RunError:
     message: str
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> RunError | None:
-        if not data:
-            return None
-        return cls(type=str(data.get("error", "Error")), message=str(data.get("message", "")))
+    def of(cls, error: ServiceRunError | None) -> RunError | None:
+        return None if error is None else cls(type=error.type, message=error.message)
 
 
 @strawberry.type(description="A run: one execution of an assistant's graph on a thread.")
@@ -159,8 +159,26 @@ class Run:
             created_at=row.created_at,
             updated_at=row.updated_at,
             output=row.output,
-            error=RunError.from_dict(row.error),
+            error=RunError.of(ServiceRunError.from_json(row.error)),
             kwargs=public_kwargs(row.kwargs),
+        )
+
+    @classmethod
+    def from_ended(cls, run: EndedRun) -> Run:
+        """A run as its end notice tells it (its row may be gone)."""
+        return cls(
+            id=strawberry.ID(str(run.run_id)),
+            thread_id=strawberry.ID(str(run.thread_id)),
+            assistant_id=strawberry.ID(str(run.assistant_id)),
+            status=RunStatus[run.status.upper()],
+            attempt=run.attempt,
+            metadata=run.metadata,
+            multitask_strategy=MultitaskStrategy[run.multitask_strategy.upper()],
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+            output=None if run.output is None else run.output.to_json(),
+            error=RunError.of(run.error),
+            kwargs=public_kwargs(run.kwargs),
         )
 
     @strawberry.field(description="The run's thread (null once a stateless run's thread is gone).")
