@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import EmptyInputError, InvalidUpdateError
-from langgraph.types import StateSnapshot
+from langgraph.types import StateSnapshot, StateUpdate
 
 from app.auth.context import Authorization, is_visible, require_visible
 from app.auth.filters import AuthFilter
@@ -24,6 +24,7 @@ from app.db.pagination import read_count, read_page
 from app.errors import BadUserInput, Conflict, NotFound
 from app.pagination import Page, PageRequest, SortOrder
 from app.persistence.checkpointer import PostgresCheckpointer
+from app.runtime.commands import command_from_json
 from app.runtime.graphs import AccessContext, AnyPregel, GraphRegistry
 from app.runtime.serialization import to_jsonable
 from app.runtime.state import empty_state, interrupts_by_task, snapshot_to_dict
@@ -48,7 +49,7 @@ from app.services.thread_ttl import (
     ttl_of,
 )
 
-__all__ = ["ThreadFilter", "ThreadRecord", "ThreadService"]
+__all__ = ["StateWrite", "ThreadFilter", "ThreadRecord", "ThreadService"]
 
 log = logging.getLogger("lgql.threads")
 
@@ -74,6 +75,26 @@ class ThreadFilter:
 
 def _not_found(thread_id: uuid.UUID) -> NotFound:
     return NotFound(f"Thread {thread_id} not found", thread_id=str(thread_id))
+
+
+@dataclass(frozen=True)
+class StateWrite:
+    """One write of a superstep: `values` (or a `command`, as LangGraph's JSON gives it) as if
+    `as_node` had run."""
+
+    as_node: str
+    values: Any = None
+    command: dict[str, Any] | None = None
+
+
+#: `as_node` values LangGraph reads as no node of the graph: the input (a superstep that seeds a
+#: conversation), a copy of the previous checkpoint (a fork), the end (values written as final).
+_PSEUDO_NODES = frozenset({"__input__", "__copy__", "__end__"})
+
+
+def _check_node(graph: AnyPregel, as_node: str | None) -> None:
+    if as_node is not None and as_node not in graph.nodes and as_node not in _PSEUDO_NODES:
+        raise BadUserInput(f"Node '{as_node}' does not exist in the graph", field="asNode")
 
 
 def derived_state(snapshot: StateSnapshot) -> dict[str, Any]:
@@ -401,31 +422,45 @@ class ThreadService:
         ) as graph:
             yield graph
 
-    def _config(self, thread: ThreadRecord, checkpoint_id: str | None = None) -> RunnableConfig:
-        conf: dict[str, Any] = {"thread_id": str(thread.thread_id), "checkpoint_ns": ""}
+    def _config(
+        self, thread: ThreadRecord, checkpoint_id: str | None = None, checkpoint_ns: str = ""
+    ) -> RunnableConfig:
+        conf: dict[str, Any] = {"thread_id": str(thread.thread_id), "checkpoint_ns": checkpoint_ns}
         if checkpoint_id is not None:
             conf["checkpoint_id"] = checkpoint_id
         return {"configurable": conf}
 
-    async def require_checkpoint(self, thread: ThreadRecord, checkpoint_id: str) -> None:
-        if await self._checkpointer.aget_tuple(self._config(thread, checkpoint_id)) is None:
+    async def require_checkpoint(
+        self, thread: ThreadRecord, checkpoint_id: str, checkpoint_ns: str = ""
+    ) -> None:
+        config = self._config(thread, checkpoint_id, checkpoint_ns)
+        if await self._checkpointer.aget_tuple(config) is None:
             raise NotFound(
                 f"Checkpoint {checkpoint_id} not found on thread {thread.thread_id}",
                 checkpoint_id=checkpoint_id,
             )
 
     async def state(
-        self, thread: ThreadRecord, *, checkpoint_id: str | None = None, subgraphs: bool = False
+        self,
+        thread: ThreadRecord,
+        *,
+        checkpoint_id: str | None = None,
+        subgraphs: bool = False,
+        checkpoint_ns: str = "",
     ) -> dict[str, Any]:
-        """The thread's state at its latest checkpoint, or at `checkpoint_id` (NotFound if absent)."""
+        """The thread's state at its latest checkpoint, or at `checkpoint_id` (NotFound if absent);
+        a subgraph's with `checkpoint_ns`."""
         if checkpoint_id is not None:
-            await self.require_checkpoint(thread, checkpoint_id)
+            await self.require_checkpoint(thread, checkpoint_id, checkpoint_ns)
         async with self._graph_for(thread, "threads.read") as graph:
             if graph is None:
                 return empty_state()
-            snapshot = await graph.aget_state(
-                self._config(thread, checkpoint_id), subgraphs=subgraphs
-            )
+            try:
+                snapshot = await graph.aget_state(
+                    self._config(thread, checkpoint_id, checkpoint_ns), subgraphs=subgraphs
+                )
+            except ValueError as exc:  # a checkpoint_ns naming no subgraph of the graph
+                raise BadUserInput(str(exc), field="checkpoint_ns") from exc
         if not snapshot.config:
             return empty_state()
         return snapshot_to_dict(snapshot)
@@ -437,21 +472,29 @@ class ThreadService:
         limit: int = 10,
         before: str | None = None,
         metadata: JsonValue = None,
+        checkpoint_ns: str = "",
     ) -> list[dict[str, Any]]:
-        """Past states, newest first; `before` is a checkpoint id (exclusive)."""
+        """Past states, newest first; `before` is a checkpoint id (exclusive); a subgraph's
+        with `checkpoint_ns`."""
         if limit < 1:
             raise BadUserInput("`limit` must be at least 1", argument="limit")
         flt = require_object(metadata, "metadata")
-        before_config = self._config(thread, before) if before is not None else None
+        before_config = self._config(thread, before, checkpoint_ns) if before is not None else None
         async with self._graph_for(thread, "threads.read") as graph:
             if graph is None:
                 return []
-            return [
-                snapshot_to_dict(s)
-                async for s in graph.aget_state_history(
-                    self._config(thread), filter=flt, before=before_config, limit=limit
-                )
-            ]
+            try:
+                return [
+                    snapshot_to_dict(s)
+                    async for s in graph.aget_state_history(
+                        self._config(thread, checkpoint_ns=checkpoint_ns),
+                        filter=flt,
+                        before=before_config,
+                        limit=limit,
+                    )
+                ]
+            except ValueError as exc:  # a checkpoint_ns naming no subgraph of the graph
+                raise BadUserInput(str(exc), field="checkpoint_ns") from exc
 
     async def update_state(
         self,
@@ -468,6 +511,52 @@ class ThreadService:
         """
         tid = parse_uuid(thread_id, "thread")
         flt = await self.visible(tid, "update", values=values, as_node=as_node)
+
+        async def apply(graph: AnyPregel, config: RunnableConfig) -> RunnableConfig:
+            _check_node(graph, as_node)
+            return await graph.aupdate_state(config, values, as_node=as_node)
+
+        return await self._write_state(tid, flt, checkpoint_id, apply)
+
+    async def bulk_update_state(
+        self, thread_id: str, supersteps: Sequence[Sequence[StateWrite]]
+    ) -> dict[str, Any]:
+        """Apply `supersteps` in order, each one step of the graph's history whose writes
+        (values or a command, as if their node had run) apply together: LangGraph's
+        `supersteps`, which seed a thread with a past conversation. Raises as `update_state`."""
+        tid = parse_uuid(thread_id, "thread")
+        if not supersteps or not all(supersteps):
+            raise BadUserInput("every superstep needs at least one update", field="supersteps")
+        flt = await self.visible(tid, "update")
+
+        async def apply(graph: AnyPregel, config: RunnableConfig) -> RunnableConfig:
+            steps = []
+            for step in supersteps:
+                for write in step:
+                    _check_node(graph, write.as_node)
+                steps.append(
+                    [
+                        # A Command goes through the node's writers as a node's return would.
+                        StateUpdate(
+                            cast(Any, command_from_json(w.command)) if w.command else w.values,
+                            w.as_node,
+                        )
+                        for w in step
+                    ]
+                )
+            return await graph.abulk_update_state(config, steps)
+
+        return await self._write_state(tid, flt, None, apply)
+
+    async def _write_state(
+        self,
+        tid: uuid.UUID,
+        flt: AuthFilter | None,
+        checkpoint_id: str | None,
+        apply: Callable[[AnyPregel, RunnableConfig], Awaitable[RunnableConfig]],
+    ) -> dict[str, Any]:
+        """`apply` a state write to the thread's graph, under the thread's row lock while no
+        run is active, and the thread's status, values and interrupts follow."""
         async with self._db.sessions.begin() as session:
             # The row lock keeps a run from starting between the busy check and the state write.
             thread = await db.get(session, tid, for_update=True)
@@ -487,14 +576,8 @@ class ThreadService:
                         "Thread has no graph: create it with a graphId or run it once first",
                         thread_id=str(tid),
                     )
-                if as_node is not None and as_node not in graph.nodes:
-                    raise BadUserInput(
-                        f"Node '{as_node}' does not exist in the graph", field="asNode"
-                    )
                 try:
-                    next_config = await graph.aupdate_state(
-                        self._config(thread, checkpoint_id), values, as_node=as_node
-                    )
+                    next_config = await apply(graph, self._config(thread, checkpoint_id))
                 except (
                     InvalidUpdateError,
                     EmptyInputError,
@@ -509,3 +592,34 @@ class ThreadService:
                 session, tid, **derived_state(snapshot), updated_at=now, state_updated_at=now
             )
         return {"checkpoint": snapshot_to_dict(snapshot)["checkpoint"]}
+
+    async def prune(self, thread_ids: Sequence[str], *, strategy: str = "delete") -> int:
+        """LangGraph's prune: `delete` removes each thread (runs, crons, checkpoints too),
+        `keep_latest` keeps only its latest checkpoint. Threads absent or not the current
+        user's to delete are left out of the count. Raises BadUserInput (strategy, ids, a
+        thread whose state cannot be pruned)."""
+        if strategy not in ("delete", "keep_latest"):
+            raise BadUserInput(
+                f"Unknown prune strategy {strategy!r}; expected delete or keep_latest",
+                field="strategy",
+            )
+        ids = [parse_uuid(t, "thread") for t in thread_ids]
+        pruned = 0
+        for tid in dict.fromkeys(ids):
+            flt = await self.visible(tid, "delete")
+            async with self._db.sessions.begin() as session:
+                current = await db.get(session, tid, for_update=True)
+                if current is None or not is_visible(flt, current.metadata_):
+                    continue
+                conn = await driver_connection(session)
+                if strategy == "delete":
+                    await self.delete_in(conn, tid)
+                else:
+                    try:
+                        await self._checkpointer.prune_in(conn, [str(tid)])
+                    except NotImplementedError as exc:
+                        raise BadUserInput(
+                            f"Thread {tid} cannot be pruned: {exc}", thread_id=str(tid)
+                        ) from exc
+                pruned += 1
+        return pruned
