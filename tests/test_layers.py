@@ -105,6 +105,23 @@ RULES: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
         ),
     ),
     (_MESSAGING, ("app.services", "app.db", "app.auth", "schema", *_TRANSPORTS)),
+    # Observability is called from every layer (one-line hooks) and imports none of them: what
+    # it samples from services (the queue, the pools) is handed to it.
+    (
+        ("app.observability",),
+        (
+            "app.services",
+            "app.db",
+            "app.runtime",
+            "app.persistence",
+            "app.auth",
+            "schema",
+            "workers",
+            "lgql",
+            *_MESSAGING,
+            *_DOORS,
+        ),
+    ),
     (
         _NEUTRAL,
         (

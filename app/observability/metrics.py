@@ -1,0 +1,422 @@
+"""lgql's Prometheus metrics (prometheus-client), and their exposition.
+
+Every metric is named `lgql_…` (counters end `_total`, times are `_seconds`), and label values
+come from small fixed sets (statuses, outcomes, operation types, transports) or from the graphs
+langgraph.json names: never an id. docs/observability.md says what each one means.
+
+Hooks are one line where the measured thing happens, and cost a counter increment or a histogram
+observation (a lock and a float add; no allocation once a label's child exists). Figures read
+from elsewhere (the queue in Postgres, the connection pools) are sampled only when scraped, by
+the `Sampler`s the process registers (`register_sampler`); the queue's figures come from a
+service that reads Postgres at most every few seconds.
+
+Multiprocess: with `PROMETHEUS_MULTIPROC_DIR` set (before the process starts, to an empty folder
+shared by the processes of one host), prometheus-client keeps every value in a memory-mapped file
+per process, and a scrape of any of them returns the sum over all of them (gauges as declared
+below: live sums, or the most recent value for figures every process reads alike). Without it,
+each process exposes its own values from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+__all__ = [
+    "CONTENT_TYPE",
+    "MULTIPROCESS",
+    "exposition",
+    "register_sampler",
+]
+
+log = logging.getLogger("lgql.metrics")
+
+#: prometheus-client chooses its value store when it is first imported, from this variable.
+MULTIPROCESS = bool(
+    os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Runs last from milliseconds (a tool call) to hours (an agent left working).
+_RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400)
+_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+_API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+# --- runs ------------------------------------------------------------------------------------
+
+RUNS_CREATED = Counter("lgql_runs_created", "Runs created (API, crons), by graph.", ["graph_id"])
+RUNS_STARTED = Counter(
+    "lgql_runs_started",
+    "Run attempts a worker started (a run retried after a crash starts again), by graph.",
+    ["graph_id"],
+)
+RUNS_ENDED = Counter(
+    "lgql_runs_ended",
+    "Runs ended, by graph and status (success, error, timeout, interrupted, rollback).",
+    ["graph_id", "status"],
+)
+RUN_DURATION = Histogram(
+    "lgql_run_duration_seconds",
+    "Time from a worker starting a run's attempt to recording its end, by graph and status.",
+    ["graph_id", "status"],
+    buckets=_RUN_BUCKETS,
+)
+RUN_QUEUE_WAIT = Histogram(
+    "lgql_run_queue_wait_seconds",
+    "Time a run waited between becoming due and a worker starting it, by graph.",
+    ["graph_id"],
+    buckets=_WAIT_BUCKETS,
+)
+RUNS_PENDING = Gauge(
+    "lgql_runs_pending",
+    "Runs due and not started (the queue's depth; from Postgres, a few seconds old at most).",
+    multiprocess_mode="mostrecent",
+)
+RUNS_RUNNING = Gauge(
+    "lgql_runs_running",
+    "Runs a worker is executing, cluster-wide (from Postgres, a few seconds old at most).",
+    multiprocess_mode="mostrecent",
+)
+OLDEST_PENDING_AGE = Gauge(
+    "lgql_oldest_pending_run_age_seconds",
+    "How long the longest-waiting due run has waited (0 when none waits).",
+    multiprocess_mode="mostrecent",
+)
+
+# --- workers ---------------------------------------------------------------------------------
+
+WORKER_ACTIVE_RUNS = Gauge(
+    "lgql_worker_active_runs",
+    "Runs this worker is executing now.",
+    multiprocess_mode="livesum",
+)
+WORKER_SLOTS = Gauge(
+    "lgql_worker_slots",
+    "Runs this worker may execute at once (N_JOBS_PER_WORKER).",
+    multiprocess_mode="livesum",
+)
+
+# --- API -------------------------------------------------------------------------------------
+
+SUBSCRIPTIONS = Gauge(
+    "lgql_subscriptions_active",
+    "GraphQL subscriptions open now, by transport (websocket, sse, multipart).",
+    ["transport"],
+    multiprocess_mode="livesum",
+)
+GRAPHQL_OPERATIONS = Counter(
+    "lgql_graphql_operations",
+    "GraphQL operations, by type (query, mutation, subscription, unknown) and outcome "
+    "(success; error: an error in the result; rejected: refused before execution).",
+    ["operation_type", "outcome"],
+)
+GRAPHQL_DURATION = Histogram(
+    "lgql_graphql_operation_duration_seconds",
+    "Time to answer a query or mutation (subscriptions are not timed: they last as long as "
+    "their client listens).",
+    ["operation_type"],
+    buckets=_API_BUCKETS,
+)
+
+# --- streams, webhooks, crons ----------------------------------------------------------------
+
+STREAM_EVENTS = Counter(
+    "lgql_stream_events_written", "Run events written to the Redis streams subscribers read."
+)
+WEBHOOK_DELIVERIES = Counter(
+    "lgql_webhook_deliveries",
+    "Webhook delivery attempts, by outcome (sent, retry, failed: given up).",
+    ["outcome"],
+)
+CRON_FIRINGS = Counter(
+    "lgql_cron_firings",
+    "Cron firings, by outcome (started: its run created; failed: it could not fire).",
+    ["outcome"],
+)
+
+# --- persistence -----------------------------------------------------------------------------
+
+CHECKPOINTER_SECONDS = Histogram(
+    "lgql_checkpointer_operation_seconds",
+    "Latency of the checkpointer's statements, by operation (get, write).",
+    ["operation"],
+    buckets=_DB_BUCKETS,
+)
+STORE_SECONDS = Histogram(
+    "lgql_store_operation_seconds",
+    "Latency of store batches, by operation (get, search, put, list_namespaces; batch when "
+    "one call mixes them).",
+    ["operation"],
+    buckets=_DB_BUCKETS,
+)
+
+# --- connections -----------------------------------------------------------------------------
+
+DB_POOL_CONNECTIONS = Gauge(
+    "lgql_db_pool_connections",
+    "Connections of the Postgres pool, by state (in_use, idle).",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+DB_POOL_MAX = Gauge(
+    "lgql_db_pool_max_connections",
+    "Most connections the Postgres pool may open.",
+    multiprocess_mode="livesum",
+)
+REDIS_CONNECTIONS = Gauge(
+    "lgql_redis_connections",
+    "Connections of the Redis pool, by state (in_use, idle).",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+
+# Children built once: the hot paths pay no label lookup.
+_STREAM_EVENTS = STREAM_EVENTS
+_CHECKPOINT_GET = CHECKPOINTER_SECONDS.labels("get")
+_CHECKPOINT_WRITE = CHECKPOINTER_SECONDS.labels("write")
+
+
+# --- hooks -----------------------------------------------------------------------------------
+
+
+def run_created(graph_id: str) -> None:
+    RUNS_CREATED.labels(graph_id).inc()
+
+
+def run_ended(graph_id: str, status: str, seconds: float | None = None) -> None:
+    """A run's end recorded (`seconds`: its attempt's duration, when a worker ran it)."""
+    RUNS_ENDED.labels(graph_id, status).inc()
+    if seconds is not None:
+        RUN_DURATION.labels(graph_id, status).observe(seconds)
+
+
+class Attempt:
+    """A worker's attempt at a run, while it executes: counts it started and active, and its
+    end (`ended`) with its duration. `run_context` in `app.observability.logs` and the run's span
+    (`app.observability.tracing`) go with it (`app.observability.attempt`)."""
+
+    __slots__ = ("ended_status", "graph_id", "started")
+
+    def __init__(self, graph_id: str, due_at: datetime | None) -> None:
+        self.graph_id = graph_id
+        self.started = time.perf_counter()
+        self.ended_status: str | None = None
+        RUNS_STARTED.labels(graph_id).inc()
+        if due_at is not None:
+            RUN_QUEUE_WAIT.labels(graph_id).observe(max(0.0, time.time() - due_at.timestamp()))
+        WORKER_ACTIVE_RUNS.inc()
+
+    def ended(self, status: str) -> None:
+        if self.ended_status is None:
+            self.ended_status = status
+            run_ended(self.graph_id, status, time.perf_counter() - self.started)
+
+    def close(self) -> None:
+        WORKER_ACTIVE_RUNS.dec()
+
+
+def worker_slots(slots: int) -> None:
+    WORKER_SLOTS.set(slots)
+
+
+def worker_stopped(slots: int) -> None:
+    WORKER_SLOTS.dec(slots)
+
+
+@contextlib.contextmanager
+def subscription(transport: str) -> Iterator[None]:
+    gauge = SUBSCRIPTIONS.labels(transport)
+    gauge.inc()
+    try:
+        yield
+    finally:
+        gauge.dec()
+
+
+def graphql_operation(operation_type: str, outcome: str, seconds: float | None) -> None:
+    GRAPHQL_OPERATIONS.labels(operation_type, outcome).inc()
+    if seconds is not None:
+        GRAPHQL_DURATION.labels(operation_type).observe(seconds)
+
+
+def stream_events(count: int) -> None:
+    _STREAM_EVENTS.inc(count)
+
+
+def webhook_delivery(status: str) -> None:
+    """`status`: the delivery's after the attempt (sent, pending: a retry follows, failed)."""
+    WEBHOOK_DELIVERIES.labels("retry" if status == "pending" else status).inc()
+
+
+def cron_fired(outcome: str) -> None:
+    CRON_FIRINGS.labels(outcome).inc()
+
+
+def checkpoint_get() -> Timer:
+    return Timer(_CHECKPOINT_GET)
+
+
+def checkpoint_write() -> Timer:
+    return Timer(_CHECKPOINT_WRITE)
+
+
+def store_batch(operation: str) -> Timer:
+    return Timer(STORE_SECONDS.labels(operation))
+
+
+class Timer:
+    """`with metrics.checkpoint_write():` observes the block's duration (errors included)."""
+
+    __slots__ = ("_histogram", "_start")
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+        self._start = 0.0
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._histogram.observe(time.perf_counter() - self._start)
+
+
+# --- sampled at scrape time ------------------------------------------------------------------
+
+#: Sets gauges from what it reads (the queue's figures, the pools' sizes) right before a scrape.
+Sampler = Callable[[], Awaitable[None]]
+
+_samplers: list[Sampler] = []
+
+
+def register_sampler(sampler: Sampler) -> Callable[[], None]:
+    """Run `sampler` before each scrape this process answers (and, in multiprocess mode, every
+    few seconds: `sample_forever`); returns its unregistration."""
+    _samplers.append(sampler)
+
+    def unregister() -> None:
+        with contextlib.suppress(ValueError):
+            _samplers.remove(sampler)
+
+    return unregister
+
+
+async def sample() -> None:
+    for sampler in list(_samplers):
+        try:
+            await sampler()
+        except Exception as exc:  # a scrape during an outage still answers, with what it has
+            log.debug("metrics sampler failed: %s: %s", type(exc).__name__, exc)
+
+
+async def sample_forever(interval: float = 5.0) -> None:
+    """In multiprocess mode another process may answer the scrape: keep this one's sampled
+    gauges fresh meanwhile. Does nothing otherwise (a scrape samples this process itself)."""
+    if not MULTIPROCESS:
+        return
+    while True:
+        await sample()
+        await asyncio.sleep(interval)
+
+
+def set_pool_gauges(
+    *, db_size: int, db_idle: int, db_max: int, redis_in_use: int, redis_idle: int
+) -> None:
+    DB_POOL_CONNECTIONS.labels("in_use").set(db_size - db_idle)
+    DB_POOL_CONNECTIONS.labels("idle").set(db_idle)
+    DB_POOL_MAX.set(db_max)
+    REDIS_CONNECTIONS.labels("in_use").set(redis_in_use)
+    REDIS_CONNECTIONS.labels("idle").set(redis_idle)
+
+
+def set_queue_gauges(*, pending: int, running: int, oldest_pending_seconds: float | None) -> None:
+    RUNS_PENDING.set(pending)
+    RUNS_RUNNING.set(running)
+    OLDEST_PENDING_AGE.set(oldest_pending_seconds or 0.0)
+
+
+async def exposition() -> bytes:
+    """The text a scrape gets: this process's metrics, or every process's in multiprocess mode."""
+    await sample()
+    if not MULTIPROCESS:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    # Reads one file per process: off the event loop.
+    return await asyncio.to_thread(generate_latest, registry)
+
+
+def process_exiting() -> None:
+    """In multiprocess mode, drop this process's live gauges (its active runs, its pools)."""
+    if MULTIPROCESS:
+        with contextlib.suppress(OSError):
+            multiprocess.mark_process_dead(os.getpid())
+
+
+def pool_sampler(db_pool: object, redis: object) -> Sampler:
+    """Samples an asyncpg pool and a redis-py client's connection pool."""
+
+    async def sampler() -> None:
+        redis_pool = getattr(redis, "connection_pool", None)
+        set_pool_gauges(
+            db_size=db_pool.get_size(),  # type: ignore[attr-defined]
+            db_idle=db_pool.get_idle_size(),  # type: ignore[attr-defined]
+            db_max=db_pool.get_max_size(),  # type: ignore[attr-defined]
+            redis_in_use=len(getattr(redis_pool, "_in_use_connections", ())),
+            redis_idle=len(getattr(redis_pool, "_available_connections", ())),
+        )
+
+    return sampler
+
+
+def queue_sampler(read_queue: Callable[[], Awaitable[object]]) -> Sampler:
+    """Samples the queue's figures from `read_queue` (a service that reads Postgres at most
+    every few seconds, and returns `pending`, `running` and `oldest_pending_seconds`)."""
+
+    async def sampler() -> None:
+        stats = await read_queue()
+        set_queue_gauges(
+            pending=stats.pending,  # type: ignore[attr-defined]
+            running=stats.running,  # type: ignore[attr-defined]
+            oldest_pending_seconds=stats.oldest_pending_seconds,  # type: ignore[attr-defined]
+        )
+
+    return sampler
+
+
+def watch(
+    db_pool: object, redis: object, read_queue: Callable[[], Awaitable[object]] | None
+) -> Callable[[], None]:
+    """Sample a process's pools (and, given `read_queue`, the queue) for its scrapes, and in
+    multiprocess mode every few seconds too; returns the function that stops it."""
+    samplers = [pool_sampler(db_pool, redis)]
+    if read_queue is not None:
+        samplers.append(queue_sampler(read_queue))
+    unregister = [register_sampler(s) for s in samplers]
+    task = (
+        asyncio.create_task(sample_forever(), name="lgql-metrics-sampler") if MULTIPROCESS else None
+    )
+
+    def stop() -> None:
+        for undo in unregister:
+            undo()
+        if task is not None:
+            task.cancel()
+
+    return stop
