@@ -13,14 +13,19 @@ What Strawberry 0.341 does not do by itself, and this module adds:
 - a request body cap (413) and GraphQL-shaped JSON for transport errors (Strawberry answers
   them in plain text);
 - strict JSON decoding, so no body can fail with anything but a 400;
-- a clean 400 for a subscription sent without a streaming transport.
+- a clean 400 for a subscription sent without a streaming transport;
+- subscriptions over `Accept: multipart/mixed` without `subscriptionSpec`, in the incremental
+  delivery format (`IncrementalMultipartTransport`), beside Apollo's multipart protocol;
+- a clear refusal of graphql-sse's single connection mode (reservations);
+- GraphiQL showing every event of a subscription (`lgql-graphiql.js`), not only the last.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ import orjson
 import strawberry
 import strawberry.asgi
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError, parse
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
@@ -36,6 +42,12 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.streaming import (
+    AsyncTextStream,
+    HTTPStreamTransport,
+    JSONEncoder,
+    MultipartTransport,
+)
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import (
     GRAPHQL_SSE_PROTOCOL,
@@ -46,6 +58,7 @@ from strawberry.subscriptions import (
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
+from strawberry.utils.operation import get_operation_type
 
 from app.auth.context import Authorization, set_user_for_task
 from app.auth.handlers import AuthHandlerError, Credentials, credential_headers
@@ -53,6 +66,7 @@ from app.errors import RETRY_AFTER_SECONDS, ServiceError, ServiceUnavailable
 from app.keep_alive import answer_with_keep_alive
 from app.memory import MemoryGiveBack
 from app.ws_protocols import CheckedGraphQLTransportWSHandler, CheckedGraphQLWSHandler
+from schema.operation_name import MUST_PROVIDE_OPERATION_NAME, several_operations
 
 __all__ = [
     "DEFAULT_KEEP_ALIVE_INTERVAL",
@@ -77,18 +91,33 @@ DEFAULT_KEEP_ALIVE_INTERVAL = 15.0
 GRAPHIQL_STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
 SUBSCRIPTION_NEEDS_STREAM = (
     "Subscriptions need a streaming transport: a WebSocket, or HTTP with "
-    "`Accept: text/event-stream` (SSE) or `Accept: multipart/mixed`."
+    "`Accept: text/event-stream` (SSE) or `Accept: multipart/mixed` (incremental delivery; "
+    'Apollo\'s `multipart/mixed;subscriptionSpec="1.0"` too).'
 )
+SSE_SINGLE_CONNECTION_REFUSED = (
+    "graphql-sse's single connection mode (reservations: PUT, then an event stream token) is "
+    "not supported: use its distinct connections mode (`singleConnection: false`, the default), "
+    "which POSTs each operation with `Accept: text/event-stream`, or a WebSocket."
+)
+SSE_TOKEN_HEADER = "x-graphql-event-stream-token"
+# Our own protocol name for Strawberry's transport map (Strawberry knows "sse" and
+# "multipart-subscription").
+INCREMENTAL_MULTIPART_PROTOCOL = "multipart-incremental"
 GRAPHIQL_STATIC_PATH = "/static/graphiql"
 
+# Apollo's multipart protocol comes before the incremental one: an `Accept` naming
+# `subscriptionSpec` is Apollo's.
 ALL_SUBSCRIPTION_PROTOCOLS = (
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
     GRAPHQL_WS_PROTOCOL,
     GRAPHQL_SSE_PROTOCOL,
     MULTIPART_SUBSCRIPTION_PROTOCOL,
+    INCREMENTAL_MULTIPART_PROTOCOL,
 )
 
 ContextGetter = Callable[[Request | WebSocket, Response | None], Awaitable[Any]]
+#: Whether a page of this origin may open a WebSocket to the app (a cross-origin handshake).
+OriginCheck = Callable[[WebSocket, str], bool]
 
 # `extensions.code` for errors raised as `cross_web.HTTPException` (by Strawberry, by this view,
 # or by a context getter refusing a request), in the vocabulary of the GraphQL contract.
@@ -173,9 +202,76 @@ def _error_body(message: str, code: str | None) -> dict[str, Any]:
 
 
 def _streams_itself(request: Request) -> bool:
-    """SSE and multipart subscriptions carry their own heartbeats."""
-    accept = request.headers.get("accept", "")
-    return "text/event-stream" in accept or "multipart/mixed" in accept
+    """SSE and Apollo's multipart subscriptions carry their own heartbeats. (Incremental
+    multipart clients, e.g. urql, send `Accept: multipart/mixed` with every operation: their
+    queries and mutations keep the keep-alive; their subscriptions answer at once anyway.)"""
+    accept = request.headers.get("accept", "").lower()
+    return "text/event-stream" in accept or "subscriptionspec" in accept
+
+
+def _accepts_incremental_multipart(accept: str) -> bool:
+    for part in accept.split(","):
+        media_type, *params = (p.strip().lower() for p in part.split(";"))
+        if media_type == "multipart/mixed" and not any(
+            p.startswith("subscriptionspec") for p in params
+        ):
+            return True
+    return False
+
+
+class IncrementalMultipartTransport(MultipartTransport, HTTPStreamTransport):
+    """Subscriptions over `Accept: multipart/mixed` (no `subscriptionSpec`): the incremental
+    delivery format of the GraphQL-over-HTTP RFC, which urql, meros and graphql-helix clients
+    read: `Content-Type: multipart/mixed; boundary="-"`, each event a part
+    `{"data": …, "hasNext": true}`, then a part `{"hasNext": false}` and the close delimiter.
+    The format has no heartbeat (an empty part would read as an event): behind a proxy that
+    cuts idle connections, use SSE or a WebSocket. Queries and mutations sent with this
+    `Accept` are answered as JSON (`LgqlGraphQL.execute_operation`)."""
+
+    protocol = INCREMENTAL_MULTIPART_PROTOCOL  # type: ignore[assignment]
+    batching_error = "Batching is not supported for multipart subscriptions"
+    heartbeat_interval = 0.0  # none: `LgqlGraphQL._stream_result` streams without
+    send_initial_heartbeat = False
+
+    def __init__(self) -> None:
+        super().__init__("-")
+
+    def accepts(self, accept: str) -> bool:
+        return _accepts_incremental_multipart(accept)
+
+    def encode_next(self, response: GraphQLHTTPResponse, encode_json: JSONEncoder) -> str:
+        return self.encode_multipart_data({**response, "hasNext": True}, encode_json)
+
+    def encode_complete(self) -> str:
+        # Each part ends with the delimiter `\r\n---`; `--` makes the last one the close.
+        return self.encode_multipart_data({"hasNext": False}, json.dumps) + "--\r\n"
+
+    def heartbeat_message(self, encode_json: JSONEncoder) -> str:
+        return ""
+
+
+def _sse_reservation(request: Request) -> bool:
+    """A request of graphql-sse's single connection mode: it carries the reservation token."""
+    return SSE_TOKEN_HEADER in request.headers or "token" in request.query_params
+
+
+def _parsed(query: str | None) -> object:
+    try:
+        return parse(query or "")
+    except GraphQLError:
+        return None
+
+
+def _is_subscription(request_data: GraphQLRequestData) -> bool:
+    """Whether the request's operation is a subscription; a document that does not parse, or
+    names no operation it holds, is not (the usual path then reports it)."""
+    try:
+        document = parse(request_data.query or "")
+        return (
+            get_operation_type(document, request_data.operation_name) is OperationType.SUBSCRIPTION
+        )
+    except (GraphQLError, RuntimeError):
+        return False
 
 
 class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
@@ -183,6 +279,10 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
 
     graphql_transport_ws_handler_class = CheckedGraphQLTransportWSHandler
     graphql_ws_handler_class = CheckedGraphQLWSHandler
+    stream_transport_classes_by_protocol: Mapping[str, type[HTTPStreamTransport]] = {
+        **strawberry.asgi.GraphQL.stream_transport_classes_by_protocol,
+        INCREMENTAL_MULTIPART_PROTOCOL: IncrementalMultipartTransport,
+    }
 
     def __init__(
         self,
@@ -191,6 +291,7 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
         context_getter: ContextGetter,
         graphiql: bool,
         allowed_origins: Sequence[str] | None,
+        websocket_origin_allowed: OriginCheck | None = None,
         keep_alive_interval: float = DEFAULT_KEEP_ALIVE_INTERVAL,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
@@ -203,8 +304,17 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
             allowed_origins=tuple(allowed_origins or ()),
         )
         self.context_getter = context_getter
+        self.websocket_origin_allowed = websocket_origin_allowed
         self.max_body_bytes = max_body_bytes
         self.memory = MemoryGiveBack()
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        """`allowed_origins`, or the app's own policy: the one CORS applies over HTTP."""
+        if super().is_websocket_origin_allowed(request, origin):
+            return True
+        return self.websocket_origin_allowed is not None and self.websocket_origin_allowed(
+            request, origin
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -228,6 +338,10 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
                 raise HTTPException(400, "Invalid Content-Length header")
             if declared > self.max_body_bytes:
                 raise _BodyTooLargeError
+            if request.method == "PUT" or _sse_reservation(request):
+                raise HTTPException(
+                    405 if request.method == "PUT" else 400, SSE_SINGLE_CONNECTION_REFUSED
+                )
             if request.method == "POST" and not _streams_itself(request):
                 await self._run_with_keep_alive(request, scope, receive, send)
                 return
@@ -301,6 +415,45 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
 
         return capped
 
+    async def execute_operation(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: Any,
+        root_value: None,
+        sub_response: Response,
+    ) -> Any:
+        """Strawberry's, except that only subscriptions stream over the incremental multipart
+        transport: its clients ask for `multipart/mixed` with every operation."""
+        if (
+            isinstance(request_data, GraphQLRequestData)
+            and request_data.protocol == INCREMENTAL_MULTIPART_PROTOCOL
+            and not _is_subscription(request_data)
+        ):
+            request_data = replace(request_data, protocol="http")
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
+
+    def _stream_result(
+        self, request: Request, result: Any, transport: HTTPStreamTransport
+    ) -> AsyncTextStream:
+        """Strawberry's, except for the incremental multipart transport: its stream opens with
+        the first delimiter and has no heartbeats."""
+        if not isinstance(transport, IncrementalMultipartTransport):
+            return super()._stream_result(request, result, transport)
+
+        async def stream() -> AsyncGenerator[str, None]:
+            yield "---"
+            pending: list[Any] = []
+            async for value in result:
+                response, pending = await self._process_stream_result(request, value, pending)
+                yield transport.encode_next(response, self.encode_json_string)
+            yield transport.encode_complete()
+
+        return stream
+
     async def execute_single(
         self,
         request: Request,
@@ -329,6 +482,12 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
         except CannotGetOperationTypeError as e:
             raise HTTPException(400, e.as_http_error_reason()) from e
         except InvalidOperationTypeError as e:
+            # Strawberry checks the type of the document's first operation when none is named,
+            # before the schema's RequireOperationName can refuse the document.
+            if request_data.operation_name is None and several_operations(
+                _parsed(request_data.query)
+            ):
+                raise HTTPException(400, MUST_PROVIDE_OPERATION_NAME) from e
             if e.operation_type is OperationType.SUBSCRIPTION:
                 raise HTTPException(400, SUBSCRIPTION_NEEDS_STREAM) from e
             raise HTTPException(400, e.as_http_error_reason(request_adapter.method)) from e
@@ -442,6 +601,7 @@ def make_graphql_app(
     context_getter: ContextGetter,
     graphiql: bool,
     allowed_origins: Sequence[str] | None,
+    websocket_origin_allowed: OriginCheck | None = None,
     keep_alive_interval: float = DEFAULT_KEEP_ALIVE_INTERVAL,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> LgqlGraphQL:
@@ -458,6 +618,8 @@ def make_graphql_app(
             `graphiql_static_mount()` beside it for its assets.
         allowed_origins: origins whose pages may open a WebSocket cross-origin (`"*"` for
             any); same-origin and non-browser clients are always allowed.
+        websocket_origin_allowed: decides the cross-origin handshakes `allowed_origins`
+            does not allow (the app's CORS policy, so one setting governs both).
         keep_alive_interval: seconds between legacy `graphql-ws` keep-alive (`ka`) messages.
         max_body_bytes: larger request bodies are refused with 413.
     """
@@ -466,6 +628,7 @@ def make_graphql_app(
         context_getter=context_getter,
         graphiql=graphiql,
         allowed_origins=allowed_origins,
+        websocket_origin_allowed=websocket_origin_allowed,
         keep_alive_interval=keep_alive_interval,
         max_body_bytes=max_body_bytes,
     )
@@ -500,6 +663,7 @@ GRAPHIQL_HTML = """<!doctype html>
     <script src="{{ASSETS}}/react.production.min.js"></script>
     <script src="{{ASSETS}}/react-dom.production.min.js"></script>
     <script src="{{ASSETS}}/graphiql.min.js"></script>
+    <script src="{{ASSETS}}/lgql-graphiql.js"></script>
   </head>
   <body>
     <div id="graphiql">Loading GraphiQL...</div>
@@ -511,10 +675,10 @@ GRAPHIQL_HTML = """<!doctype html>
       subscriptionUrl.protocol = endpoint.protocol === "https:" ? "wss:" : "ws:";
       // WebSocket subscriptions speak graphql-transport-ws (the bundled graphql-ws client);
       // the headers typed in GraphiQL travel as its connection_init payload.
-      const fetcher = GraphiQL.createFetcher({
-        url: endpoint.href,
-        subscriptionUrl: subscriptionUrl.href,
-      });
+      // A subscription's results accumulate in the result pane (lgql-graphiql.js).
+      const fetcher = lgqlAccumulatingFetcher(
+        GraphiQL.createFetcher({ url: endpoint.href, subscriptionUrl: subscriptionUrl.href }),
+      );
       const defaultQuery = [
         "# lgql: LangGraph agents over GraphQL.",
         "# Ctrl-Enter runs the operation; the Docs pane describes every type and field.",

@@ -308,6 +308,7 @@ def test_graphiql_page_uses_only_local_assets(base_url: str, graphql_url: str) -
             "graphiql.min.js",
             "react.production.min.js",
             "react-dom.production.min.js",
+            "lgql-graphiql.js",
         )
     )
     for asset in assets:

@@ -20,6 +20,8 @@ from tests.conformance.audit import ensure_node_modules
 
 SCRIPT = Path(__file__).resolve().parent / "stream_clients.mjs"
 TRANSPORTS = ("graphql-ws", "graphql-sse", "multipart")
+# Not one of the transports every stream test runs over: lgql refuses it (test_graphql_spec.py).
+SSE_SINGLE_CONNECTION = "graphql-sse-single"
 
 
 class NodeClientError(RuntimeError):
@@ -62,7 +64,7 @@ async def run_node_client(
 
     `hang_guard` (seconds) only guards against hangs; it is not a performance bound.
     """
-    if transport not in TRANSPORTS:
+    if transport not in (*TRANSPORTS, SSE_SINGLE_CONNECTION):
         raise ValueError(f"unknown transport {transport!r}")
     node = node_executable()
     await asyncio.to_thread(ensure_node_modules)

@@ -16,6 +16,7 @@
 //                an idle socket open.
 //   graphql-sse  graphql-sse `createClient` in distinct-connections mode (one POST per operation,
 //                `Accept: text/event-stream`), no retries.
+//   graphql-sse-single  the same client in single connection mode (PUT reservation first).
 //   multipart    fetch with `Accept: multipart/mixed;subscriptionSpec="1.0", application/json`,
 //                parts parsed here (Apollo's multipart subscription protocol; heartbeats are `{}`).
 //
@@ -57,6 +58,9 @@ async function readStdin() {
   for await (const chunk of process.stdin) chunks.push(chunk);
   return Buffer.concat(chunks).toString('utf8');
 }
+
+// The status and body of a request the server refused (graphql-sse), for the error line.
+let refusal = null;
 
 const meta = { transport: null, results: 0, wsPings: 0, heartbeats: 0, completed: false };
 
@@ -120,9 +124,16 @@ async function viaGraphqlWs(url, payload, limit) {
 
 // ---- graphql-sse (distinct connections) ------------------------------------------------------
 
-async function viaGraphqlSse(url, payload, limit) {
+async function viaGraphqlSse(url, payload, limit, singleConnection = false) {
   const { createClient } = require('graphql-sse');
-  const client = createClient({ url, singleConnection: false, retryAttempts: 0 });
+  // A refused request's body says why; the client aborts it before reporting the error, so
+  // read it as it arrives.
+  const fetchFn = async (...args) => {
+    const response = await fetch(...args);
+    if (!response.ok) refusal = { status: response.status, body: await response.clone().text() };
+    return response;
+  };
+  const client = createClient({ url, singleConnection, retryAttempts: 0, fetchFn });
   try {
     await new Promise((resolve, reject) => {
       let count = 0;
@@ -238,6 +249,8 @@ meta.transport = args.transport;
 const run = {
   'graphql-ws': viaGraphqlWs,
   'graphql-sse': viaGraphqlSse,
+  // Single connection mode (a PUT reservation first): lgql refuses it with a message.
+  'graphql-sse-single': (url, payload, limit) => viaGraphqlSse(url, payload, limit, true),
   multipart: viaMultipart,
 }[args.transport];
 if (!run) usage(`unknown transport ${args.transport}`);
@@ -253,6 +266,7 @@ try {
   else if (err && typeof err === 'object' && 'code' in err && 'reason' in err)
     detail = { close: { code: err.code, reason: err.reason } };
   else detail = { message: String(err?.message ?? err) };
+  if (refusal) Object.assign(detail, refusal);
   if (args.meta) emit({ _meta: meta });
   process.stderr.write(`${JSON.stringify({ error: detail })}\n`);
   process.exit(1);
