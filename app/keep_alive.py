@@ -10,7 +10,7 @@ same). A quick answer goes out as it is, with its own status and headers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -20,11 +20,18 @@ KEEP_ALIVE_EVERY = 5.0
 
 
 async def answer_with_keep_alive(
-    answer: Awaitable[Response], scope: Scope, receive: Receive, send: Send, *, media_type: str
+    answer: Awaitable[Response],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    media_type: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> None:
     """Send `answer`'s response, kept alive as the module says (`media_type`: the slow answer's
-    content type, fixed before the body is known). A client that goes away stops the sending,
-    not `answer`: what that means is the operation's to decide."""
+    content type, fixed before the body is known; `headers`: more headers of the slow answer,
+    such as a REST run's `Location`). A client that goes away stops the sending, not `answer`:
+    what that means is the operation's to decide."""
     task = asyncio.ensure_future(answer)
     done, _ = await asyncio.wait({task}, timeout=KEEP_ALIVE_AFTER)
     if done:
@@ -38,6 +45,7 @@ async def answer_with_keep_alive(
                 (b"content-type", media_type.encode()),
                 (b"cache-control", b"no-cache, no-transform"),
                 (b"x-accel-buffering", b"no"),
+                *headers,
             ],
         }
     )

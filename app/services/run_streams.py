@@ -34,7 +34,9 @@ log = logging.getLogger("lgql.run_streams")
 _MAX_ID_PART = 2**64 - 1
 
 
-def _check_cursor(last_event_id: str | None) -> str | None:
+def check_cursor(last_event_id: str | None) -> str | None:
+    """A stream cursor as sent (`<ms>-<seq>`; None, empty, `-1` or `0-0`: from the start), for
+    transports that check it before they start answering. Raises BadUserInput."""
     if last_event_id is None or last_event_id in ("", "-1", "0", "0-0"):
         return None
     parts = last_event_id.split("-")
@@ -157,7 +159,7 @@ class RunStreamService:
         """The run's events after `last_event_id` (from the start without one), live until its
         `end` or `error`. Raises NotFound, BadUserInput (cursor)."""
         rid = parse_uuid(run_id, "run")
-        cursor = _check_cursor(last_event_id)
+        cursor = check_cursor(last_event_id)
         run = await self._runs.get(rid)
         async for event in self._follow(run, cursor):
             yield event
@@ -310,7 +312,7 @@ class RunStreamService:
         ends by itself (the client closes it), unless the thread is deleted. Raises NotFound,
         BadUserInput."""
         thread = await self._threads.get(thread_id)
-        cursor = _check_cursor(last_event_id)
+        cursor = check_cursor(last_event_id)
         opened = await self._streams.open_thread_checked(str(thread.thread_id), after=cursor)
         tap = opened.tap
         watch = _GapWatch(self._streams, tap, opened.known, thread_id=str(thread.thread_id))
