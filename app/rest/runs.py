@@ -27,7 +27,6 @@ from starlette.types import Receive, Scope, Send
 
 from app.errors import Conflict, NotFound
 from app.keep_alive import answer_with_keep_alive
-from app.messaging.streams import StreamEvent
 from app.pagination import PageRequest
 from app.rest.http import (
     JSON_MEDIA_TYPE,
@@ -64,7 +63,7 @@ from app.services.run_request import (
     RunRequest,
     public_kwargs,
 )
-from app.services.run_streams import check_cursor
+from app.services.run_streams import StreamEvent, check_cursor
 from app.services.runs import RunRecord
 
 log = logging.getLogger("lgql.rest.runs")

@@ -30,8 +30,8 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from app.errors import ServiceError, unavailable
-from app.messaging.streams import StreamEvent
 from app.rest.http import dumps
+from app.services.run_streams import StreamEvent
 
 log = logging.getLogger("lgql.rest.sse")
 
