@@ -489,7 +489,11 @@ async def join_thread_stream(request: Request) -> Response:
     thread = await svc.threads.get(_thread_id(request))
     cursor = check_cursor(last_event_id(request))
     modes: list[str] = []
-    for raw in request.query_params.getlist("stream_modes"):
+    # `stream_modes` is LangGraph Server's name; the Python SDK sends `stream_mode`.
+    given = request.query_params.getlist("stream_modes") or request.query_params.getlist(
+        "stream_mode"
+    )
+    for raw in given:
         modes += [m.strip() for m in raw.split(",") if m.strip()]
     for mode in modes:
         if mode not in THREAD_STREAM_MODES:

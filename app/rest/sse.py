@@ -99,7 +99,7 @@ class EventSourceResponse(Response):
         frames: AsyncIterator[bytes],
         *,
         headers: Mapping[str, str] | None = None,
-        heartbeat_every: float = HEARTBEAT_EVERY,
+        heartbeat_every: float | None = None,
     ) -> None:
         super().__init__(
             status_code=200,
@@ -113,7 +113,7 @@ class EventSourceResponse(Response):
         # Starlette's Response computes a content-length for an empty body: a stream has none.
         self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self.frames = frames
-        self.heartbeat_every = heartbeat_every
+        self.heartbeat_every = HEARTBEAT_EVERY if heartbeat_every is None else heartbeat_every
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         pump = asyncio.ensure_future(self._pump(send))

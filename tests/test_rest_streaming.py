@@ -1,0 +1,306 @@
+"""Run streams over LangGraph Server's REST API (SSE), driven by `langgraph_sdk` and `RemoteGraph`:
+event names, ids and payloads per stream mode, subgraph namespaces, errors, joins resumed with
+`Last-Event-ID`, the thread stream, heartbeats, disconnects, and runs shared with GraphQL's
+subscriptions (one event stream underneath)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from langgraph.pregel.remote import RemoteGraph
+from langgraph.types import Command
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
+from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
+from langgraph_sdk.schema import StreamPart
+
+from tests.conftest import GraphQLClient, LiveServer
+from tests.test_rest_runs import wait_status
+from tests.test_streaming import JOIN, collect
+
+REPLY = "Hello there, how are you today?"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(live_server: LiveServer) -> AsyncIterator[LangGraphClient]:
+    sdk = get_client(url=live_server.url, timeout=60)
+    try:
+        yield sdk
+    finally:
+        await sdk.http.client.aclose()
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def parts(stream: AsyncIterator[StreamPart]) -> list[StreamPart]:
+    return [part async for part in stream]
+
+
+def seq(event_id: str) -> tuple[int, int]:
+    ms, n = event_id.split("-")
+    return int(ms), int(n)
+
+
+def assert_ids_increase(events: list[StreamPart]) -> None:
+    ids = [seq(e.id) for e in events if e.id]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids), ids
+
+
+async def test_stream_several_modes_as_langgraph_server_names_them(
+    client: LangGraphClient,
+) -> None:
+    tid = new_id()
+    events = await parts(
+        client.runs.stream(
+            tid,
+            "chat_model",
+            input={"messages": [{"role": "user", "content": "hi"}]},
+            stream_mode=["values", "updates", "messages-tuple"],
+            if_not_exists="create",
+            feedback_keys=["score"],  # accepted; nothing to sign without LangSmith
+        )
+    )
+    names = [e.event for e in events]
+    assert names[0] == "metadata"
+    assert events[0].data["attempt"] == 1
+    run_id = events[0].data["run_id"]
+    assert "end" not in names  # LangGraph Server closes the stream instead
+    assert all(e.id for e in events)  # every lgql stream can be resumed
+    assert_ids_increase(events)
+    tokens = [e.data for e in events if e.event == "messages"]
+    assert tokens and all(len(t) == 2 for t in tokens)  # [chunk, metadata] tuples
+    assert "".join(chunk["content"] for chunk, _ in tokens) == REPLY
+    assert tokens[0][1]["langgraph_node"] == "call_model"
+    updates = [e.data for e in events if e.event == "updates"]
+    assert updates[-1]["call_model"]["messages"][0]["content"] == REPLY
+    values = [e.data for e in events if e.event == "values"]
+    assert [m["content"] for m in values[-1]["messages"]] == ["hi", REPLY]
+    assert (await client.runs.get(tid, run_id))["status"] == "success"
+
+
+async def test_messages_mode_sends_metadata_then_the_accumulated_message(
+    client: LangGraphClient,
+) -> None:
+    events = await parts(
+        client.runs.stream(
+            None,
+            "chat_model",
+            input={"messages": [{"role": "user", "content": "hi"}]},
+            stream_mode="messages",
+        )
+    )
+    names = [e.event for e in events]
+    assert "messages/metadata" in names
+    partial = [e.data for e in events if e.event == "messages/partial"]
+    assert partial, names
+    # Each partial carries the whole message so far, not the delta.
+    contents = [p[0]["content"] for p in partial]
+    assert contents[-1] == REPLY
+    assert all(REPLY.startswith(c) for c in contents)
+    assert len(contents) > 1 and contents == sorted(contents, key=len)
+
+
+async def test_custom_events_and_subgraph_namespaces(client: LangGraphClient) -> None:
+    custom = await parts(client.runs.stream(None, "stream100", input={}, stream_mode="custom"))
+    assert [e.data for e in custom if e.event == "custom"] == [{"i": i} for i in range(100)]
+
+    nested = await parts(
+        client.runs.stream(
+            None,
+            "subgraph_parent",
+            input={"value": ""},
+            stream_mode=["updates"],
+            stream_subgraphs=True,
+        )
+    )
+    sub = [e for e in nested if e.event.startswith("updates|")]
+    assert sub, [e.event for e in nested]
+    namespace = sub[0].event.split("|")[1]
+    assert namespace.startswith("child:")
+    assert any(e.event == "updates" for e in nested)
+
+
+async def test_a_failing_run_streams_an_error_event(client: LangGraphClient) -> None:
+    events = await parts(client.runs.stream(None, "fail", input={"message": "kaput"}))
+    assert events[-1].event == "error"
+    assert events[-1].data == {"error": "ValueError", "message": "kaput"}
+
+
+async def test_errors_before_the_stream_are_http_errors(
+    client: LangGraphClient, live_server: LiveServer
+) -> None:
+    with pytest.raises(NotFoundError):
+        await parts(client.runs.stream(None, "no-such-graph", input={}))
+    with pytest.raises(UnprocessableEntityError):
+        await parts(client.runs.stream(None, "echo", input={}, stream_mode="telepathy"))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(base_url=live_server.url) as http:
+        run = (
+            await http.post("/runs", json={"assistant_id": "steps", "on_completion": "keep"})
+        ).json()
+        bad_cursor = await http.get(
+            f"/threads/{run['thread_id']}/runs/{run['run_id']}/stream",
+            headers={"Last-Event-ID": "yesterday"},
+        )
+        missing = await http.get(f"/threads/{new_id()}/stream")
+    assert bad_cursor.status_code == 422
+    assert missing.status_code == 404
+
+
+async def test_join_stream_resumes_after_the_last_event_id(client: LangGraphClient) -> None:
+    tid = new_id()
+    run = await client.runs.create(
+        tid,
+        "pipeline",
+        input={"tag": "x", "seconds": 1},
+        stream_mode=["values", "updates"],
+        if_not_exists="create",
+    )
+    first: list[StreamPart] = []
+    async for part in client.runs.join_stream(tid, run["run_id"]):
+        first.append(part)
+        if len(first) == 2:
+            break  # the client goes away mid-run
+    rest = await parts(client.runs.join_stream(tid, run["run_id"], last_event_id=first[-1].id))
+    everything = await parts(client.runs.join_stream(tid, run["run_id"]))
+    assert [(e.event, e.data, e.id) for e in first + rest] == [
+        (e.event, e.data, e.id) for e in everything
+    ]
+    assert everything[0].event == "metadata"
+    assert everything[-1].data == {"tag": "x", "seconds": 1, "log": ["first:x", "after:x"]}
+    only_updates = await parts(client.runs.join_stream(tid, run["run_id"], stream_mode="updates"))
+    assert {e.event for e in only_updates} == {"metadata", "updates"}
+
+
+async def test_the_thread_stream_follows_every_run_and_says_when_each_is_done(
+    client: LangGraphClient,
+) -> None:
+    tid = new_id()
+    before = await client.runs.wait(tid, "steps", input={"count": 0}, if_not_exists="create")
+    assert before == {"count": 5}
+    seen: list[StreamPart] = []
+
+    async def follow() -> None:
+        async for part in await client.threads.join_stream(tid, last_event_id="-1"):
+            seen.append(part)
+            if sum(1 for p in seen if p.data and p.data.get("status") == "run_done") == 2:
+                return
+
+    follower = asyncio.create_task(follow())
+    run = await client.runs.create(tid, "steps", input={"count": 10})
+    await asyncio.wait_for(follower, 120)  # bounds a hang only
+    done = [p.data["run_id"] for p in seen if p.event == "metadata" and "status" in p.data]
+    assert done[-1] == run["run_id"] and len(done) == 2
+    values = [p.data for p in seen if p.event == "values"]
+    assert values[-1] == {"count": 15}
+    assert_ids_increase(seen)
+
+    # Resumed after an event: only what came later.
+    middle = seen[len(seen) // 2]
+    resumed: list[StreamPart] = []
+    async for part in await client.threads.join_stream(tid, last_event_id=middle.id):
+        resumed.append(part)
+        if (
+            part.data
+            and part.data.get("status") == "run_done"
+            and part.data["run_id"] == run["run_id"]
+        ):
+            break
+    assert [p.id for p in resumed] == [p.id for p in seen[seen.index(middle) + 1 :]]
+
+    lifecycle: list[StreamPart] = []
+    async for part in await client.threads.join_stream(
+        tid, last_event_id="-1", stream_mode="lifecycle"
+    ):
+        lifecycle.append(part)
+        if len(lifecycle) == 4:
+            break
+    assert [p.event for p in lifecycle] == ["metadata"] * 4
+    assert [("status" in p.data) for p in lifecycle] == [False, True, False, True]
+
+
+async def test_heartbeats_keep_a_quiet_stream_open(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.rest import sse
+
+    monkeypatch.setattr(sse, "HEARTBEAT_EVERY", 0.1)
+    async with (
+        httpx.AsyncClient(base_url=live_server.url, timeout=60) as http,
+        http.stream(
+            "POST", "/runs/stream", json={"assistant_id": "slow", "input": {"seconds": 1}}
+        ) as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["location"].endswith("/stream")
+        raw = b"".join([chunk async for chunk in response.aiter_bytes()])
+    assert b": heartbeat\r\n\r\n" in raw
+    assert raw.startswith(b"event: metadata\r\ndata: {")
+    assert b"\r\nid: " in raw
+
+
+async def test_a_stream_left_with_on_disconnect_cancel_cancels_the_run(
+    client: LangGraphClient,
+) -> None:
+    tid = new_id()
+    async for part in client.runs.stream(
+        tid,
+        "slow",
+        input={"seconds": 60},
+        if_not_exists="create",
+        on_disconnect="cancel",
+    ):
+        assert part.event == "metadata"
+        run_id = part.data["run_id"]
+        break
+    await wait_status(client, tid, run_id, {"interrupted"})
+
+
+async def test_a_run_started_over_rest_is_joined_by_graphql_and_the_other_way_round(
+    client: LangGraphClient, live_server: LiveServer, gql_client: GraphQLClient
+) -> None:
+    tid = new_id()
+    run = await client.runs.create(
+        tid, "steps", input={"count": 0}, if_not_exists="create", stream_mode=["values"]
+    )
+    over_graphql = await collect(live_server, JOIN, {"id": run["run_id"]}, "joinRunStream")
+    over_rest = await parts(client.runs.join_stream(tid, run["run_id"]))
+    assert [e["id"] for e in over_graphql[:-1]] == [e.id for e in over_rest]  # GraphQL adds `end`
+    assert over_graphql[-1]["event"] == "end"
+
+    created = await gql_client.data(
+        "mutation($input: RunInput!) { createRun(input: $input) { id threadId } }",
+        {"input": {"assistantId": "steps", "threadId": tid, "input": {"count": 100}}},
+    )
+    joined = await parts(
+        client.runs.join_stream(tid, created["createRun"]["id"], last_event_id="-1")
+    )
+    assert joined[-1].data == {"count": 105}
+
+
+async def test_remote_graph_invokes_streams_and_resumes_an_interrupt(
+    live_server: LiveServer,
+) -> None:
+    def remote_calls() -> tuple[Any, list[Any], Any, Any]:
+        graph = RemoteGraph("steps", url=live_server.url)
+        invoked = graph.invoke({"count": 0})
+        streamed = list(graph.stream({"count": 0}, stream_mode=["values", "updates"]))
+        asking = RemoteGraph("interrupt", url=live_server.url)
+        config = {"configurable": {"thread_id": new_id()}}
+        first = asking.invoke({"question": "Go?"}, config)
+        resumed = asking.invoke(Command(resume="go"), config)
+        return invoked, streamed, first, resumed
+
+    invoked, streamed, first, resumed = await asyncio.to_thread(remote_calls)
+    assert invoked == {"count": 5}
+    assert ("values", {"count": 5}) in [(p.event, p.data) for p in streamed]
+    assert {p.event for p in streamed} == {"values", "updates"}
+    assert first["__interrupt__"][0]["value"] == {"question": "Go?"}
+    assert resumed == {"question": "Go?", "answer": "go"}
