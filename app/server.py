@@ -25,6 +25,8 @@ from app.console import console_routes
 from app.doors import LazyDoors
 from app.graphql_app import graphiql_static_mount, graphql_routes, make_graphql_app
 from app.health import health_routes
+from app.observability import metrics
+from app.observability.exposition import metrics_route
 from app.rest import routes as rest_routes
 from app.runtime.langgraph_config import ConfigError
 from app.services.container import Services
@@ -128,6 +130,8 @@ def create_app(
         async with services_factory() as services:
             app.state.services = services
             app.state.cors = cors_config(settings, services.langgraph_config.http)
+            app.state.metrics_token = settings.metrics_token
+            stop_metrics = metrics.watch(services.db.pool, services.redis, services.system.queue)
             worker_task = None
             worker: EmbeddedWorker | None = None
             if embedded_worker is not None:
@@ -137,6 +141,7 @@ def create_app(
             try:
                 yield
             finally:
+                stop_metrics()
                 await doors.aclose()
                 if worker is not None and worker_task is not None:
                     await worker.close()
@@ -157,6 +162,7 @@ def create_app(
 
     routes = [
         *health_routes(),
+        metrics_route(settings.metrics_token),
         *graphql_routes(graphql, "/graphql"),
         # LangGraph Server's REST API at the root, as the SDKs expect it (app/rest).
         *rest_routes(),

@@ -154,6 +154,28 @@ class Settings(BaseSettings):
         description="`noop` turns langgraph.json's custom auth off (as on LangGraph Server).",
     )
 
+    # Observability (docs/observability.md).
+    log_format: str = Field(
+        default="text",
+        validation_alias="LGQL_LOG_FORMAT",
+        description="`text` (one line: time level logger: message) or `json` (one object a line).",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        validation_alias="LGQL_METRICS_TOKEN",
+        description="When set, `/metrics` (API and worker) asks for `Authorization: Bearer <token>`.",
+    )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        validation_alias="LGQL_WORKER_METRICS_PORT",
+        description="Port of a worker's `/metrics` listener (off when unset; `lgql worker --metrics-port`).",
+    )
+    worker_metrics_host: str = Field(
+        default="0.0.0.0",
+        validation_alias="LGQL_WORKER_METRICS_HOST",
+        description="Interface a worker's `/metrics` listener binds (all, for a scraper on another host).",
+    )
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 from collections.abc import Generator
 from pathlib import Path
 
@@ -57,11 +56,10 @@ def _settings(
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Logs in one format (LGQL_LOG_FORMAT), and traces when OTEL_* asks (app.observability)."""
+    from app.observability import setup_process
+
+    setup_process(level, get_settings().log_format)
 
 
 def _fail(message: str) -> None:
@@ -133,6 +131,8 @@ async def _serve(settings: Settings, *, database_uri: str, redis_uri: str, dev: 
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level.lower(),
+            # uvicorn's loggers write through ours (app.observability.logs), in one format.
+            log_config=None,
             lifespan="on",
             ws_ping_interval=20,
             # WebSocket frames are capped at the body limit, as HTTP bodies are: uvicorn refuses
@@ -220,8 +220,17 @@ def serve(config: Path | None, host: str | None, port: int | None, log_level: st
     "--config", type=click.Path(path_type=Path), default=None, help="Path to langgraph.json."
 )
 @click.option("--log-level", default=None, help="Log level (env LOG_LEVEL; default INFO).")
-def worker(config: Path | None, log_level: str | None) -> None:
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve Prometheus metrics at /metrics on this port (env LGQL_WORKER_METRICS_PORT; off).",
+)
+def worker(config: Path | None, log_level: str | None, metrics_port: int | None) -> None:
     """An arq worker on DATABASE_URI and REDIS_URI."""
+    if metrics_port is not None:
+        os.environ["LGQL_WORKER_METRICS_PORT"] = str(metrics_port)
+        get_settings.cache_clear()
     settings = _settings(config, None, None, log_level)
     _configure_logging(settings.log_level)
     process_tuning.tune_gc()

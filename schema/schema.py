@@ -31,6 +31,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
 from strawberry.types.execution import ExecutionContext
 
+from app.observability.graphql import schema_extensions as observability_extensions
 from app.settings import Settings, get_settings
 from schema.errors import ErrorCodes
 from schema.event_execution import EventExecutionContext
@@ -189,6 +190,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
+    extensions.extend(observability_extensions())  # metrics; a span per operation when tracing
     # The JSON scalar is built here rather than once at import: its limits are this schema's
     # settings, so a test or an embedding app can serve two schemas with different limits.
     json = json_scalar(max_depth=settings.max_json_depth, max_bytes=settings.max_json_bytes)

@@ -23,6 +23,8 @@ from redis.exceptions import RedisError
 
 from app import faults, process_tuning
 from app.messaging.queue import EXECUTE_RUN, SEND_WEBHOOK, redis_settings
+from app.observability import metrics
+from app.observability.exposition import serve_worker_metrics
 from app.runtime.langgraph_config import load_langgraph_config
 from app.services.container import Services, open_services
 from app.settings import Settings, get_settings
@@ -58,7 +60,13 @@ class DoorbellWorker(Worker):
         services: Services = self.ctx["services"]
         runner: RunRunner = self.ctx["runner"]
         reach: Reachability = self.ctx["reachability"]
-        log.info("worker %s ready: Postgres and Redis reachable", self.ctx["worker_id"])
+        log.info(
+            "worker %s ready: graphs %s; %d slots; queue %s (Postgres and Redis reachable)",
+            self.ctx["worker_id"],
+            ", ".join(services.graphs.graph_ids) or "(none)",
+            self.max_jobs,
+            self.queue_name,
+        )
         keys = [services.wakeups.key, services.broker.doorbell_key]
         loop = asyncio.get_running_loop()
         polled_at = -self.poll_delay_s
@@ -178,6 +186,19 @@ async def _execute_quietly(runner: RunRunner, run_id: str) -> None:
             log.exception("run %s failed in the worker", run_id)
 
 
+async def _expose_metrics(ctx: dict[str, Any], settings: Settings, services: Services) -> None:
+    """A worker process's own metrics: its pools sampled, and its `/metrics` listener when
+    `--metrics-port` (LGQL_WORKER_METRICS_PORT) asks for one. (`lgql dev`'s in-process worker
+    shares the API's `/metrics`.)"""
+    ctx["metrics"] = [metrics.watch(services.db.pool, services.redis, services.system.queue)]
+    port = settings.worker_metrics_port
+    if port is None:
+        return
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    server = await serve_worker_metrics(settings.worker_metrics_host, port, token)
+    ctx["metrics"].append(server.close)
+
+
 def embedded_worker(settings: Settings, services: Services) -> Worker:
     """The worker `lgql dev` runs inside the API process, on the API's services (the
     `WorkerFactory` `app.server.create_app` takes)."""
@@ -213,7 +234,9 @@ def build_worker(
             )
         ctx["services"] = opened
         ctx["runner"] = RunRunner(opened, wid)
+        metrics.worker_slots(settings.n_jobs_per_worker)
         if services is None:  # a worker process of its own: its start-up is done
+            await _expose_metrics(ctx, settings, opened)
             process_tuning.freeze_startup_objects()
         ctx["background"] = [
             asyncio.create_task(sweep_forever(opened), name="lgql-sweeper"),
@@ -237,6 +260,10 @@ def build_worker(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for stop in ctx.get("metrics", []):
+            stop()
+        if "runner" in ctx:
+            metrics.worker_stopped(settings.n_jobs_per_worker)
         await stack.aclose()
 
     return DoorbellWorker(

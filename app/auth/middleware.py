@@ -36,12 +36,22 @@ def _is_public(scope: Scope) -> bool:
     return False
 
 
+def _metrics_token(scope: Scope) -> object:
+    return getattr(scope["app"].state, "metrics_token", None)
+
+
 class AuthenticationMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _is_public(scope) or scope.get("method") == "OPTIONS":
+        if (
+            scope["type"] != "http"
+            or _is_public(scope)
+            or scope.get("method") == "OPTIONS"
+            # LGQL_METRICS_TOKEN set: the metrics route checks its own token (app.observability).
+            or (scope.get("path") == "/metrics" and _metrics_token(scope) is not None)
+        ):
             await self.app(scope, receive, send)
             return
         services = getattr(scope["app"].state, "services", None)

@@ -34,6 +34,7 @@ from redis.exceptions import NoScriptError
 
 from app import faults
 from app.messaging.notices import escape_pattern, notices_for
+from app.observability import metrics
 from app.runtime.serialization import dumps
 
 log = logging.getLogger("lgql.streams")
@@ -1018,6 +1019,7 @@ class EventPublisher:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
                     continue
+                metrics.stream_events(len(batch))
                 if ids is None:
                     self.lost = True
                 return

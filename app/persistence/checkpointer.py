@@ -28,6 +28,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from app.observability import metrics, tracing
 from app.persistence import checkpoint_sql as sql
 
 if TYPE_CHECKING:
@@ -108,12 +109,13 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
             before=False,
             limit=not checkpoint_id,
         )
-        row = await self.pool.fetchrow(
-            query,
-            str(conf["thread_id"]),
-            conf.get("checkpoint_ns") or "",
-            checkpoint_id or 1,  # without an id: the newest, LIMIT 1
-        )
+        with metrics.checkpoint_get():
+            row = await self.pool.fetchrow(
+                query,
+                str(conf["thread_id"]),
+                conf.get("checkpoint_ns") or "",
+                checkpoint_id or 1,  # without an id: the newest, LIMIT 1
+            )
         return None if row is None else self._load_tuple(row)
 
     async def alist(
@@ -208,7 +210,8 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
         """The one door for statements that save a run's progress (checkpoints and writes):
         `PUT_CHECKPOINT` with `checkpoint_args`, or `INSERT_WRITES`/`UPSERT_WRITES` with
         `writes_args`."""
-        await self.pool.execute(query, *args)
+        with metrics.checkpoint_write(), tracing.span("lgql.checkpoint.write"):
+            await self.pool.execute(query, *args)
 
     def checkpoint_args(
         self,

@@ -35,6 +35,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple, DeltaChannelHistory
 
 from app import faults
+from app.observability import metrics, tracing
 from app.persistence import checkpoint_sql as sql
 from app.persistence.checkpointer import LostOwnership, PostgresCheckpointer
 
@@ -112,9 +113,10 @@ class FencedCheckpointer(PostgresCheckpointer):
             batch, self._queued = self._queued, []
             try:
                 self.statements += 1
-                held = await self.pool.fetchval(
-                    sql.SAVE_FENCED, self._run_uuid, self.attempt, *_batch_args(batch)
-                )
+                with metrics.checkpoint_write(), tracing.span("lgql.checkpoint.write"):
+                    held = await self.pool.fetchval(
+                        sql.SAVE_FENCED, self._run_uuid, self.attempt, *_batch_args(batch)
+                    )
             except BaseException as exc:
                 self._failure = await self._marked(exc)
                 self._queued.clear()

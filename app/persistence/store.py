@@ -38,6 +38,7 @@ from langgraph.store.base import (
     validate_op_namespace,
 )
 
+from app.observability import metrics
 from app.persistence import store_sql as sql
 from app.persistence.embeddings import EmbeddingsConfigError, load_embeddings
 from app.runtime.langgraph_config import ConfigError, LanggraphConfig
@@ -122,9 +123,13 @@ class PostgresStore(BaseStore):
     # -- the batch ---------------------------------------------------------------------------
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        ops = list(ops)
+        with metrics.store_batch(_operation(ops)):
+            return await self._abatch(ops)
+
+    async def _abatch(self, ops: list[Op]) -> list[Result]:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-        ops = list(ops)
         results: list[Result] = [None] * len(ops)
         gets: list[tuple[int, GetOp]] = []
         searches: list[tuple[int, SearchOp]] = []
@@ -284,6 +289,15 @@ class PostgresStore(BaseStore):
         """Delete expired items (their vectors go with them); returns how many."""
         status = await self.pool.execute(sql.SWEEP)
         return int(status.rsplit(" ", 1)[-1])
+
+
+_OPERATIONS = {GetOp: "get", SearchOp: "search", PutOp: "put", ListNamespacesOp: "list_namespaces"}
+
+
+def _operation(ops: list[Op]) -> str:
+    """The metric label of a batch: its operations' kind, or `batch` when it mixes them."""
+    kinds = {_OPERATIONS.get(type(op), "batch") for op in ops}
+    return kinds.pop() if len(kinds) == 1 else "batch"
 
 
 async def _all(aws: Sequence[Any]) -> list[Any]:

@@ -14,6 +14,7 @@ from langgraph.store.base import BaseStore, Op, Result
 from langgraph.types import Command, Send, StateSnapshot
 
 from app import faults
+from app.observability import tracing
 from app.runtime.graphs import AnyPregel, GraphRegistry
 from app.runtime.run_options import RunOptions
 from app.runtime.stream_events import EventShaper, langgraph_modes
@@ -170,7 +171,7 @@ async def execute(
     """
     with faults.lgql_statement():  # before the graph: lgql's own read
         resuming = await started_earlier(checkpointer, spec)
-    config = build_config(spec, resuming=resuming)
+    config = tracing.traced_config(build_config(spec, resuming=resuming))  # node spans, if on
     context = build_context(spec)
     run = spec.options
     # `sync` waits for each save before the next step; the others may batch them.

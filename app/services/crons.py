@@ -27,6 +27,7 @@ from app.db.models import Cron as CronRecord
 from app.db.models import Run as RunRecord
 from app.db.pagination import read_count, read_page
 from app.errors import BadUserInput, NotFound, ServiceError
+from app.observability import metrics
 from app.pagination import Page, PageRequest, SortOrder
 from app.services.assistants import AssistantService
 from app.services.common import (
@@ -373,9 +374,12 @@ class CronService:
                                 await RunTx.of_session(session), self._firing(cron)
                             )
                         )
+                    metrics.cron_fired("started")
                 except ServiceError as exc:
+                    metrics.cron_fired("failed")
                     log.warning("cron %s could not fire: %s", cron.cron_id, exc.message)
                 except Exception:
+                    metrics.cron_fired("failed")
                     log.exception("cron %s could not fire", cron.cron_id)
                 await db.update_fields(session, cron.cron_id, next_run_at=self._advance(cron, now))
         return created, len(due), session

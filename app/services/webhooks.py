@@ -29,6 +29,7 @@ from app.db.engine import Database
 from app.db.models import Run
 from app.errors import BadUserInput
 from app.messaging.queue import Broker
+from app.observability import metrics
 from app.runtime.langgraph_config import LanggraphConfig
 from app.services.common import new_id, parse_uuid, utcnow
 from app.services.run_request import public_kwargs
@@ -223,6 +224,7 @@ class WebhookService:
             )
         if not recorded:  # our lease ran out and another attempt took over: it decides
             return None
+        metrics.webhook_delivery(status)
         if status == "sent":
             log.info("webhook %s of run %s sent to %s", did, delivery.run_id, host)
         elif status == "failed":
