@@ -29,8 +29,10 @@ def _require(tool: str) -> str:
 
 
 def ensure_node_modules(timeout: float = 300.0) -> None:
-    """Install the pinned packages (`npm ci`) unless they are already there."""
-    if (CONFORMANCE_DIR / "node_modules" / "graphql-http" / "package.json").exists():
+    """Install the pinned packages (`npm ci`) unless every one of them is already there."""
+    wanted = json.loads((CONFORMANCE_DIR / "package.json").read_text())["dependencies"]
+    modules = CONFORMANCE_DIR / "node_modules"
+    if all((modules / name / "package.json").exists() for name in wanted):
         return
     npm = _require("npm")
     proc = subprocess.run(
