@@ -21,6 +21,7 @@ MODULES = (
     "app.rest.store",
     "app.rest.runs",  # runs (thread and stateless), their streams, the thread stream
     "app.rest.protocol_v2",  # `/threads/{id}/stream/events`, `/threads/{id}/commands`
+    "app.rest.protocol_v2_ws",  # the same protocol over a WebSocket at `/threads/{id}/stream/events`
 )
 
 
