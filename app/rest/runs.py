@@ -4,36 +4,26 @@ wait, get, list, delete, join, join stream, cancel (one, many), and the thread s
 A thin adapter over `app.services.runs` and `app.services.run_streams`: the same checks,
 double-texting, auth and webhooks as GraphQL's `createRun` / `runStream` / `runAndWait`, and the
 same stored event stream (so a run started here can be joined by `joinRunStream`, and the other
-way round). Waiting answers (`/wait`, `/join`, `cancel?wait=true`) are kept alive with newlines
-(`app.keep_alive`) and carry LangGraph's result body: the run's last values (with
-`__interrupt__` when it stopped on interrupts), or `{"__error__": {error, message}}`, status 200.
-SSE framing and the mapping of lgql's events are `app.rest.sse`'s.
+way round). The bodies are `app.rest.run_bodies`'; waiting answers (`/wait`, `/join`,
+`cancel?wait=true`) are `app.rest.run_results`'; SSE framing and the mapping of lgql's events are
+`app.rest.sse`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any, Literal
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import orjson
-from pydantic import RootModel
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from app.errors import Conflict, NotFound
-from app.keep_alive import answer_with_keep_alive
 from app.pagination import PageRequest
 from app.rest.http import (
-    JSON_MEDIA_TYPE,
-    Body,
     HTTPError,
     RestRoute,
-    answering_errors,
     body,
     json_response,
     page_request,
@@ -42,6 +32,19 @@ from app.rest.http import (
     query_int,
     services,
 )
+from app.rest.run_bodies import (
+    RUN_FIELDS,
+    RunBatchCreate,
+    RunCreate,
+    RunCreateStateful,
+    RunCreateStateless,
+    RunsCancel,
+    run_json,
+    run_path,
+    run_request,
+    stateless_run_path,
+)
+from app.rest.run_results import cancel_quietly, wait_answer
 from app.rest.sse import (
     THREAD_STREAM_MODES,
     EventSourceResponse,
@@ -49,267 +52,11 @@ from app.rest.sse import (
     last_event_id,
     run_frames,
     thread_frames,
-    wait_for_disconnect,
 )
 from app.services.container import Services
-from app.services.run_outcome import RunOutcome
-from app.services.run_request import (
-    Durability,
-    IfNotExists,
-    MultitaskStrategy,
-    OnCompletion,
-    OnDisconnect,
-    RunCommand,
-    RunRequest,
-    public_kwargs,
-)
+from app.services.run_request import OnDisconnect
 from app.services.run_streams import StreamEvent, check_cursor
 from app.services.runs import RunRecord
-
-log = logging.getLogger("lgql.rest.runs")
-
-# --- bodies (the reference's RunCreateStateful / RunCreateStateless / RunsCancel) ---------------
-
-
-class CommandBody(Body):
-    update: Any = None
-    resume: Any = None
-    goto: Any = None
-
-
-class CheckpointBody(Body):
-    thread_id: str | None = None
-    checkpoint_ns: str | None = None
-    checkpoint_id: str | None = None
-    checkpoint_map: dict[str, Any] | None = None
-
-
-class RunCreate(Body):
-    """What both kinds of run-create body hold. `stream_mode` values are checked by the service
-    (one list of modes); `feedback_keys`, `langsmith_tracer` and `strict_resume` are accepted
-    and have no effect (no LangSmith)."""
-
-    assistant_id: str
-    input: Any = None
-    command: CommandBody | None = None
-    metadata: dict[str, Any] | None = None
-    config: dict[str, Any] | None = None
-    context: dict[str, Any] | None = None
-    webhook: str | None = None
-    interrupt_before: Literal["*"] | list[str] | None = None
-    interrupt_after: Literal["*"] | list[str] | None = None
-    stream_mode: list[str] | str = ["values"]
-    stream_subgraphs: bool = False
-    stream_resumable: bool = False
-    feedback_keys: list[str] | None = None
-    after_seconds: float | None = None
-    checkpoint_during: bool | None = None
-    durability: Durability | None = None
-    on_disconnect: OnDisconnect = OnDisconnect.CONTINUE
-
-
-class RunCreateStateful(RunCreate):
-    checkpoint: CheckpointBody | None = None
-    checkpoint_id: str | None = None
-    multitask_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE
-    if_not_exists: IfNotExists = IfNotExists.REJECT
-
-
-class RunCreateStateless(RunCreate):
-    on_completion: OnCompletion = OnCompletion.DELETE
-
-
-class RunBatchCreate(RootModel[list[RunCreateStateless]]):
-    pass
-
-
-class RunsCancel(Body):
-    status: Literal["pending", "running", "all"] | None = None
-    thread_id: str | None = None
-    run_ids: list[str] | None = None
-
-
-def _nodes(value: Literal["*"] | list[str] | None) -> list[str] | None:
-    return ["*"] if value == "*" else value
-
-
-def run_request(data: RunCreate, *, thread_id: str | None) -> RunRequest:
-    """The service's request for a body (`thread_id` None: stateless)."""
-    command = None
-    if data.command is not None:
-        command = RunCommand(
-            resume=data.command.resume,
-            update=data.command.update,
-            goto=data.command.goto,
-            has_resume="resume" in data.command.model_fields_set,
-        )
-    durability = data.durability
-    if durability is None:
-        # LangGraph's mapping of the deprecated flag: false keeps only the last checkpoint.
-        durability = Durability.EXIT if data.checkpoint_during is False else Durability.ASYNC
-    request = RunRequest(
-        assistant_id=data.assistant_id,
-        thread_id=thread_id,
-        input=data.input,
-        command=command,
-        config=data.config,
-        context=data.context,
-        metadata=data.metadata,
-        stream_mode=[data.stream_mode] if isinstance(data.stream_mode, str) else data.stream_mode,
-        stream_subgraphs=data.stream_subgraphs,
-        stream_resumable=data.stream_resumable,
-        interrupt_before=_nodes(data.interrupt_before),
-        interrupt_after=_nodes(data.interrupt_after),
-        webhook=data.webhook,
-        on_disconnect=data.on_disconnect,
-        after_seconds=data.after_seconds or 0,
-        durability=durability,
-    )
-    if isinstance(data, RunCreateStateful):
-        request.checkpoint_id = data.checkpoint_id or (
-            data.checkpoint.checkpoint_id if data.checkpoint is not None else None
-        )
-        request.multitask_strategy = data.multitask_strategy
-        request.if_not_exists = data.if_not_exists
-    elif isinstance(data, RunCreateStateless):
-        request.on_completion = data.on_completion
-    return request
-
-
-# --- answers ------------------------------------------------------------------------------------
-
-RUN_FIELDS = (
-    "run_id",
-    "thread_id",
-    "assistant_id",
-    "created_at",
-    "updated_at",
-    "status",
-    "metadata",
-    "kwargs",
-    "multitask_strategy",
-)
-
-
-def run_json(run: RunRecord) -> dict[str, Any]:
-    """A run as LangGraph Server's `Run`."""
-    return {
-        "run_id": str(run.run_id),
-        "thread_id": str(run.thread_id),
-        "assistant_id": str(run.assistant_id),
-        "created_at": run.created_at,
-        "updated_at": run.updated_at,
-        "status": run.status,
-        "metadata": run.metadata_,
-        "kwargs": public_kwargs(run.kwargs),
-        "multitask_strategy": run.multitask_strategy,
-    }
-
-
-def _run_path(run: RunRecord) -> str:
-    return f"/threads/{run.thread_id}/runs/{run.run_id}"
-
-
-def _stateless_run_path(run: RunRecord) -> str:
-    return f"/runs/{run.run_id}"
-
-
-async def result_body(svc: Services, outcome: RunOutcome, *, stateless: bool) -> Any:
-    """LangGraph's answer to a wait: `{"__error__": …}` for a failed run; the last values,
-    with `__interrupt__` when the run stopped on interrupts; else the thread's values (`{}`
-    for a stateless run, or when there are none)."""
-    if outcome.error is not None:
-        return {"__error__": outcome.error.to_json()}
-    values = outcome.values
-    if outcome.interrupts:
-        return {**(values if isinstance(values, dict) else {}), "__interrupt__": outcome.interrupts}
-    if values is not None:
-        return values
-    if not stateless:
-        with contextlib.suppress(NotFound):
-            thread = await svc.threads.get(outcome.run.thread_id)
-            if thread.values:
-                return thread.values
-    return {}
-
-
-class _WaitResponse(Response):
-    """A run's result, which may take minutes: the answer of `produce` (its errors answered as
-    every route's), kept alive with newlines while it is not ready, with `headers` either way.
-    `on_disconnect`, when given, is called if the client leaves before the answer is sent."""
-
-    def __init__(
-        self,
-        request: Request,
-        produce: Callable[[], Awaitable[Any]],
-        *,
-        headers: dict[str, str],
-        on_disconnect: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        super().__init__(headers=headers, media_type=JSON_MEDIA_TYPE)
-        self._request = request
-        self._produce = produce
-        self._answer_headers = headers
-        self._on_disconnect = on_disconnect
-
-    async def _answer(self, _: Request) -> Response:
-        return json_response(await self._produce(), headers=self._answer_headers)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        answer = answering_errors(self._answer)(self._request)
-        extra = [(k.lower().encode(), v.encode()) for k, v in self._answer_headers.items()]
-        sending = asyncio.ensure_future(
-            answer_with_keep_alive(
-                answer, scope, receive, send, media_type=JSON_MEDIA_TYPE, headers=extra
-            )
-        )
-        if self._on_disconnect is None:
-            await sending
-            return
-        gone = asyncio.ensure_future(wait_for_disconnect(receive))
-        try:
-            await asyncio.wait({sending, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if gone.done() and not sending.done():
-                await self._on_disconnect()
-            await sending
-        finally:
-            gone.cancel()
-
-
-async def _cancel_quietly(svc: Services, run_id: uuid.UUID) -> None:
-    """Cancel a run whose client left (`on_disconnect: cancel`); it may have ended meanwhile."""
-    try:
-        await svc.runs.cancel(str(run_id), "interrupt", wait=False)
-    except (Conflict, NotFound):
-        pass
-    except Exception:
-        log.warning("could not cancel run %s after its client left", run_id, exc_info=True)
-
-
-def _wait_answer(
-    request: Request,
-    svc: Services,
-    run: RunRecord,
-    *,
-    stateless: bool,
-    cancel_on_disconnect: bool,
-    wait: Callable[[], Awaitable[RunOutcome]] | None = None,
-) -> Response:
-    async def produce() -> Any:
-        outcome = await (wait() if wait is not None else svc.runs.wait(run))
-        return await result_body(svc, outcome, stateless=stateless)
-
-    async def cancel() -> None:
-        await _cancel_quietly(svc, run.run_id)
-
-    path = _run_path(run)
-    return _WaitResponse(
-        request,
-        produce,
-        headers={"Location": f"{path}/join", "Content-Location": path},
-        on_disconnect=cancel if cancel_on_disconnect else None,
-    )
-
 
 # --- create -------------------------------------------------------------------------------------
 
@@ -321,13 +68,13 @@ def _thread_id(request: Request) -> str:
 async def create_run(request: Request) -> Response:
     data = await body(request, RunCreateStateful)
     run = await services(request).runs.create(run_request(data, thread_id=_thread_id(request)))
-    return json_response(run_json(run), headers={"Content-Location": _run_path(run)})
+    return json_response(run_json(run), headers={"Content-Location": run_path(run)})
 
 
 async def create_stateless_run(request: Request) -> Response:
     data = await body(request, RunCreateStateless)
     run = await services(request).runs.create(run_request(data, thread_id=None))
-    return json_response(run_json(run), headers={"Content-Location": _stateless_run_path(run)})
+    return json_response(run_json(run), headers={"Content-Location": stateless_run_path(run)})
 
 
 async def create_run_batch(request: Request) -> Response:
@@ -342,7 +89,7 @@ async def _stream(request: Request, data: RunCreate, thread_id: str | None) -> R
     svc = services(request)
     run, events = await svc.run_streams.stream_new_run(run_request(data, thread_id=thread_id))
     # A stateless run's stream is joined on its (temporary) thread, while it exists.
-    path = _run_path(run)
+    path = run_path(run)
     return EventSourceResponse(
         run_frames(events),
         headers={"Location": f"{path}/stream", "Content-Location": path},
@@ -360,7 +107,7 @@ async def stream_stateless_run(request: Request) -> Response:
 async def _wait(request: Request, data: RunCreate, thread_id: str | None) -> Response:
     svc = services(request)
     run = await svc.runs.create(run_request(data, thread_id=thread_id))
-    return _wait_answer(
+    return wait_answer(
         request,
         svc,
         run,
@@ -426,7 +173,7 @@ async def delete_run(request: Request) -> Response:
 
 async def join_run(request: Request) -> Response:
     run = await _run_of_thread(request)
-    return _wait_answer(
+    return wait_answer(
         request,
         services(request),
         run,
@@ -464,7 +211,7 @@ async def _cancelling_on_exit(
         finished = True
     finally:
         if not finished:
-            task = asyncio.create_task(_cancel_quietly(svc, run_id))
+            task = asyncio.create_task(cancel_quietly(svc, run_id))
             task.add_done_callback(lambda _: None)
 
 
@@ -478,7 +225,7 @@ async def join_run_stream(request: Request) -> Response:
     frames = run_frames(events, stream_mode=stream_modes_param(request))
     if query_bool(request, "cancel_on_disconnect"):
         frames = _cancelling_on_exit(svc, run.run_id, frames)
-    path = _run_path(run)
+    path = run_path(run)
     return EventSourceResponse(
         frames, headers={"Location": f"{path}/stream", "Content-Location": path}
     )
@@ -528,7 +275,7 @@ async def cancel_run(request: Request) -> Response:
         raise NotFound(exc.message, run_id=str(run.run_id)) from None
     if not query_bool(request, "wait"):
         return Response(status_code=202)
-    return _wait_answer(request, svc, run, stateless=False, cancel_on_disconnect=False)
+    return wait_answer(request, svc, run, stateless=False, cancel_on_disconnect=False)
 
 
 async def cancel_runs(request: Request) -> Response:
@@ -605,4 +352,4 @@ ROUTES = [
     RestRoute("/threads/{thread_id}/runs/{run_id}", delete_run, methods=["DELETE"]),
 ]
 
-__all__ = ["ROUTES", "result_body", "run_json", "run_request"]
+__all__ = ["ROUTES"]
