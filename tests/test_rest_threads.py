@@ -264,3 +264,51 @@ async def test_rest_and_graphql_see_the_same_threads(
     over_gql = await gql_client.data("mutation { createThread { id } }")
     tid = over_gql["createThread"]["id"]
     assert (await client.threads.get(tid))["thread_id"] == tid
+
+
+async def test_search_extract(
+    client: LangGraphClient, http: httpx.AsyncClient, gql_client: GraphQLClient, unique: str
+) -> None:
+    tid = (await client.threads.create(metadata={"tag": unique, "deep": {"k": [1, 2]}}))[
+        "thread_id"
+    ]
+    await run_on(gql_client, "echo", tid, hi(unique))
+    response = await http.post(
+        "/threads/search",
+        json={
+            "metadata": {"tag": unique},
+            "select": ["thread_id"],
+            "extract": {
+                "last": "values.messages[-1].content",
+                "second": "metadata.deep.k[1]",
+                "nowhere": "values.messages[9].content",
+            },
+        },
+    )
+    assert response.status_code == 200
+    assert response.json() == [
+        {"thread_id": tid, "extracted": {"last": unique, "second": 2, "nowhere": None}}
+    ]
+    for bad in (
+        {"x": "elsewhere.a"},
+        {"status": "values.a"},
+        {"1x": "values.a"},
+        {"x": "values.a[b]"},
+    ):
+        refused = await http.post("/threads/search", json={"extract": bad})
+        assert refused.status_code == 422, bad
+
+
+async def test_state_select(
+    client: LangGraphClient, http: httpx.AsyncClient, gql_client: GraphQLClient
+) -> None:
+    tid = (await client.threads.create())["thread_id"]
+    await run_on(gql_client, "echo", tid, hi("s"))
+    only = await client.threads.get_state(tid, select=["values.messages", "next"])
+    assert set(only) == {"values", "next"}
+    assert [m["content"] for m in only["values"]["messages"]] == ["s", "s"]
+    state = await client.threads.get_state(tid)
+    at = await client.threads.get_state(tid, checkpoint=state["checkpoint"], select=["checkpoint"])
+    assert at == {"checkpoint": state["checkpoint"]}
+    refused = await http.get(f"/threads/{tid}/state", params={"select": "nope"})
+    assert refused.status_code == 422

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Any, Literal, get_args
 
 from pydantic import Field
 from starlette.requests import Request
@@ -86,6 +87,7 @@ class ThreadSearchRequest(ThreadCountRequest, PageBody):
     ) = None
     sort_order: Literal["asc", "desc"] | None = None
     select: list[ThreadField] | None = None
+    extract: dict[str, str] | None = None
 
 
 class ThreadPruneRequest(Body):
@@ -103,6 +105,7 @@ class CheckpointConfig(Body):
 class ThreadStateCheckpointRequest(Body):
     checkpoint: CheckpointConfig
     subgraphs: bool = False
+    select: list[str] | None = None
 
 
 class ThreadStateUpdate(Body):
@@ -118,6 +121,89 @@ class ThreadStateSearch(Body):
     before: str | CheckpointConfig | None = None
     metadata: dict[str, Any] | None = None
     checkpoint: CheckpointConfig | None = None
+
+
+#: Where a search's `extract` paths may start, and how many it may have (LangGraph's limits).
+EXTRACTABLE = ("values", "metadata", "config", "interrupts")
+MAX_EXTRACT_PATHS = 10
+_ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: One step of a path: `.key` or `[index]`.
+_STEP = re.compile(r"\.([^.\[\]]+)|\[(-?\d+)\]")
+
+
+def _path(path: str) -> list[str | int] | None:
+    """`values.messages[-1].content` as [values, messages, -1, content]; None if malformed."""
+    root = re.match(r"[^.\[\]]+", path)
+    if root is None:
+        return None
+    steps: list[str | int] = [root.group()]
+    at = root.end()
+    while at < len(path):
+        step = _STEP.match(path, at)
+        if step is None:
+            return None
+        steps.append(step.group(1) if step.group(1) is not None else int(step.group(2)))
+        at = step.end()
+    return steps
+
+
+def checked_extract(extract: dict[str, str]) -> dict[str, list[str | int]]:
+    """A search's `extract` (alias → path), each path parsed. 422 when it does not fit."""
+    if len(extract) > MAX_EXTRACT_PATHS:
+        raise HTTPError(422, f"At most {MAX_EXTRACT_PATHS} extract paths, got {len(extract)}")
+    reserved = sorted(set(extract) & set(get_args(ThreadField)))
+    if reserved:
+        raise HTTPError(422, f"Extract keys cannot use reserved field names: {reserved}")
+    parsed: dict[str, list[str | int]] = {}
+    for alias, path in extract.items():
+        if not _ALIAS.fullmatch(alias):
+            raise HTTPError(
+                422, f"Extract key '{alias}' must be an identifier (letters, digits, underscores)"
+            )
+        steps = _path(path)
+        if steps is None or steps[0] not in EXTRACTABLE:
+            raise HTTPError(
+                422, f"Extract path '{path}' must start with one of: {', '.join(EXTRACTABLE)}"
+            )
+        parsed[alias] = steps
+    return parsed
+
+
+def extracted(thread: dict[str, Any], steps: list[str | int]) -> Any:
+    """The value at `steps` in `thread`, or None where the path leads nowhere."""
+    current: Any = thread
+    for step in steps:
+        if isinstance(step, int):
+            if not isinstance(current, list) or not -len(current) <= step < len(current):
+                return None
+            current = current[step]
+        elif isinstance(current, dict):
+            current = current.get(step)
+        else:
+            return None
+    return current
+
+
+def state_select(state: dict[str, Any], select: list[str]) -> dict[str, Any]:
+    """The `select`ed fields of a state; `values.<key>` keeps that key of its values only."""
+    if not select:
+        return state
+    chosen: dict[str, Any] = {}
+    for field in select:
+        if field.startswith("values."):
+            values = state.get("values")
+            key = field.removeprefix("values.")
+            if isinstance(values, dict) and key in values:
+                kept = chosen.setdefault("values", {})
+                if isinstance(kept, dict):
+                    kept[key] = values[key]
+            else:
+                chosen.setdefault("values", {})
+        elif field in state:
+            chosen[field] = state[field]
+        else:
+            raise HTTPError(422, f"Invalid select field: {field!r}")
+    return chosen
 
 
 def thread_json(t: ThreadRecord, *, include_ttl: bool = False) -> dict[str, Any]:
@@ -215,7 +301,14 @@ async def search_threads(request: Request) -> Response:
         sort_by=req.sort_by or "created_at",
         order=SortOrder(req.sort_order or "desc"),
     )
-    items = [project(thread_json(t), list(req.select or ())) for t in page.items]
+    paths = checked_extract(req.extract) if req.extract else {}
+    items = []
+    for t in page.items:
+        whole = thread_json(t)
+        item = project(whole, list(req.select or ()))
+        if paths:
+            item["extracted"] = {alias: extracted(whole, p) for alias, p in paths.items()}
+        items.append(item)
     return json_response(items, headers=pagination_headers(page, page_req))
 
 
@@ -242,7 +335,7 @@ async def get_state(request: Request) -> Response:
         checkpoint_id=request.path_params.get("checkpoint_id"),
         subgraphs=query_bool(request, "subgraphs"),
     )
-    return json_response(state)
+    return json_response(state_select(state, request.query_params.getlist("select")))
 
 
 async def get_state_at_checkpoint(request: Request) -> Response:
@@ -255,7 +348,7 @@ async def get_state_at_checkpoint(request: Request) -> Response:
         checkpoint_ns=req.checkpoint.checkpoint_ns or "",
         subgraphs=req.subgraphs,
     )
-    return json_response(state)
+    return json_response(state_select(state, req.select or []))
 
 
 async def update_state(request: Request) -> Response:
