@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from langgraph_sdk import get_client
 
 from tests.conftest import LiveServer
@@ -148,3 +149,186 @@ async def test_sdk_typed_projections(live_server: LiveServer) -> None:
     assert [(c.name, c.input) for c in calls] == [("add", {"a": 2, "b": 3})]
     assert outputs[0]["content"] == "5"
     assert texts_seen[-1] == "The sum is 5"
+
+
+async def collect(thread: Any, channels: list[str]) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    async with asyncio.timeout(HANG_GUARD):
+        async for event in thread.subscribe(channels):
+            events.append(event)
+    return events
+
+
+@pytest.mark.parametrize("transport", ["sse", "websocket"])
+async def test_sdk_interrupt_and_respond(live_server: LiveServer, transport: str) -> None:
+    client = get_client(url=live_server.url)
+    async with client.threads.stream(assistant_id="interrupt", transport=transport) as thread:
+        await thread.run.start(input={"question": "Ship it?"})
+        async with asyncio.timeout(HANG_GUARD):
+            # The SDK's lifecycle watcher sets `interrupted`; a subscription ends when it does.
+            while not thread.interrupted:
+                await collect(thread, ["lifecycle"])
+        [asked] = thread.interrupts
+        assert asked["value"] == {"question": "Ship it?"} and asked["namespace"] == []
+        await thread.run.respond("yes")
+        second = await collect(thread, ["lifecycle", "values"])
+        assert second[-1]["params"]["data"]["event"] == "completed"
+        values = [e["params"]["data"] for e in second if e["method"] == "values"]
+        assert values[-1]["answer"] == "yes"
+        # The SDK reads the state once the run is done (GET /threads/{id}/state).
+        assert (await thread.output)["answer"] == "yes"
+
+
+async def test_sdk_subgraph_handles(live_server: LiveServer) -> None:
+    client = get_client(url=live_server.url)
+    async with client.threads.stream(assistant_id="subgraph_parent") as thread:
+        await thread.run.start(input={"value": "x"})
+        handles = []
+        async with asyncio.timeout(HANG_GUARD):
+            async for handle in thread.subgraphs:
+                handles.append(handle)
+    [child] = handles
+    assert child.graph_name == "child" and child.path[0].startswith("child:")
+    assert child.status == "completed"
+
+
+# --- raw SSE: filters, resuming, concurrent streams -------------------------------------------
+
+
+async def start_run(http: httpx.AsyncClient, thread_id: str, assistant: str, value: Any) -> str:
+    answer = await command(
+        http, thread_id, "run.start", {"assistant_id": assistant, "input": value}
+    )
+    assert answer["type"] == "success", answer
+    assert answer["meta"] == {"applied_through_seq": 0}
+    run_id: str = answer["result"]["run_id"]
+    return run_id
+
+
+async def test_sse_frames_namespaces_and_depth(http: httpx.AsyncClient) -> None:
+    thread_id = str(uuid.uuid4())
+    await start_run(http, thread_id, "subgraph_parent", {"value": "x"})
+    frames = await sse_events(http, thread_id, {"channels": ALL})
+    for name, sse_id, data in frames:
+        assert name == data["method"] and sse_id == str(data["seq"])
+        assert data["type"] == "event" and isinstance(data["params"]["timestamp"], int)
+    events = [f[2] for f in frames]
+    child_ns = next(e["params"]["namespace"] for e in events if e["params"]["namespace"])
+    assert child_ns[0].startswith("child:")
+    lifecycle = [
+        (e["params"]["namespace"], e["params"]["data"]["event"])
+        for e in events
+        if e["method"] == "lifecycle"
+    ]
+    assert lifecycle == [
+        ([], "running"),
+        (child_ns, "started"),
+        (child_ns, "completed"),
+        ([], "completed"),
+    ]
+    child_updates = [
+        e["params"]["node"]
+        for e in events
+        if e["method"] == "updates" and e["params"]["namespace"] == child_ns
+    ]
+    assert child_updates == ["inner_a", "inner_b"]
+
+    # Only the child's namespace (a prefix without the task id matches), below it nothing.
+    scoped = await sse_events(
+        http,
+        thread_id,
+        {"channels": ["updates", "lifecycle"], "namespaces": [["child"]], "depth": 0},
+        until=lambda d: d["method"] == "lifecycle" and d["params"]["data"]["event"] == "completed",
+    )
+    assert {tuple(f[2]["params"]["namespace"]) for f in scoped} == {tuple(child_ns)}
+    # The same events carry the same numbers on every connection.
+    by_id = {e["event_id"]: e["seq"] for e in events}
+    assert all(by_id[f[2]["event_id"]] == f[2]["seq"] for f in scoped)
+    # Root only.
+    root = await sse_events(
+        http, thread_id, {"channels": ["updates", "lifecycle"], "namespaces": [[]], "depth": 0}
+    )
+    assert {tuple(f[2]["params"]["namespace"]) for f in root} == {()}
+
+
+async def test_sse_resume_after_a_dropped_connection(http: httpx.AsyncClient) -> None:
+    thread_id = str(uuid.uuid4())
+    await start_run(http, thread_id, "stream100", {})
+    body = {"channels": ["custom", "lifecycle"]}
+    # The first connection drops after 30 events.
+    first = await sse_events(http, thread_id, body, until=lambda d: d.get("seq", 0) >= 30)
+    last = first[-1][2]["seq"]
+    rest = await sse_events(http, thread_id, {**body, "since": last})
+    assert rest[0][2]["seq"] > last
+    seen = [f[2] for f in first + rest]
+    payloads = [e["params"]["data"]["payload"]["i"] for e in seen if e["method"] == "custom"]
+    assert payloads == list(range(100))  # nothing lost, nothing twice
+    # `Last-Event-ID` (the `id:` line a browser's EventSource echoes) resumes the same way.
+    again = await sse_events(http, thread_id, body, headers={"Last-Event-ID": str(last)})
+    assert [f[2]["event_id"] for f in again] == [f[2]["event_id"] for f in rest]
+
+
+async def test_concurrent_streams_on_one_thread(
+    live_server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    thread_id = str(uuid.uuid4())
+    await start_run(http, thread_id, "tool_agent", USER)
+    ws_url = live_server.url.replace("http://", "ws://") + f"/threads/{thread_id}/stream/events"
+
+    async def over_ws() -> list[dict[str, Any]]:
+        events = []
+        async with websockets.connect(ws_url) as ws:
+            await ws.send(
+                json.dumps(
+                    {"id": 7, "method": "subscription.subscribe", "params": {"channels": ALL}}
+                )
+            )
+            async with asyncio.timeout(HANG_GUARD):
+                async for raw in ws:
+                    message = json.loads(raw)
+                    if message.get("type") == "event":
+                        events.append(message)
+                        if is_root_end(message):
+                            return events
+                    else:
+                        assert message["type"] == "success" and message["id"] == 7
+        return events
+
+    everything, messages_only, ws_events = await asyncio.gather(
+        sse_events(http, thread_id, {"channels": ALL}),
+        sse_events(http, thread_id, {"channels": ["messages", "lifecycle"]}),
+        over_ws(),
+    )
+    all_events = [f[2] for f in everything]
+    assert [e["event_id"] for e in ws_events] == [e["event_id"] for e in all_events]
+    assert [e["seq"] for e in ws_events] == [e["seq"] for e in all_events]
+    narrowed = [e for e in all_events if e["method"] in ("messages", "lifecycle")]
+    assert [f[2]["seq"] for f in messages_only] == [e["seq"] for e in narrowed]
+    assert texts(all_events) == "The sum is 5"
+
+
+async def test_a_second_run_comes_on_the_open_stream(http: httpx.AsyncClient) -> None:
+    thread_id = str(uuid.uuid4())
+    hello = {"messages": [{"role": "user", "content": "hi"}]}
+    first_run = await start_run(http, thread_id, "chat_model", hello)
+    ends: list[str] = []
+    first_ended = asyncio.Event()
+
+    def second_end(data: dict[str, Any]) -> bool:
+        if is_root_end(data):
+            ends.append(data["params"]["data"]["event"])
+            first_ended.set()
+        return len(ends) == 2
+
+    async def start_second() -> str:
+        await first_ended.wait()  # the first run's end came on the open stream below
+        return await start_run(http, thread_id, "chat_model", hello)
+
+    frames, second_run = await asyncio.gather(
+        sse_events(http, thread_id, {"channels": ["lifecycle", "messages"]}, until=second_end),
+        start_second(),
+    )
+    assert second_run != first_run
+    events = [f[2] for f in frames]
+    assert texts(events) == "Hello there, how are you today?" * 2
+    assert ends == ["completed", "completed"]
