@@ -332,3 +332,253 @@ async def test_a_second_run_comes_on_the_open_stream(http: httpx.AsyncClient) ->
     events = [f[2] for f in frames]
     assert texts(events) == "Hello there, how are you today?" * 2
     assert ends == ["completed", "completed"]
+
+
+# --- bad input: clear errors, nothing lost ---------------------------------------------------
+
+
+async def test_commands_bad_envelopes(http: httpx.AsyncClient) -> None:
+    thread_id = str(uuid.uuid4())
+    url = f"/threads/{thread_id}/commands"
+    not_json = await http.post(url, content=b"{nope", headers={"content-type": "application/json"})
+    assert not_json.status_code == 400
+    assert not_json.json() == {
+        "type": "error",
+        "id": None,
+        "error": "invalid_argument",
+        "message": "The body is not valid JSON",
+    }
+    for body, cid in (
+        ([1, 2], None),
+        ({"method": "run.start"}, None),
+        ({"id": "1", "method": "run.start"}, None),
+        ({"id": 3}, 3),
+        ({"id": 4, "method": "run.start", "params": [1]}, 4),
+    ):
+        answer = await http.post(url, json=body)
+        assert answer.status_code == 400, body
+        assert answer.json()["error"] == "invalid_argument" and answer.json()["id"] == cid
+    unknown = await command(http, thread_id, "run.explode", {}, cid=9)
+    assert unknown == {
+        "type": "error",
+        "id": 9,
+        "error": "unknown_command",
+        "message": "Unknown protocol command: run.explode",
+    }
+
+
+async def test_commands_bad_params(http: httpx.AsyncClient) -> None:
+    thread_id = str(uuid.uuid4())
+    cases = [
+        ("run.start", {}, "invalid_argument", "assistant_id"),
+        ("run.start", {"assistant_id": "no-such-graph"}, "invalid_argument", "no-such-graph"),
+        ("run.start", {"assistant_id": "echo", "config": "x"}, "invalid_argument", "config"),
+        (
+            "run.start",
+            {"assistant_id": "echo", "multitaskStrategy": "sometimes"},
+            "invalid_argument",
+            "multitaskStrategy",
+        ),
+        ("input.respond", {}, "invalid_argument", "interrupt_id"),
+        ("input.respond", {"interrupt_id": "x", "namespace": "a"}, "invalid_argument", "namespace"),
+        ("input.respond", {"responses": []}, "invalid_argument", "responses"),
+        ("input.respond", {"interrupt_id": "x"}, "no_such_run", "not found"),
+        ("run.cancel", {}, "no_such_run", "No active run"),
+        ("run.cancel", {"action": "explode"}, "invalid_argument", "action"),
+        ("agent.getTree", {}, "no_such_run", "No run"),
+        ("subscription.subscribe", {"channels": ["values"]}, "not_supported", "WebSocket"),
+    ]
+    for method, params, code, words in cases:
+        answer = await command(http, thread_id, method, params, cid=5)
+        assert answer["type"] == "error" and answer["id"] == 5, (method, params, answer)
+        assert answer["error"] == code, (method, params, answer)
+        assert words in answer["message"], (method, params, answer)
+    # None of them made the thread.
+    assert (
+        await http.post(f"/threads/{thread_id}/stream/events", json={"channels": ["values"]})
+    ).status_code == 404
+
+
+async def test_stream_bad_bodies(http: httpx.AsyncClient) -> None:
+    thread_id = str(uuid.uuid4())
+    await start_run(http, thread_id, "echo", {"messages": []})
+    url = f"/threads/{thread_id}/stream/events"
+    for body, words in (
+        ({}, "channels"),
+        ({"channels": []}, "channels"),
+        ({"channels": ["values", "debug"]}, "debug"),
+        ({"channels": [1]}, "1"),
+        ({"channels": ["values"], "namespaces": ["a"]}, "namespaces"),
+        ({"channels": ["values"], "depth": -1}, "depth"),
+        ({"channels": ["values"], "depth": True}, "depth"),
+        ({"channels": ["values"], "since": -3}, "since"),
+        ({"channels": ["values"], "since": "7"}, "since"),
+    ):
+        answer = await http.post(url, json=body)
+        assert answer.status_code == 422, body
+        assert words in answer.json()["detail"], (body, answer.json())
+    bad_header = await http.post(
+        url, json={"channels": ["values"]}, headers={"Last-Event-ID": "1-0"}
+    )
+    assert bad_header.status_code == 422 and "Last-Event-ID" in bad_header.json()["detail"]
+    missing = await http.post(
+        f"/threads/{uuid.uuid4()}/stream/events", json={"channels": ["values"]}
+    )
+    assert missing.status_code == 404 and "detail" in missing.json()
+    not_uuid = await http.post("/threads/nope/stream/events", json={"channels": ["values"]})
+    assert not_uuid.status_code == 422
+    # custom:<name> channels are accepted (events named so, none here).
+    frames = await sse_events(http, thread_id, {"channels": ["custom:progress", "lifecycle"]})
+    assert {f[0] for f in frames} == {"lifecycle"}
+
+
+async def test_http_interrupt_respond_with_update_and_the_state(http: httpx.AsyncClient) -> None:
+    thread_id = str(uuid.uuid4())
+    await start_run(http, thread_id, "interrupt", {"question": "Ship?"})
+    frames = await sse_events(http, thread_id, {"channels": ["input", "lifecycle"]})
+    asked = next(f[2] for f in frames if f[0] == "input.requested")
+    assert asked["params"]["data"]["payload"] == {"question": "Ship?"}
+    interrupt_id = asked["params"]["data"]["interrupt_id"]
+    wrong = await command(
+        http, thread_id, "input.respond", {"interrupt_id": "not-it", "namespace": [], "response": 1}
+    )
+    assert wrong["error"] == "no_such_interrupt"
+    answer = await command(
+        http,
+        thread_id,
+        "input.respond",
+        {
+            "interrupt_id": interrupt_id,
+            "namespace": [],
+            "response": "ship",
+            "update": {"question": "Ship now?"},
+        },
+    )
+    assert answer["type"] == "success" and answer["result"] == {}
+    last_seq = frames[-1][2]["seq"]
+    rest = await sse_events(http, thread_id, {"channels": ["lifecycle"], "since": last_seq})
+    assert [f[2]["params"]["data"]["event"] for f in rest] == ["running", "completed"]
+    state = await command(http, thread_id, "state.get", {"namespace": []})
+    assert state["result"]["values"] == {"question": "Ship now?", "answer": "ship"}
+    only = await command(http, thread_id, "state.get", {"namespace": [], "keys": ["answer"]})
+    assert only["result"]["values"] == {"answer": "ship"}
+    again = await command(
+        http, thread_id, "input.respond", {"interrupt_id": interrupt_id, "response": "twice"}
+    )
+    assert again["error"] == "no_such_interrupt"
+    checkpoints = await command(http, thread_id, "state.listCheckpoints", {"limit": 2})
+    assert len(checkpoints["result"]["checkpoints"]) == 2
+    tree = await command(http, thread_id, "agent.getTree", {})
+    assert tree["result"]["tree"] == {
+        "namespace": [],
+        "status": "completed",
+        "graph_name": "interrupt",
+    }
+
+
+async def test_run_cancel_ends_the_run_failed(http: httpx.AsyncClient) -> None:
+    thread_id = str(uuid.uuid4())
+    run_id = await start_run(http, thread_id, "slow", {"seconds": 60})
+    frames_task = asyncio.create_task(sse_events(http, thread_id, {"channels": ["lifecycle"]}))
+    other = await command(http, thread_id, "run.cancel", {"run_id": str(uuid.uuid4())})
+    assert other["error"] == "no_such_run"
+    cancelled = await command(http, thread_id, "run.cancel", {})
+    assert cancelled["type"] == "success" and cancelled["result"] == {"run_ids": [run_id]}
+    async with asyncio.timeout(HANG_GUARD):
+        frames = await frames_task
+    end = frames[-1][2]["params"]["data"]
+    assert end["event"] == "failed" and "interrupted" in end["error"]
+
+
+# --- the WebSocket, raw ------------------------------------------------------------------------
+
+
+async def test_websocket_commands_and_bad_frames(live_server: LiveServer) -> None:
+    thread_id = str(uuid.uuid4())
+    url = live_server.url.replace("http://", "ws://") + f"/threads/{thread_id}/stream/events"
+    async with websockets.connect(url) as ws:
+
+        async def ask(message: Any) -> dict[str, Any]:
+            await ws.send(message if isinstance(message, str) else json.dumps(message))
+            while True:
+                answer = json.loads(await ws.recv())
+                if answer["type"] != "event":
+                    return answer
+
+        assert (await ask("{not json"))["error"] == "invalid_argument"
+        assert (await ask({"method": "x"})) == {
+            "type": "error",
+            "id": None,
+            "error": "invalid_argument",
+            "message": "A protocol command must include a non-negative integer `id`.",
+        }
+        bad = await ask(
+            {"id": 1, "method": "subscription.subscribe", "params": {"channels": ["nope"]}}
+        )
+        assert bad["id"] == 1 and bad["error"] == "invalid_argument" and "nope" in bad["message"]
+        gone = await ask(
+            {"id": 2, "method": "subscription.unsubscribe", "params": {"subscription_id": "x"}}
+        )
+        assert gone["error"] == "no_such_subscription"
+        no_since = await ask(
+            {"id": 3, "method": "subscription.reconnect", "params": {"channels": ["values"]}}
+        )
+        assert no_since["error"] == "invalid_argument" and "since" in no_since["message"]
+        # The thread does not exist yet: subscribing works, run.start on the socket creates it.
+        sub = await ask(
+            {
+                "id": 4,
+                "method": "subscription.subscribe",
+                "params": {"channels": ["lifecycle", "custom"]},
+            }
+        )
+        assert sub["type"] == "success" and sub["result"]["replayed_events"] == 0
+        started = await ask(
+            {"id": 5, "method": "run.start", "params": {"assistant_id": "stream100", "input": {}}}
+        )
+        assert started["type"] == "success"
+        events: list[dict[str, Any]] = []
+        async with asyncio.timeout(HANG_GUARD):
+            while not events or not is_root_end(events[-1]):
+                message = json.loads(await ws.recv())
+                assert message["type"] == "event"
+                events.append(message)
+        assert len([e for e in events if e["method"] == "custom"]) == 100
+        # Two subscriptions matching the same event: it comes once. A reconnect replays after since.
+        middle = events[50]["seq"]
+        again = await ask(
+            {
+                "id": 6,
+                "method": "subscription.reconnect",
+                "params": {"channels": ["custom"], "since": middle},
+            }
+        )
+        assert again["type"] == "success"
+        assert again["result"]["replayed_events"] == len(
+            [e for e in events if e["method"] == "custom" and e["seq"] > middle]
+        )
+        tree = await ask({"id": 7, "method": "agent.getTree", "params": {}})
+        assert tree["result"]["tree"]["graph_name"] == "stream100"
+        assert tree["result"]["tree"]["status"] == "completed"
+        assert tree["meta"]["applied_through_seq"] == events[-1]["seq"]
+        done = await ask(
+            {
+                "id": 8,
+                "method": "subscription.unsubscribe",
+                "params": {"subscription_id": sub["result"]["subscription_id"]},
+            }
+        )
+        assert done == {
+            "type": "success",
+            "id": 8,
+            "result": {},
+            "meta": {"applied_through_seq": events[-1]["seq"]},
+        }
+
+
+async def test_websocket_bad_thread_id_closes_final(live_server: LiveServer) -> None:
+    url = live_server.url.replace("http://", "ws://") + "/threads/nope/stream/events"
+    async with websockets.connect(url) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4422
