@@ -233,3 +233,12 @@ async def test_rest_and_graphql_see_the_same_assistants(
     )
     aid = made["createAssistant"]["id"]
     assert (await client.assistants.get(aid))["name"] == "from-gql"
+
+
+async def test_info_and_ok_as_langgraph_clients_read_them(http: httpx.AsyncClient) -> None:
+    info = (await http.get("/info")).json()
+    assert {"version", "langgraph_py_version", "flags", "host"} <= set(info)
+    assert info["flags"]["assistants"] is True and info["flags"]["crons"] is True
+    assert info["host"]["kind"] == "self-hosted"
+    ok = await http.get("/ok")
+    assert ok.status_code == 200 and ok.json()["ok"] is True
