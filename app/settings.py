@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     )
     graphiql: bool = Field(default=True, validation_alias="LGQL_GRAPHIQL")
     db_pool_size: int = Field(default=10, validation_alias="LGQL_DB_POOL_SIZE")
+    pgbouncer: bool | None = Field(
+        default=None,
+        validation_alias="LGQL_PGBOUNCER",
+        description="`DATABASE_URI` names a PgBouncer in transaction mode: no named prepared "
+        "statements (unset: found out at start-up; docs/operations.md).",
+    )
+    migration_database_uri: str | None = Field(
+        default=None,
+        validation_alias="LGQL_MIGRATION_DATABASE_URI",
+        description="Postgres URL migrations use (`lgql migrate`, `lgql dev`): Postgres itself "
+        "when `DATABASE_URI` names a PgBouncer. Unset: `DATABASE_URI`.",
+    )
     n_jobs_per_worker: int = Field(default=10, validation_alias="N_JOBS_PER_WORKER")
     bg_job_timeout_secs: float = Field(
         default=86400,

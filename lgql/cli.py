@@ -248,15 +248,17 @@ def worker(config: Path | None, log_level: str | None, metrics_port: int | None)
 
 @main.command()
 def migrate() -> None:
-    """Upgrade the database at DATABASE_URI to the latest migration (idempotent)."""
+    """Upgrade the database at LGQL_MIGRATION_DATABASE_URI, else DATABASE_URI, to the latest
+    migration (idempotent)."""
     from app.db.migrate import upgrade
 
     settings = get_settings()
     _configure_logging(settings.log_level)
-    if not settings.database_uri:
-        _fail("`lgql migrate` needs DATABASE_URI")
-    assert settings.database_uri
-    before, after = asyncio.run(upgrade(settings.database_uri))
+    url = settings.migration_database_uri or settings.database_uri
+    if not url:
+        _fail("`lgql migrate` needs DATABASE_URI (or LGQL_MIGRATION_DATABASE_URI)")
+    assert url
+    before, after = asyncio.run(upgrade(url))
     if before == after:
         click.echo(f"database already at {after}")
     else:

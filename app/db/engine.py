@@ -2,6 +2,14 @@
 
 Both use asyncpg underneath; the checkpointer talks to asyncpg directly as its writes are the hot
 path of every run and need batching that the ORM would only slow down.
+
+Behind PgBouncer in transaction pooling mode (`LGQL_PGBOUNCER=1`, or detected: see
+`behind_pooler`), consecutive transactions of one client connection may run on different server
+connections, so nothing may outlive a transaction: no named prepared statement (asyncpg's
+statement cache and SQLAlchemy's prepare under their own names; unnamed statements, parsed again
+with each execution, are used instead) and no session state (lgql keeps none: advisory locks are
+transaction-scoped, no LISTEN, no SET without LOCAL, no temporary table). Directly on Postgres the
+named statements stay: each statement is parsed once per connection, not once per execution.
 """
 
 from __future__ import annotations
@@ -50,14 +58,55 @@ async def skip_session_reset(conn: asyncpg.Connection) -> None:
     """
 
 
+def engine_options(*, pgbouncer: bool) -> dict[str, object]:
+    """`create_async_engine` keyword arguments for a direct connection or a PgBouncer's."""
+    if not pgbouncer:
+        return {}
+    # asyncpg then prepares unnamed statements and parses them again with every Bind
+    # (asyncpg's own PgBouncer provision); SQLAlchemy's adapter keeps none of its own.
+    return {"connect_args": {"statement_cache_size": 0, "prepared_statement_cache_size": 0}}
+
+
+def pool_options(*, pgbouncer: bool) -> dict[str, object]:
+    """`asyncpg.create_pool`/`asyncpg.connect` keyword arguments, as `engine_options`."""
+    return {"statement_cache_size": 0} if pgbouncer else {}
+
+
+async def behind_pooler(url: str) -> bool:
+    """Whether `url` reaches Postgres through a connection pooler (PgBouncer and the like).
+
+    A pooler answers the start-up itself, with a process id and cancel key of its own: the
+    backend process id the client was told then differs from the one that runs its queries.
+    Directly on Postgres they are the same.
+    """
+    conn = await asyncpg.connect(asyncpg_url(url), statement_cache_size=0)
+    try:
+        told = conn.get_server_pid()
+        actual = await conn.fetchval("SELECT pg_backend_pid()")
+        return bool(told != actual)
+    finally:
+        await conn.close()
+
+
+async def uses_pgbouncer(url: str, setting: bool | None) -> bool:
+    """`LGQL_PGBOUNCER` when set, else whether `url` is found to go through a pooler."""
+    return setting if setting is not None else await behind_pooler(url)
+
+
 @dataclass
 class Database:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     pool: asyncpg.Pool
+    #: Connected through PgBouncer in transaction mode: no named prepared statements.
+    pgbouncer: bool = False
 
     @classmethod
-    async def connect(cls, url: str, *, pool_size: int = 10) -> Database:
+    async def connect(
+        cls, url: str, *, pool_size: int = 10, pgbouncer: bool | None = None
+    ) -> Database:
+        """`pgbouncer`: `LGQL_PGBOUNCER` (None: find out, `behind_pooler`)."""
+        pooled = await uses_pgbouncer(url, pgbouncer)
         engine = create_async_engine(
             sqlalchemy_url(url),
             pool_size=pool_size,
@@ -65,6 +114,7 @@ class Database:
             pool_pre_ping=False,
             json_serializer=_json_dumps,
             json_deserializer=orjson.loads,
+            **engine_options(pgbouncer=pooled),
         )
         # Only the checkpointer uses this pool, with its own encoding of JSON (no type codecs
         # here), and it leaves no session state behind: the reset round trip asyncpg makes on
@@ -74,10 +124,11 @@ class Database:
             min_size=1,
             max_size=pool_size,
             reset=skip_session_reset,
+            **pool_options(pgbouncer=pooled),
         )
         assert pool is not None
         sessions = async_sessionmaker(engine, expire_on_commit=False)
-        return cls(engine=engine, sessions=sessions, pool=pool)
+        return cls(engine=engine, sessions=sessions, pool=pool, pgbouncer=pooled)
 
     async def close(self) -> None:
         await self.pool.close()

@@ -1,4 +1,10 @@
-"""Alembic, driven from code: `lgql migrate`, the start-up check, and dev's self-migration."""
+"""Alembic, driven from code: `lgql migrate`, the start-up check, and dev's self-migration.
+
+Migrations should connect to Postgres directly (`LGQL_MIGRATION_DATABASE_URI` when `DATABASE_URI`
+names a PgBouncer), but they also work through PgBouncer in transaction mode: the whole upgrade is
+one transaction under a transaction-scoped advisory lock, on connections that prepare no named
+statement (the few statements here gain nothing from a statement cache).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db.engine import sqlalchemy_url
+from app.db.engine import engine_options, sqlalchemy_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # Any constant works; it only has to be the same in every process that migrates.
@@ -40,7 +46,7 @@ def _current(connection: Connection) -> str | None:
 
 
 async def current_revision(url: str) -> str | None:
-    engine = create_async_engine(sqlalchemy_url(url))
+    engine = create_async_engine(sqlalchemy_url(url), **engine_options(pgbouncer=True))
     try:
         async with engine.connect() as conn:
             return await conn.run_sync(_current)
@@ -50,27 +56,23 @@ async def current_revision(url: str) -> str | None:
 
 async def upgrade(url: str) -> tuple[str | None, str]:
     """Upgrade to head; safe to run from several processes at once. Returns (before, after)."""
-    engine = create_async_engine(sqlalchemy_url(url))
+    engine = create_async_engine(sqlalchemy_url(url), **engine_options(pgbouncer=True))
     try:
         async with engine.connect() as conn:
-            # Serialises concurrent `lgql migrate`/`lgql dev` start-ups on one database.
-            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-            try:
-                before = await conn.run_sync(_current)
+            # Serialises concurrent `lgql migrate`/`lgql dev` start-ups on one database: the lock
+            # is held until the upgrade's transaction commits (alembic runs in the transaction
+            # this statement begins), so it never outlives it, even behind PgBouncer.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            before = await conn.run_sync(_current)
 
-                def _upgrade(sync_conn: Connection) -> None:
-                    cfg = alembic_config()
-                    cfg.attributes["connection"] = sync_conn
-                    command.upgrade(cfg, "head")
+            def _upgrade(sync_conn: Connection) -> None:
+                cfg = alembic_config()
+                cfg.attributes["connection"] = sync_conn
+                command.upgrade(cfg, "head")
 
-                await conn.run_sync(_upgrade)
-                await conn.commit()
-                after = await conn.run_sync(_current)
-            finally:
-                await conn.execute(
-                    text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY}
-                )
-                await conn.commit()
+            await conn.run_sync(_upgrade)
+            after = await conn.run_sync(_current)
+            await conn.commit()
         assert after is not None
         return before, after
     finally:

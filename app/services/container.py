@@ -79,7 +79,8 @@ async def open_services(
     as they are (`lgql dev` imports them before it starts the engines).
     """
     if migrate:
-        before, after = await upgrade(database_uri)
+        # Postgres itself when DATABASE_URI names a PgBouncer (LGQL_MIGRATION_DATABASE_URI).
+        before, after = await upgrade(settings.migration_database_uri or database_uri)
         if before != after:
             log.info("database migrated from %s to %s", before or "(empty)", after)
     else:
@@ -92,7 +93,9 @@ async def open_services(
     )
     if graphs is None:
         graphs = await GraphRegistry.load(langgraph_config)
-    db = await Database.connect(database_uri, pool_size=settings.db_pool_size)
+    db = await Database.connect(
+        database_uri, pool_size=settings.db_pool_size, pgbouncer=settings.pgbouncer
+    )
     try:
         redis = await connect_queue(redis_uri, settings.redis_key_prefix)
     except BaseException:
