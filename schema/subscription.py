@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 
 from schema.context import Context, services
-from schema.types.run import RunInput, StreamMode, _value
+from schema.types.run import RunInput, StreamMode
 from schema.types.run_event import RunEvent
 
 Info = strawberry.Info[Context, Any]
@@ -37,7 +37,7 @@ class Subscription:
     ) -> AsyncGenerator[RunEvent, None]:
         request = input.to_request()
         if stream_mode:
-            request.stream_mode = [_value(m) for m in stream_mode]
+            request.stream_mode = [m.value for m in stream_mode]
         if stream_subgraphs is not None:
             request.stream_subgraphs = stream_subgraphs
         _, events = await services(info).run_streams.stream_new_run(request)

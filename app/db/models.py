@@ -7,6 +7,7 @@ Every table is created by Alembic (`migrations/`), never by `create_all`.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,35 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlmodel import Field, SQLModel
+
+
+class RunStatus(enum.StrEnum):
+    """A run's `status` (the state machine is `app.services.run_lifecycle`'s)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+
+
+#: A run that has not ended: its thread is busy.
+ACTIVE_RUN_STATUSES: tuple[str, ...] = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
+#: How a run may end.
+FINAL_RUN_STATUSES: tuple[str, ...] = tuple(
+    s.value for s in RunStatus if s.value not in ACTIVE_RUN_STATUSES
+)
+
+
+class ThreadStatus(enum.StrEnum):
+    """A thread's `status`, recomputed whenever its runs or state change (the rule is
+    `app.db.run_queue.refresh_thread`'s)."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
 
 
 def _ts(nullable: bool = False) -> Any:

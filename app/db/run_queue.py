@@ -26,9 +26,6 @@ import orjson
 
 from app.db.models import Run
 
-#: A run that has not reached a final status.
-ACTIVE_STATUSES = ("pending", "running")
-
 _RUN_COLUMNS = (
     "run_id, thread_id, assistant_id, status, metadata::text AS metadata, kwargs::text AS kwargs,"
     " multitask_strategy, attempt, lease_until, lapses, worker_id, available_at, cancel_action,"

@@ -13,9 +13,7 @@ from sqlalchemy import Select, exists, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.models import Run, Thread
-
-ACTIVE_RUN_STATUSES = ("pending", "running")
+from app.db.models import ACTIVE_RUN_STATUSES, Run, Thread
 
 
 async def get(

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from langchain_core.messages import BaseMessage, BaseMessageChunk, convert_to_messages
@@ -17,8 +18,39 @@ from langchain_core.messages.utils import message_chunk_to_message
 
 from app.runtime.serialization import to_jsonable
 
+
+class StreamMode(enum.StrEnum):
+    """What a run's stream carries, as a client asks for it."""
+
+    VALUES = "values"
+    UPDATES = "updates"
+    MESSAGES = "messages"
+    MESSAGES_TUPLE = "messages-tuple"
+    CUSTOM = "custom"
+    EVENTS = "events"
+    DEBUG = "debug"
+    TASKS = "tasks"
+    CHECKPOINTS = "checkpoints"
+
+    @classmethod
+    def of_event(cls, name: str) -> StreamMode | None:
+        """The mode of an event named `name` (without its `|namespace`); None for `metadata`,
+        `end`, `error` and the like, which belong to every stream."""
+        return _MODE_OF_EVENT.get(name)
+
+
 #: Stream modes LangGraph's `astream` produces; `events` and `messages-tuple` are ours to derive.
-NATIVE_MODES = ("values", "updates", "messages", "custom", "debug", "tasks", "checkpoints")
+NATIVE_MODES = frozenset(StreamMode) - {StreamMode.EVENTS, StreamMode.MESSAGES_TUPLE}
+
+#: The mode an event belongs to, by its name (before any `|namespace`): most are named after
+#: theirs; `messages-tuple` sends `messages`, and `messages` sends `messages/…`.
+_MODE_OF_EVENT: dict[str, StreamMode] = {
+    **{mode.value: mode for mode in StreamMode if mode is not StreamMode.MESSAGES_TUPLE},
+    "messages": StreamMode.MESSAGES_TUPLE,
+    "messages/partial": StreamMode.MESSAGES,
+    "messages/complete": StreamMode.MESSAGES,
+    "messages/metadata": StreamMode.MESSAGES,
+}
 
 
 def langgraph_modes(requested: list[str]) -> list[str]:

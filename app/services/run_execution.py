@@ -34,8 +34,6 @@ from app.observability.runs import attempt_ended
 from app.persistence.checkpointer import LostOwnership, PostgresCheckpointer
 from app.runtime.executor import RunSpec, current_state
 from app.runtime.graphs import GraphRegistry
-from app.runtime.serialization import to_jsonable
-from app.runtime.state import interrupts_by_task
 from app.services import run_lifecycle as lifecycle
 from app.services.common import new_id
 from app.services.run_lifecycle import Claimed, Ended, RunTx, ThreadState
@@ -56,14 +54,6 @@ _LAPSE_NOW = """
 UPDATE runs SET lease_until = now() - interval '1 millisecond'
  WHERE run_id = $1 AND attempt = $2 AND status = 'running'
 """
-
-
-def thread_state_of(snapshot: StateSnapshot) -> ThreadState:
-    return ThreadState(
-        values=to_jsonable(snapshot.values),
-        interrupts=interrupts_by_task(snapshot),
-        waiting=bool(snapshot.next),
-    )
 
 
 class RunExecution:
@@ -132,7 +122,7 @@ class RunExecution:
         """Record how the attempt ended (retried through database faults, see `_record_end`),
         then announce its webhook, close its stream with its outcome, and wake the thread's
         next run. An attempt that no longer holds the run only flushes its stream."""
-        state = thread_state_of(snapshot) if snapshot is not None else None
+        state = ThreadState.of_snapshot(snapshot) if snapshot is not None else None
         temporary = bool(run.kwargs.get("temporary"))
         output = RunOutput.of_snapshot(snapshot) if snapshot is not None else None
         tx, ended = await self._record_end(run, status, output, error, state)
@@ -217,7 +207,7 @@ class RunExecution:
             snapshot = await self.current_state(spec)
             async with self._db.pool.acquire() as conn:
                 await lifecycle.refresh_thread(
-                    RunTx(conn), run.thread_id, state=thread_state_of(snapshot)
+                    RunTx(conn), run.thread_id, state=ThreadState.of_snapshot(snapshot)
                 )
         await self.announce_stopped(run, deleted=True, wake_next=not temporary)
 

@@ -35,16 +35,31 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from langgraph.types import StateSnapshot
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import run_queue as db
 from app.db.engine import driver_connection
-from app.db.models import Run
+from app.db.models import ACTIVE_RUN_STATUSES, FINAL_RUN_STATUSES, Run, RunStatus, ThreadStatus
+from app.runtime.serialization import to_jsonable
+from app.runtime.state import interrupts_by_task
 from app.services.run_outcome import RunError, RunOutput
 from app.services.webhooks import record_run_end, recorded_in
 
-FINAL_STATUSES = ("success", "error", "timeout", "interrupted")
-ACTIVE_STATUSES = db.ACTIVE_STATUSES
+__all__ = [
+    "ACTIVE_STATUSES",
+    "FINAL_STATUSES",
+    "Claimed",
+    "Ended",
+    "RunStatus",
+    "RunTx",
+    "ThreadState",
+    "ThreadStatus",
+]
+
+# The run statuses' one definition is the table's (app.db.models); these are its names here.
+FINAL_STATUSES = FINAL_RUN_STATUSES
+ACTIVE_STATUSES = ACTIVE_RUN_STATUSES
 
 
 @dataclass
@@ -77,6 +92,14 @@ class ThreadState:
     values: dict[str, Any] | None
     interrupts: dict[str, Any]
     waiting: bool
+
+    @classmethod
+    def of_snapshot(cls, snapshot: StateSnapshot) -> ThreadState:
+        return cls(
+            values=to_jsonable(snapshot.values),
+            interrupts=interrupts_by_task(snapshot),
+            waiting=bool(snapshot.next),
+        )
 
 
 @dataclass(frozen=True)

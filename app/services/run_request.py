@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from app.errors import BadUserInput
 from app.runtime.run_options import RunOptions
+from app.runtime.stream_events import StreamMode
 from app.services.common import JsonValue, require_object
 
 
@@ -42,17 +43,8 @@ class Durability(enum.StrEnum):
     EXIT = "exit"
 
 
-STREAM_MODES = (
-    "values",
-    "updates",
-    "messages",
-    "messages-tuple",
-    "custom",
-    "events",
-    "debug",
-    "tasks",
-    "checkpoints",
-)
+#: The modes a run may ask for (`StreamMode`'s values).
+STREAM_MODES = frozenset(StreamMode)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, cast
 import asyncpg
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import EmptyInputError, InvalidUpdateError
-from langgraph.types import StateSnapshot, StateUpdate
+from langgraph.types import StateUpdate
 
 from app.auth.context import Authorization, is_visible, require_visible
 from app.auth.filters import AuthFilter
@@ -26,8 +26,8 @@ from app.pagination import Page, PageRequest, SortOrder
 from app.persistence.checkpointer import PostgresCheckpointer
 from app.runtime.commands import command_from_json
 from app.runtime.graphs import AccessContext, AnyPregel, GraphRegistry
-from app.runtime.serialization import to_jsonable
-from app.runtime.state import empty_state, interrupts_by_task, snapshot_to_dict
+from app.runtime.state import empty_state, snapshot_to_dict
+from app.services import run_lifecycle as lifecycle
 from app.services.common import (
     UNSET,
     IfExists,
@@ -40,6 +40,7 @@ from app.services.common import (
     utcnow,
 )
 from app.services.idempotency import IdempotencyKey, maybe_sweep
+from app.services.run_lifecycle import RunTx, ThreadState, ThreadStatus
 from app.services.thread_ttl import (
     NO_TTL_FIELDS,
     ThreadTTL,
@@ -54,7 +55,7 @@ __all__ = ["StateWrite", "ThreadFilter", "ThreadRecord", "ThreadService"]
 log = logging.getLogger("lgql.threads")
 
 
-THREAD_STATUSES = ("idle", "busy", "interrupted", "error")
+THREAD_STATUSES = frozenset(ThreadStatus)
 
 SORT_COLUMNS = {
     "created_at": ThreadRecord.created_at,
@@ -95,15 +96,6 @@ _PSEUDO_NODES = frozenset({"__input__", "__copy__", "__end__"})
 def _check_node(graph: AnyPregel, as_node: str | None) -> None:
     if as_node is not None and as_node not in graph.nodes and as_node not in _PSEUDO_NODES:
         raise BadUserInput(f"Node '{as_node}' does not exist in the graph", field="asNode")
-
-
-def derived_state(snapshot: StateSnapshot) -> dict[str, Any]:
-    """Status, values and interrupts a thread shows for its latest checkpoint."""
-    return {
-        "status": "interrupted" if snapshot.next else "idle",
-        "values": to_jsonable(snapshot.values),
-        "interrupts": interrupts_by_task(snapshot),
-    }
 
 
 class ThreadService:
@@ -587,9 +579,9 @@ class ThreadService:
                 ) as exc:
                     raise BadUserInput(f"Invalid state update: {exc}", field="values") from exc
                 snapshot = await graph.aget_state(next_config)
-            now = utcnow()
-            await db.update_fields(
-                session, tid, **derived_state(snapshot), updated_at=now, state_updated_at=now
+            # The thread's status by the run state machine's rule (no run is active here).
+            await lifecycle.refresh_thread(
+                await RunTx.of_session(session), tid, state=ThreadState.of_snapshot(snapshot)
             )
         return {"checkpoint": snapshot_to_dict(snapshot)["checkpoint"]}
 

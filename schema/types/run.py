@@ -8,26 +8,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
+from app.services.run_lifecycle import RunStatus
 from app.services.run_outcome import EndedRun
 from app.services.run_outcome import RunError as ServiceRunError
 from app.services.run_request import (
-    Durability as ServiceDurability,
+    Durability,
+    IfNotExists,
+    MultitaskStrategy,
+    OnCompletion,
+    OnDisconnect,
+    RunCommand,
+    RunRequest,
+    StreamMode,
+    public_kwargs,
 )
-from app.services.run_request import (
-    IfNotExists as ServiceIfNotExists,
-)
-from app.services.run_request import (
-    MultitaskStrategy as ServiceMultitaskStrategy,
-)
-from app.services.run_request import (
-    OnCompletion as ServiceOnCompletion,
-)
-from app.services.run_request import (
-    OnDisconnect as ServiceOnDisconnect,
-)
-from app.services.run_request import RunCommand, RunRequest, public_kwargs
 from app.services.runs import RunRecord
 from schema.context import Context
+from schema.enums import graphql_enum
 from schema.pagination import Connection
 from schema.scalars import JSON
 from schema.types.state import Interrupt
@@ -39,55 +36,50 @@ if TYPE_CHECKING:
 Info = strawberry.Info[Context, Any]
 
 
-@strawberry.enum(description="A run's status, as on LangGraph Server.")
-class RunStatus(enum.Enum):
-    PENDING = strawberry.enum_value("pending", description="Waiting to start (queued or delayed).")
-    RUNNING = strawberry.enum_value("running", description="A worker is executing it.")
-    SUCCESS = strawberry.enum_value(
-        "success", description="Finished; also when the graph stopped at an interrupt."
-    )
-    ERROR = strawberry.enum_value("error", description="The graph raised; see `error`.")
-    TIMEOUT = strawberry.enum_value("timeout", description="Ran longer than BG_JOB_TIMEOUT_SECS.")
-    INTERRUPTED = strawberry.enum_value(
-        "interrupted", description="Cancelled, or superseded by a double-text (INTERRUPT)."
-    )
-
-
-@strawberry.enum(description="What a new run does when its thread already has an active run.")
-class MultitaskStrategy(enum.Enum):
-    REJECT = strawberry.enum_value("reject", description="Refuse the new run (CONFLICT).")
-    ENQUEUE = strawberry.enum_value("enqueue", description="Run after the active ones (default).")
-    INTERRUPT = strawberry.enum_value(
-        "interrupt", description="Stop the active run, keeping its progress; then run."
-    )
-    ROLLBACK = strawberry.enum_value(
-        "rollback", description="Stop and delete the active run and its checkpoints; then run."
-    )
-
-
-@strawberry.enum(description="What to do when `threadId` names a thread that does not exist.")
-class IfNotExists(enum.Enum):
-    CREATE = "create"
-    REJECT = "reject"
-
-
-@strawberry.enum(description="What happens to a stateless run's temporary thread afterwards.")
-class OnCompletion(enum.Enum):
-    DELETE = "delete"
-    KEEP = "keep"
-
-
-@strawberry.enum(description="What happens to a streamed run when its client goes away.")
-class OnDisconnect(enum.Enum):
-    CANCEL = "cancel"
-    CONTINUE = "continue"
-
-
-@strawberry.enum(description="When checkpoints are saved (LangGraph durability).")
-class Durability(enum.Enum):
-    SYNC = strawberry.enum_value("sync", description="Before the next step starts.")
-    ASYNC = strawberry.enum_value("async", description="While the next step runs (default).")
-    EXIT = strawberry.enum_value("exit", description="Only when the run ends.")
+graphql_enum(
+    RunStatus,
+    description="A run's status, as on LangGraph Server.",
+    values={
+        "PENDING": "Waiting to start (queued or delayed).",
+        "RUNNING": "A worker is executing it.",
+        "SUCCESS": "Finished; also when the graph stopped at an interrupt.",
+        "ERROR": "The graph raised; see `error`.",
+        "TIMEOUT": "Ran longer than BG_JOB_TIMEOUT_SECS.",
+        "INTERRUPTED": "Cancelled, or superseded by a double-text (INTERRUPT).",
+    },
+)
+graphql_enum(
+    MultitaskStrategy,
+    description="What a new run does when its thread already has an active run.",
+    values={
+        "REJECT": "Refuse the new run (CONFLICT).",
+        "ENQUEUE": "Run after the active ones (default).",
+        "INTERRUPT": "Stop the active run, keeping its progress; then run.",
+        "ROLLBACK": "Stop and delete the active run and its checkpoints; then run.",
+    },
+)
+graphql_enum(
+    IfNotExists,
+    description="What to do when `threadId` names a thread that does not exist.",
+)
+graphql_enum(
+    OnCompletion,
+    description="What happens to a stateless run's temporary thread afterwards.",
+)
+graphql_enum(
+    OnDisconnect,
+    description="What happens to a streamed run when its client goes away.",
+)
+graphql_enum(
+    Durability,
+    description="When checkpoints are saved (LangGraph durability).",
+    values={
+        "SYNC": "Before the next step starts.",
+        "ASYNC": "While the next step runs (default).",
+        "EXIT": "Only when the run ends.",
+    },
+)
+graphql_enum(StreamMode, description="LangGraph stream modes.")
 
 
 @strawberry.enum(description="How to cancel a run.")
@@ -98,23 +90,6 @@ class CancelAction(enum.Enum):
     ROLLBACK = strawberry.enum_value(
         "rollback", description="Stop it and delete it with the checkpoints it wrote."
     )
-
-
-@strawberry.enum(description="LangGraph stream modes.")
-class StreamMode(enum.Enum):
-    VALUES = "values"
-    UPDATES = "updates"
-    MESSAGES = "messages"
-    MESSAGES_TUPLE = "messages-tuple"
-    CUSTOM = "custom"
-    EVENTS = "events"
-    DEBUG = "debug"
-    TASKS = "tasks"
-    CHECKPOINTS = "checkpoints"
-
-
-def _value(member: enum.Enum) -> str:
-    return str(member.name.lower().replace("_", "-"))
 
 
 @strawberry.type(description="Why a run failed: the exception's type and message.")
@@ -152,10 +127,10 @@ class Run:
             id=strawberry.ID(str(row.run_id)),
             thread_id=strawberry.ID(str(row.thread_id)),
             assistant_id=strawberry.ID(str(row.assistant_id)),
-            status=RunStatus[row.status.upper()],
+            status=RunStatus(row.status),
             attempt=row.attempt,
             metadata=row.metadata_,
-            multitask_strategy=MultitaskStrategy[row.multitask_strategy.upper()],
+            multitask_strategy=MultitaskStrategy(row.multitask_strategy),
             created_at=row.created_at,
             updated_at=row.updated_at,
             output=row.output,
@@ -170,10 +145,10 @@ class Run:
             id=strawberry.ID(str(run.run_id)),
             thread_id=strawberry.ID(str(run.thread_id)),
             assistant_id=strawberry.ID(str(run.assistant_id)),
-            status=RunStatus[run.status.upper()],
+            status=RunStatus(run.status),
             attempt=run.attempt,
             metadata=run.metadata,
-            multitask_strategy=MultitaskStrategy[run.multitask_strategy.upper()],
+            multitask_strategy=MultitaskStrategy(run.multitask_strategy),
             created_at=run.created_at,
             updated_at=run.updated_at,
             output=None if run.output is None else run.output.to_json(),
@@ -295,23 +270,19 @@ class RunInput:
             config=self.config,
             context=self.context,
             metadata=self.metadata,
-            stream_mode=[_value(m) for m in self.stream_mode] if self.stream_mode else ["values"],
+            stream_mode=[m.value for m in self.stream_mode] if self.stream_mode else ["values"],
             stream_subgraphs=self.stream_subgraphs,
             stream_resumable=self.stream_resumable,
             interrupt_before=self.interrupt_before,
             interrupt_after=self.interrupt_after,
             checkpoint_id=self.checkpoint_id,
             webhook=self.webhook,
-            multitask_strategy=ServiceMultitaskStrategy(_value(self.multitask_strategy)),
-            if_not_exists=ServiceIfNotExists(_value(self.if_not_exists))
-            if self.if_not_exists
-            else None,
-            on_completion=ServiceOnCompletion(_value(self.on_completion))
-            if self.on_completion
-            else None,
-            on_disconnect=ServiceOnDisconnect(_value(self.on_disconnect)),
+            multitask_strategy=self.multitask_strategy,
+            if_not_exists=self.if_not_exists,
+            on_completion=self.on_completion,
+            on_disconnect=self.on_disconnect,
             after_seconds=self.after_seconds,
-            durability=ServiceDurability(_value(self.durability)),
+            durability=self.durability,
             idempotency_key=self.idempotency_key,
         )
 

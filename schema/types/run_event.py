@@ -8,20 +8,6 @@ from app.services.run_streams import StreamEvent
 from schema.scalars import JSON
 from schema.types.run import StreamMode
 
-_MODE_OF_EVENT = {
-    "values": StreamMode.VALUES,
-    "updates": StreamMode.UPDATES,
-    "messages": StreamMode.MESSAGES_TUPLE,
-    "messages/partial": StreamMode.MESSAGES,
-    "messages/complete": StreamMode.MESSAGES,
-    "messages/metadata": StreamMode.MESSAGES,
-    "custom": StreamMode.CUSTOM,
-    "events": StreamMode.EVENTS,
-    "debug": StreamMode.DEBUG,
-    "tasks": StreamMode.TASKS,
-    "checkpoints": StreamMode.CHECKPOINTS,
-}
-
 
 @strawberry.type(
     description="An event of a run: `metadata` first (`{run_id, attempt}`), then one per stream "
@@ -47,7 +33,7 @@ class RunEvent:
             id=event.id,
             run_id=strawberry.ID(event.run_id),
             event=event.event,
-            mode=_MODE_OF_EVENT.get(base),
+            mode=StreamMode.of_event(base),
             namespace=namespace,
             data=event.data,
         )

@@ -9,9 +9,12 @@ from typing import Any
 import strawberry
 
 from app.services import thread_ttl
+from app.services.run_lifecycle import ThreadStatus
+from app.services.thread_ttl import ThreadTTLStrategy
 from app.services.threads import ThreadFilter as ServiceThreadFilter
 from app.services.threads import ThreadRecord
 from schema.context import Context, services
+from schema.enums import graphql_enum
 from schema.pagination import Connection, connection, page_request
 from schema.scalars import JSON
 from schema.types.common import IfExists
@@ -21,27 +24,24 @@ from schema.types.state import Checkpoint, Interrupt, ThreadState
 Info = strawberry.Info[Context, Any]
 
 
-@strawberry.enum(description="A thread's status, kept up to date by runs and state updates.")
-class ThreadStatus(enum.Enum):
-    IDLE = strawberry.enum_value(
-        "idle", description="No active run; the last run (if any) completed."
-    )
-    BUSY = strawberry.enum_value("busy", description="A run is pending or running.")
-    INTERRUPTED = strawberry.enum_value(
-        "interrupted",
-        description="The graph stopped at an interrupt or breakpoint; resume with a run.",
-    )
-    ERROR = strawberry.enum_value("error", description="The last run failed.")
-
-
-@strawberry.enum(description="What happens to a thread when its TTL runs out.")
-class ThreadTTLStrategy(enum.Enum):
-    DELETE = strawberry.enum_value(
-        "delete", description="Delete the thread with its runs, crons and checkpoints."
-    )
-    KEEP_LATEST = strawberry.enum_value(
-        "keep_latest", description="Keep the thread and its latest checkpoint; prune older ones."
-    )
+graphql_enum(
+    ThreadStatus,
+    description="A thread's status, kept up to date by runs and state updates.",
+    values={
+        "IDLE": "No active run; the last run (if any) completed.",
+        "BUSY": "A run is pending or running.",
+        "INTERRUPTED": "The graph stopped at an interrupt or breakpoint; resume with a run.",
+        "ERROR": "The last run failed.",
+    },
+)
+graphql_enum(
+    ThreadTTLStrategy,
+    description="What happens to a thread when its TTL runs out.",
+    values={
+        "DELETE": "Delete the thread with its runs, crons and checkpoints.",
+        "KEEP_LATEST": "Keep the thread and its latest checkpoint; prune older ones.",
+    },
+)
 
 
 @strawberry.type(description="A thread's time-to-live: it expires after this long untouched.")
@@ -102,7 +102,7 @@ class Thread:
         if ttl is None or expires_at is None:
             return None
         return ThreadTTL(
-            strategy=ThreadTTLStrategy(ttl.strategy.value),
+            strategy=ttl.strategy,
             minutes=ttl.minutes,
             expires_at=expires_at,
         )
