@@ -312,3 +312,32 @@ async def test_state_select(
     assert at == {"checkpoint": state["checkpoint"]}
     refused = await http.get(f"/threads/{tid}/state", params={"select": "nope"})
     assert refused.status_code == 422
+
+
+async def test_remote_graph_reads_and_writes_state(
+    live_server: LiveServer, client: LangGraphClient, gql_client: GraphQLClient
+) -> None:
+    from langgraph.pregel.remote import RemoteGraph
+
+    tid = (await client.threads.create())["thread_id"]
+    await run_on(gql_client, "echo", tid, hi("remote"))
+    remote = RemoteGraph("echo", client=client)
+    config = {"configurable": {"thread_id": tid}}
+    snapshot = await remote.aget_state(config)
+    assert [m["content"] for m in snapshot.values["messages"]] == ["remote", "remote"]
+    assert snapshot.next == ()
+    history = [s async for s in remote.aget_state_history(config, limit=5)]
+    assert history[0].config == snapshot.config
+    older = await remote.aget_state(history[1].config)
+    assert (
+        older.config["configurable"]["checkpoint_id"]
+        == (history[1].config["configurable"]["checkpoint_id"])
+    )
+    written = await remote.aupdate_state(
+        config, {"messages": [{"role": "ai", "content": "edited"}]}, as_node="echo"
+    )
+    after = await remote.aget_state(config)
+    assert (
+        after.config["configurable"]["checkpoint_id"] == (written["configurable"]["checkpoint_id"])
+    )
+    assert after.values["messages"][-1]["content"] == "edited"
