@@ -12,10 +12,18 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 import websockets
 from langgraph_sdk import get_client
 
-from tests.conftest import LiveServer
+from tests.conftest import (
+    ROOT,
+    EngineUrls,
+    LiveServer,
+    make_settings,
+    scratch_database,
+    start_server,
+)
 
 ALL = ["values", "updates", "messages", "tools", "lifecycle", "input", "tasks", "custom"]
 USER = {"messages": [{"role": "user", "content": "add 2 and 3"}]}
@@ -582,3 +590,71 @@ async def test_websocket_bad_thread_id_closes_final(live_server: LiveServer) -> 
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4422
+
+
+# --- auth: the langgraph.json handlers guard the protocol as every route -----------------------
+
+AUTH_CONFIG = ROOT / "tests" / "fixtures" / "auth" / "langgraph.json"
+ALICE = {"Authorization": "Bearer alice-token"}
+BOB = {"Authorization": "Bearer bob-token"}
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def auth_server(engines: EngineUrls, redis_prefix: str) -> AsyncIterator[LiveServer]:
+    from app.db.migrate import upgrade
+
+    async with scratch_database(engines.database_uri, prefix="lgql_protocol_auth") as url:
+        await upgrade(url)
+        server = await start_server(
+            make_settings(f"{redis_prefix}_protocol_auth", config=AUTH_CONFIG),
+            database_uri=url,
+            redis_uri=engines.redis_uri,
+        )
+        try:
+            yield server
+        finally:
+            await server.stop()
+
+
+async def test_two_users_and_no_credentials(auth_server: LiveServer) -> None:
+    thread_id = str(uuid.uuid4())
+    ws_url = auth_server.url.replace("http://", "ws://") + f"/threads/{thread_id}/stream/events"
+    async with (
+        httpx.AsyncClient(base_url=auth_server.url, headers=ALICE, timeout=HANG_GUARD) as alice,
+        httpx.AsyncClient(base_url=auth_server.url, headers=BOB, timeout=HANG_GUARD) as bob,
+        httpx.AsyncClient(base_url=auth_server.url, timeout=HANG_GUARD) as nobody,
+    ):
+        await start_run(alice, thread_id, "echo", {"messages": []})
+        frames = await sse_events(alice, thread_id, {"channels": ["lifecycle", "values"]})
+        assert frames[-1][2]["params"]["data"]["event"] == "completed"
+        # Bob sees no thread of Alice's, and cannot run on it.
+        seen = await bob.post(f"/threads/{thread_id}/stream/events", json={"channels": ["values"]})
+        assert seen.status_code == 404
+        taken = await command(bob, thread_id, "run.start", {"assistant_id": "echo", "input": {}})
+        assert taken["type"] == "error", taken
+        assert (await command(bob, thread_id, "state.get", {}))["error"] == "invalid_argument"
+        assert (await command(bob, thread_id, "run.cancel", {}))["type"] == "error"
+        # Alice's thread got no run from Bob.
+        again = await sse_events(alice, thread_id, {"channels": ["lifecycle"]})
+        assert [f[2]["params"]["data"]["event"] for f in again] == ["running", "completed"]
+        # Without credentials: 401, over HTTP and over the WebSocket (closed 4401, final).
+        refused = await nobody.post(
+            f"/threads/{thread_id}/commands", json={"id": 1, "method": "agent.getTree"}
+        )
+        assert refused.status_code == 401 and "detail" in refused.json()
+    async with websockets.connect(ws_url) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    # The SDK's WebSocket transport passes the stream's headers on the handshake.
+    client = get_client(url=auth_server.url, headers=ALICE)
+    async with client.threads.stream(
+        assistant_id="echo", transport="websocket", headers=ALICE
+    ) as thread:
+        started = await thread.run.start(input={"messages": []})
+        events = await collect(thread, ["lifecycle", "values"])
+    assert [e["params"]["data"]["event"] for e in events if e["method"] == "lifecycle"] == [
+        "running",
+        "completed",
+    ]
+    assert uuid.UUID(started["run_id"])
