@@ -51,6 +51,13 @@ def current_run() -> tuple[str, str, str] | None:
     return _run.get()
 
 
+def _plain_names(record: logging.LogRecord) -> bool:
+    # uvicorn logs its life ("Started server process") as `uvicorn.error`: no error at all.
+    if record.name == "uvicorn.error":
+        record.name = "uvicorn"
+    return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line, with the run's ids when a run is executing."""
 
@@ -81,6 +88,7 @@ def configure(level: str = "INFO", log_format: str = "text") -> None:
     if log_format not in FORMATS:
         raise ValueError(f"LGQL_LOG_FORMAT must be one of {', '.join(FORMATS)}, not {log_format!r}")
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_plain_names)
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     )
@@ -92,6 +100,8 @@ def configure(level: str = "INFO", log_format: str = "text") -> None:
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
     root.setLevel(numeric)
+    # Python's warnings too, as log lines (`py.warnings`), not bare text on stderr.
+    logging.captureWarnings(True)
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     # uvicorn's loggers keep their own level (the one `lgql` passes it) and reach the root
