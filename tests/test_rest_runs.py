@@ -17,7 +17,14 @@ from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
-from tests.conftest import LiveServer
+from tests.conftest import (
+    ROOT,
+    EngineUrls,
+    LiveServer,
+    make_settings,
+    scratch_database,
+    start_server,
+)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -358,3 +365,154 @@ async def test_interrupt_after_star_stops_after_the_first_node(client: LangGraph
         new_id(), "steps", input={"count": 0}, if_not_exists="create", interrupt_after="*"
     )
     assert stopped == {"count": 1}
+
+
+async def test_a_run_forked_from_an_earlier_checkpoint(client: LangGraphClient) -> None:
+    tid = new_id()
+    hi = {"messages": [{"role": "user", "content": "a"}]}
+    await client.runs.wait(tid, "echo", input=hi, if_not_exists="create")
+    await client.runs.wait(tid, "echo", input={"messages": [{"role": "user", "content": "b"}]})
+    history = await client.threads.get_history(tid, limit=20)
+    after_first = next(
+        s for s in history if len(s["values"].get("messages", [])) == 2 and not s["next"]
+    )
+    checkpoint_id = after_first["checkpoint"]["checkpoint_id"]
+    c = {"messages": [{"role": "user", "content": "c"}]}
+    forked = await client.runs.wait(tid, "echo", input=c, checkpoint_id=checkpoint_id)
+    assert [m["content"] for m in forked["messages"]] == ["a", "a", "c", "c"]
+    d = {"messages": [{"role": "user", "content": "d"}]}
+    again = await client.runs.wait(
+        tid, "echo", input=d, checkpoint={"checkpoint_id": checkpoint_id}
+    )
+    assert [m["content"] for m in again["messages"]] == ["a", "a", "d", "d"]
+    with pytest.raises(NotFoundError):
+        await client.runs.create(tid, "echo", input=d, checkpoint_id=new_id())
+
+
+async def test_context_and_config_reach_the_graph(client: LangGraphClient) -> None:
+    greeted = await client.runs.wait(
+        None, "ctx", input={}, context={"user_name": "Ada", "greeting": "Hi"}
+    )
+    assert greeted == {"greeting": "Hi, Ada!"}
+
+
+# --- clients that leave -------------------------------------------------------------------------
+
+
+async def test_a_wait_left_with_on_disconnect_cancel_cancels_the_run(
+    client: LangGraphClient, live_server: LiveServer
+) -> None:
+    tid = new_id()
+    # The client gives up long before the run ends: its connection closes.
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=1) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(
+                f"/threads/{tid}/runs/wait",
+                json={
+                    "assistant_id": "slow",
+                    "input": {"seconds": 60},
+                    "if_not_exists": "create",
+                    "on_disconnect": "cancel",
+                },
+            )
+    [run] = await client.runs.list(tid)
+    await wait_status(client, tid, run["run_id"], {"interrupted"})
+
+
+async def test_a_join_left_with_cancel_on_disconnect_cancels_the_run(
+    client: LangGraphClient, live_server: LiveServer
+) -> None:
+    tid = new_id()
+    run = await client.runs.create(tid, "slow", input={"seconds": 60}, if_not_exists="create")
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=1) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get(
+                f"/threads/{tid}/runs/{run['run_id']}/join",
+                params={"cancel_on_disconnect": "true"},
+            )
+    await wait_status(client, tid, run["run_id"], {"interrupted"})
+
+    streamed = await client.runs.create(tid, "slow", input={"seconds": 60})
+    async for _ in client.runs.join_stream(tid, streamed["run_id"], cancel_on_disconnect=True):
+        break  # one event, then the client leaves
+    await wait_status(client, tid, streamed["run_id"], {"interrupted"})
+
+
+async def test_a_join_left_without_cancel_leaves_the_run_going(
+    client: LangGraphClient, live_server: LiveServer
+) -> None:
+    tid = new_id()
+    run = await client.runs.create(tid, "slow", input={"seconds": 1}, if_not_exists="create")
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=0.2) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get(f"/threads/{tid}/runs/{run['run_id']}/join")
+    assert await client.runs.join(tid, run["run_id"]) == {"seconds": 1, "count": 1}
+
+
+# --- two users ----------------------------------------------------------------------------------
+
+AUTH_CONFIG = ROOT / "tests" / "fixtures" / "auth" / "langgraph.json"
+ALICE = {"Authorization": "Bearer alice-token"}
+BOB = {"Authorization": "Bearer bob-token"}
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def auth_server(engines: EngineUrls, redis_prefix: str) -> AsyncIterator[LiveServer]:
+    from app.db.migrate import upgrade
+
+    async with scratch_database(engines.database_uri, prefix="lgql_rest_runs_auth") as url:
+        await upgrade(url)
+        server = await start_server(
+            make_settings(f"{redis_prefix}_rest_runs_auth", config=AUTH_CONFIG),
+            database_uri=url,
+            redis_uri=engines.redis_uri,
+        )
+        try:
+            yield server
+        finally:
+            await server.stop()
+
+
+async def test_bob_can_neither_see_nor_touch_alices_runs(auth_server: LiveServer) -> None:
+    alice = get_client(url=auth_server.url, headers=ALICE, timeout=60)
+    bob = get_client(url=auth_server.url, headers=BOB, timeout=60)
+    try:
+        thread = await alice.threads.create()
+        tid = thread["thread_id"]
+        done = await alice.runs.create(tid, "echo", input={"messages": []})
+        await alice.runs.join(tid, done["run_id"])
+        busy = await alice.runs.create(tid, "slow", input={"seconds": 60})
+        rid = done["run_id"]
+
+        for call in (
+            bob.runs.get(tid, rid),
+            bob.runs.join(tid, rid),
+            bob.runs.list(tid),
+            bob.runs.delete(tid, rid),
+            bob.runs.cancel(tid, busy["run_id"]),
+            bob.runs.create(tid, "echo", input={"messages": []}),
+            bob.runs.wait(tid, "echo", input={"messages": []}),
+        ):
+            # join and wait reconnect on failure: their 404 comes as httpx's error.
+            with pytest.raises((NotFoundError, httpx.HTTPStatusError)) as refused:
+                await call
+            assert refused.value.response.status_code == 404
+        with pytest.raises(NotFoundError):
+            await anext(aiter(bob.runs.join_stream(tid, rid)))
+        with pytest.raises(NotFoundError):
+            await anext(aiter(await bob.threads.join_stream(tid)))
+        with pytest.raises(NotFoundError):
+            await bob.runs.cancel_many(thread_id=tid, run_ids=[busy["run_id"]])
+        await bob.runs.cancel_many(status="all")  # only Bob's runs: none
+        assert (await alice.runs.get(tid, busy["run_id"]))["status"] in ("pending", "running")
+
+        # Bob's own runs work.
+        hello = {"messages": [{"role": "user", "content": "hello"}]}
+        mine = await bob.runs.wait(None, "echo", input=hello)
+        assert [m["content"] for m in mine["messages"]] == ["hello", "hello"]
+        await alice.runs.cancel(tid, busy["run_id"], wait=True)
+        assert (await alice.runs.get(tid, busy["run_id"]))["status"] == "interrupted"
+        assert [r["run_id"] for r in await alice.runs.list(tid)][1] == rid
+    finally:
+        await alice.aclose()
+        await bob.aclose()
