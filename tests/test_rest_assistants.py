@@ -242,3 +242,10 @@ async def test_info_and_ok_as_langgraph_clients_read_them(http: httpx.AsyncClien
     assert info["host"]["kind"] == "self-hosted"
     ok = await http.get("/ok")
     assert ok.status_code == 200 and ok.json()["ok"] is True
+
+
+async def test_a_wrong_method_is_405_with_detail(http: httpx.AsyncClient) -> None:
+    response = await http.put("/assistants/search", json={})
+    assert response.status_code == 405
+    assert response.json() == {"detail": "Method Not Allowed"}
+    assert "POST" in response.headers["allow"]

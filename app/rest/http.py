@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from app.auth.handlers import User
 from app.auth.middleware import USER_SCOPE_KEY
@@ -212,6 +213,14 @@ class RestRoute(Route):
 
     def __init__(self, path: str, endpoint: Endpoint, *, methods: list[str]) -> None:
         super().__init__(path, answering_errors(endpoint), methods=methods)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            # Starlette's own answer is plain text; LangGraph's clients read `detail`.
+            allow = {"Allow": ", ".join(sorted(self.methods))}
+            await error_response(405, "Method Not Allowed", allow)(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 # --- lists -------------------------------------------------------------------------------------
