@@ -26,6 +26,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -302,23 +303,49 @@ class Timer:
 #: Sets gauges from what it reads (the queue's figures, the pools' sizes) right before a scrape.
 Sampler = Callable[[], Awaitable[None]]
 
-_samplers: list[Sampler] = []
+
+class ConnectionPool(Protocol):
+    """What is sampled of an asyncpg pool."""
+
+    def get_size(self) -> int: ...
+    def get_idle_size(self) -> int: ...
+    def get_max_size(self) -> int: ...
 
 
-def register_sampler(sampler: Sampler) -> Callable[[], None]:
-    """Run `sampler` before each scrape this process answers (and, in multiprocess mode, every
-    few seconds: `sample_forever`); returns its unregistration."""
-    _samplers.append(sampler)
+class QueueFigures(Protocol):
+    """What is sampled of the queue (`app.db.queue_stats.QueueStats`)."""
+
+    @property
+    def pending(self) -> int: ...
+    @property
+    def running(self) -> int: ...
+    @property
+    def oldest_pending_seconds(self) -> float | None: ...
+
+
+#: (sampler, whether it samples this process's own state): the queue is the same whichever
+#: process reads it, and is read only for a scrape; a process's pools are its own.
+_samplers: list[tuple[Sampler, bool]] = []
+
+
+def register_sampler(sampler: Sampler, *, own: bool) -> Callable[[], None]:
+    """Run `sampler` before each scrape this process answers; `own` (it samples this process's
+    own state): in multiprocess mode also every few seconds (`sample_forever`), as another
+    process may answer the scrapes. Returns its unregistration."""
+    entry = (sampler, own)
+    _samplers.append(entry)
 
     def unregister() -> None:
         with contextlib.suppress(ValueError):
-            _samplers.remove(sampler)
+            _samplers.remove(entry)
 
     return unregister
 
 
-async def sample() -> None:
-    for sampler in list(_samplers):
+async def sample(*, own_only: bool = False) -> None:
+    for sampler, own in list(_samplers):
+        if own_only and not own:
+            continue
         try:
             await sampler()
         except Exception as exc:  # a scrape during an outage still answers, with what it has
@@ -326,29 +353,63 @@ async def sample() -> None:
 
 
 async def sample_forever(interval: float = 5.0) -> None:
-    """In multiprocess mode another process may answer the scrape: keep this one's sampled
-    gauges fresh meanwhile. Does nothing otherwise (a scrape samples this process itself)."""
-    if not MULTIPROCESS:
-        return
+    """In multiprocess mode, keep this process's own gauges (its pools) fresh for the scrapes
+    another process answers."""
     while True:
-        await sample()
+        await sample(own_only=True)
         await asyncio.sleep(interval)
 
 
-def set_pool_gauges(
-    *, db_size: int, db_idle: int, db_max: int, redis_in_use: int, redis_idle: int
-) -> None:
-    DB_POOL_CONNECTIONS.labels("in_use").set(db_size - db_idle)
-    DB_POOL_CONNECTIONS.labels("idle").set(db_idle)
-    DB_POOL_MAX.set(db_max)
-    REDIS_CONNECTIONS.labels("in_use").set(redis_in_use)
-    REDIS_CONNECTIONS.labels("idle").set(redis_idle)
+def pool_sampler(db_pool: ConnectionPool, redis: object) -> Sampler:
+    """Samples an asyncpg pool and a redis-py client's connection pool (redis-py keeps its
+    counts in private attributes: read defensively)."""
+
+    async def sampler() -> None:
+        redis_pool = getattr(redis, "connection_pool", None)
+        size, idle = db_pool.get_size(), db_pool.get_idle_size()
+        DB_POOL_CONNECTIONS.labels("in_use").set(size - idle)
+        DB_POOL_CONNECTIONS.labels("idle").set(idle)
+        DB_POOL_MAX.set(db_pool.get_max_size())
+        REDIS_CONNECTIONS.labels("in_use").set(len(getattr(redis_pool, "_in_use_connections", ())))
+        REDIS_CONNECTIONS.labels("idle").set(len(getattr(redis_pool, "_available_connections", ())))
+
+    return sampler
 
 
-def set_queue_gauges(*, pending: int, running: int, oldest_pending_seconds: float | None) -> None:
-    RUNS_PENDING.set(pending)
-    RUNS_RUNNING.set(running)
-    OLDEST_PENDING_AGE.set(oldest_pending_seconds or 0.0)
+def queue_sampler(read_queue: Callable[[], Awaitable[QueueFigures]]) -> Sampler:
+    """Samples the queue's figures from `read_queue`: a service that reads Postgres at most every
+    few seconds (`SystemService.queue`)."""
+
+    async def sampler() -> None:
+        stats = await read_queue()
+        RUNS_PENDING.set(stats.pending)
+        RUNS_RUNNING.set(stats.running)
+        OLDEST_PENDING_AGE.set(stats.oldest_pending_seconds or 0.0)
+
+    return sampler
+
+
+def watch(
+    db_pool: ConnectionPool,
+    redis: object,
+    read_queue: Callable[[], Awaitable[QueueFigures]] | None,
+) -> Callable[[], None]:
+    """Sample a process's pools (and, given `read_queue`, the queue) for the scrapes it answers;
+    returns the function that stops it. Call it on the event loop."""
+    undo = [register_sampler(pool_sampler(db_pool, redis), own=True)]
+    if read_queue is not None:
+        undo.append(register_sampler(queue_sampler(read_queue), own=False))
+    task = (
+        asyncio.create_task(sample_forever(), name="lgql-metrics-sampler") if MULTIPROCESS else None
+    )
+
+    def stop() -> None:
+        for step in undo:
+            step()
+        if task is not None:
+            task.cancel()
+
+    return stop
 
 
 async def exposition() -> bytes:
@@ -367,56 +428,3 @@ def process_exiting() -> None:
     if MULTIPROCESS:
         with contextlib.suppress(OSError):
             multiprocess.mark_process_dead(os.getpid())
-
-
-def pool_sampler(db_pool: object, redis: object) -> Sampler:
-    """Samples an asyncpg pool and a redis-py client's connection pool."""
-
-    async def sampler() -> None:
-        redis_pool = getattr(redis, "connection_pool", None)
-        set_pool_gauges(
-            db_size=db_pool.get_size(),  # type: ignore[attr-defined]
-            db_idle=db_pool.get_idle_size(),  # type: ignore[attr-defined]
-            db_max=db_pool.get_max_size(),  # type: ignore[attr-defined]
-            redis_in_use=len(getattr(redis_pool, "_in_use_connections", ())),
-            redis_idle=len(getattr(redis_pool, "_available_connections", ())),
-        )
-
-    return sampler
-
-
-def queue_sampler(read_queue: Callable[[], Awaitable[object]]) -> Sampler:
-    """Samples the queue's figures from `read_queue` (a service that reads Postgres at most
-    every few seconds, and returns `pending`, `running` and `oldest_pending_seconds`)."""
-
-    async def sampler() -> None:
-        stats = await read_queue()
-        set_queue_gauges(
-            pending=stats.pending,  # type: ignore[attr-defined]
-            running=stats.running,  # type: ignore[attr-defined]
-            oldest_pending_seconds=stats.oldest_pending_seconds,  # type: ignore[attr-defined]
-        )
-
-    return sampler
-
-
-def watch(
-    db_pool: object, redis: object, read_queue: Callable[[], Awaitable[object]] | None
-) -> Callable[[], None]:
-    """Sample a process's pools (and, given `read_queue`, the queue) for its scrapes, and in
-    multiprocess mode every few seconds too; returns the function that stops it."""
-    samplers = [pool_sampler(db_pool, redis)]
-    if read_queue is not None:
-        samplers.append(queue_sampler(read_queue))
-    unregister = [register_sampler(s) for s in samplers]
-    task = (
-        asyncio.create_task(sample_forever(), name="lgql-metrics-sampler") if MULTIPROCESS else None
-    )
-
-    def stop() -> None:
-        for undo in unregister:
-            undo()
-        if task is not None:
-            task.cancel()
-
-    return stop
