@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +18,8 @@ import pytest_asyncio
 import websockets
 from langgraph_sdk import get_client
 
+from tests.clients.node_client import node_executable
+from tests.conformance.audit import ensure_node_modules
 from tests.conftest import (
     ROOT,
     EngineUrls,
@@ -658,3 +662,45 @@ async def test_two_users_and_no_credentials(auth_server: LiveServer) -> None:
         "completed",
     ]
     assert uuid.UUID(started["run_id"])
+
+
+# --- the JS SDK's thread streams (Node) --------------------------------------------------------
+
+JS_SCRIPT = Path(__file__).resolve().parent / "clients" / "protocol_v2.mjs"
+
+
+async def test_js_sdk_thread_streams_over_sse_and_websocket(live_server: LiveServer) -> None:
+    node = node_executable()
+    await asyncio.to_thread(ensure_node_modules)
+    proc = await asyncio.create_subprocess_exec(
+        node,
+        str(JS_SCRIPT),
+        live_server.url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 4 * HANG_GUARD)
+    except (TimeoutError, asyncio.CancelledError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode == 0, stderr.decode()
+    seen = json.loads(stdout)
+    for transport in ("sse", "websocket"):
+        agent = seen[transport]["agent"]
+        events = agent["events"]
+        assert events[0]["params"]["data"] == {"event": "running", "graph_name": "tool_agent"}
+        assert events[-1]["params"]["data"]["event"] == "completed"
+        assert texts(events) == "The sum is 5", transport
+        tools = [e["params"]["data"]["event"] for e in events if e["method"] == "tools"]
+        assert tools == ["tool-started", "tool-finished"]
+        custom = [e["params"]["data"]["payload"] for e in events if e["method"] == "custom"]
+        assert custom == [{"step": "plan"}, {"step": "answer"}]
+        interrupt = seen[transport]["interrupt"]
+        [pending] = interrupt["interrupts"]
+        assert pending["payload"] == {"question": "Ship it?"} and pending["namespace"] == []
+        assert interrupt["first"][-1]["params"]["data"]["event"] == "interrupted"
+        assert interrupt["second"][-1]["params"]["data"]["event"] == "completed"
+        assert interrupt["state"]["values"] == {"question": "Ship it?", "answer": "yes"}

@@ -1,0 +1,118 @@
+// Drives lgql's Protocol v2 event streaming with the JS SDK's thread streams
+// (`client.threads.stream(...)` of `@langchain/langgraph-sdk`, pinned in tests/conformance) over
+// SSE and over the WebSocket, and prints one JSON object on stdout with what each saw; the pytest
+// side (tests/test_rest_protocol_v2.py) asserts on it.
+//
+//   node protocol_v2.mjs <api-url>
+//
+// Calls, for each transport (`sse`, `websocket`):
+//   agent      run.start on `tool_agent`, a subscription to every channel until the root's
+//              end; the `messages` projection's text of each message
+//   interrupt  run.start on `interrupt`, wait for `interrupted`, input.respond, wait for the end,
+//              then `thread.state.get`
+// Exit codes: 0 done, 1 a call failed (its error on stderr).
+
+import { createRequire } from 'node:module';
+
+const require = createRequire(new URL('../conformance/package.json', import.meta.url));
+const { Client } = require('@langchain/langgraph-sdk');
+const WebSocket = require('ws');
+
+const apiUrl = process.argv[2];
+if (!apiUrl) {
+  process.stderr.write('usage: node protocol_v2.mjs <api-url>\n');
+  process.exit(2);
+}
+
+const client = new Client({ apiUrl });
+
+function open(assistantId, transport) {
+  return client.threads.stream({
+    assistantId,
+    transport,
+    webSocketFactory: (url) => new WebSocket(url),
+  });
+}
+
+function rootEnd(event) {
+  return (
+    event.method === 'lifecycle' &&
+    event.params.namespace.length === 0 &&
+    ['completed', 'failed', 'interrupted'].includes(event.params.data.event)
+  );
+}
+
+async function until(subscription, done) {
+  const events = [];
+  for await (const event of subscription) {
+    events.push(event);
+    if (done(event)) break;
+  }
+  return events;
+}
+
+async function agentCall(transport) {
+  const thread = open('tool_agent', transport);
+  try {
+    const started = await thread.run.start({
+      input: { messages: [{ role: 'user', content: 'add 2 and 3' }] },
+    });
+    const subscription = await thread.subscribe([
+      'lifecycle',
+      'values',
+      'updates',
+      'messages',
+      'tools',
+      'custom',
+    ]);
+    const events = await until(subscription, rootEnd);
+    return { runId: started.run_id, events };
+  } finally {
+    await thread.close();
+  }
+}
+
+async function interruptCall(transport) {
+  const thread = open('interrupt', transport);
+  try {
+    await thread.run.start({ input: { question: 'Ship it?' } });
+    const subscription = await thread.subscribe(['lifecycle', 'input']);
+    const first = await until(subscription, rootEnd);
+    const interrupts = thread.interrupts.map((i) => ({ ...i }));
+    const [pending] = interrupts;
+    await thread.input.respond({
+      interrupt_id: pending.interruptId,
+      namespace: pending.namespace,
+      response: 'yes',
+    });
+    const after = await thread.subscribe(['lifecycle']);
+    const second = await until(
+      after,
+      (e) => rootEnd(e) && e.params.data.event === 'completed',
+    );
+    // The state module (state.get) reads the thread's values once the resumed run is done.
+    const state = await thread.state.get({ namespace: [] });
+    return { interrupts, first, second, state };
+  } finally {
+    await thread.close();
+  }
+}
+
+async function main() {
+  const out = {};
+  for (const transport of ['sse', 'websocket']) {
+    out[transport] = {
+      agent: await agentCall(transport),
+      interrupt: await interruptCall(transport),
+    };
+  }
+  process.stdout.write(JSON.stringify(out));
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`${err?.stack ?? err}\n`);
+    process.exit(1);
+  },
+);
