@@ -16,7 +16,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import websockets
-from langgraph_sdk import get_client
+from langgraph_sdk import get_client, get_sync_client
 
 from tests.clients.node_client import node_executable
 from tests.conformance.audit import ensure_node_modules
@@ -704,3 +704,15 @@ async def test_js_sdk_thread_streams_over_sse_and_websocket(live_server: LiveSer
         assert interrupt["first"][-1]["params"]["data"]["event"] == "interrupted"
         assert interrupt["second"][-1]["params"]["data"]["event"] == "completed"
         assert interrupt["state"]["values"] == {"question": "Ship it?", "answer": "yes"}
+
+
+async def test_sync_sdk_thread_stream(live_server: LiveServer) -> None:
+    def run() -> list[dict[str, Any]]:
+        client = get_sync_client(url=live_server.url)
+        with client.threads.stream(assistant_id="chat_model") as thread:
+            thread.run.start(input={"messages": [{"role": "user", "content": "hi"}]})
+            return list(thread.subscribe(["messages", "lifecycle"]))
+
+    events = await asyncio.wait_for(asyncio.to_thread(run), HANG_GUARD)
+    assert texts(events) == "Hello there, how are you today?"
+    assert events[-1]["params"]["data"]["event"] == "completed"

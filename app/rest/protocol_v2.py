@@ -157,7 +157,16 @@ async def protocol_events(
                 continue
             graph_name = await names.of(event.run_id) if event.event == "metadata" else None
             source = Source(event.id, event.run_id, event.event, event.data)
-            for item in converter.convert(source, graph_name=graph_name):
+            try:
+                made = converter.convert(source, graph_name=graph_name)
+            except Exception:
+                # A payload the conversion cannot read (a graph's own odd values): that event
+                # is skipped, the stream goes on (the same on every connection: numbers agree).
+                log.warning(
+                    "could not convert event %s of thread %s", event.id, thread_id, exc_info=True
+                )
+                continue
+            for item in made:
                 yield item
     finally:
         await events.aclose()  # type: ignore[attr-defined]
