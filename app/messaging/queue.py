@@ -15,9 +15,10 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis, create_pool
 
 from app.messaging.notices import close_notices, escape_pattern, notices_for
+from app.messaging.redis_client import redis_settings
 
 log = logging.getLogger("lgql.broker")
 
@@ -34,16 +35,9 @@ EXECUTE_RUN = "execute_run"
 SEND_WEBHOOK = "send_webhook"
 
 
-def redis_settings(url: str) -> RedisSettings:
-    # Retries keep a worker alive through a Redis restart (arq#386, #435).
-    settings = RedisSettings.from_dsn(url)
-    settings.retry_on_timeout = True
-    settings.conn_retries = 10
-    return settings
-
-
 async def connect_queue(url: str, prefix: str) -> ArqRedis:
-    """A Redis client that can also enqueue arq jobs (one client for all of lgql's Redis use)."""
+    """A Redis client that can also enqueue arq jobs (one client for all of lgql's Redis use), on a
+    Redis server or a Sentinel service (`app.messaging.redis_client`)."""
     return await create_pool(redis_settings(url), default_queue_name=f"{prefix}:queue")
 
 
