@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -9,7 +10,15 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from tests.conftest import GraphQLClient, LiveServer
+from tests.conftest import (
+    ROOT,
+    EngineUrls,
+    GraphQLClient,
+    LiveServer,
+    make_settings,
+    scratch_database,
+    start_server,
+)
 
 
 @pytest.fixture
@@ -109,3 +118,40 @@ async def test_rest_and_graphql_share_the_store(
         {"ns": ["x", unique]},
     )
     assert got["storeItem"] == {"value": {"from": "rest"}}
+
+
+REST_OFF = ROOT / "tests" / "fixtures" / "rest_off" / "langgraph.json"
+
+
+async def test_route_groups_turned_off(engines: EngineUrls, redis_prefix: str) -> None:
+    """langgraph.json `http.disable_assistants|store|runs` remove those routes (404), as on
+    LangGraph Server; threads and GraphQL stay."""
+    from app.db.migrate import upgrade
+
+    async with scratch_database(engines.database_uri, prefix="lgql_rest_off") as url:
+        await upgrade(url)
+        server = await start_server(
+            make_settings(f"{redis_prefix}_rest_off", config=REST_OFF),
+            database_uri=url,
+            redis_uri=engines.redis_uri,
+        )
+        try:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                for method, path in (
+                    ("GET", "/assistants/echo"),
+                    ("POST", "/assistants/search"),
+                    ("PUT", "/store/items"),
+                    ("POST", "/store/namespaces"),
+                    ("POST", "/runs/crons/search"),
+                    ("POST", f"/threads/{uuid.uuid4()}/runs/crons"),
+                ):
+                    off = await http.request(method, path, json={})
+                    assert off.status_code == 404, path
+                    assert off.json() == {"detail": "Not Found"}
+                made = await http.post("/threads", json={})
+                assert made.status_code == 200
+                query = '{ assistant(id: "echo") { id } }'
+                graphql = await http.post("/graphql", json={"query": query})
+                assert graphql.json()["data"]["assistant"]["id"]
+        finally:
+            await server.stop()

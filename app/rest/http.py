@@ -27,6 +27,8 @@ and list the module in `app/rest/__init__.py` (`MODULES`).
   its user (`acting_as`) around the whole response, so every service call in the route (and in a
   streamed body) runs the `langgraph.json` handlers for the same `(resource, action)` pairs as
   GraphQL. `current_user(request)` gives the user when a route must see it.
+- langgraph.json's `http.disable_assistants|threads|runs|store|event_streaming` turn routes off
+  (404) by their path (`off_switches`), as LangGraph Server groups them.
 - A streaming route (SSE) returns its `StreamingResponse` from the endpoint: errors raised
   before it is returned are answered as above; once streaming, the route reports its own.
 - Answers go out through `json_response` (orjson, as GraphQL and the stores encode: datetimes as
@@ -208,14 +210,37 @@ def answering_errors(endpoint: Endpoint) -> Endpoint:
     return guarded
 
 
+def off_switches(path: str) -> tuple[str, ...]:
+    """The langgraph.json `http.disable_*` switches that turn a route off, as LangGraph Server
+    groups its routes: runs and crons under `disable_runs`; Protocol v2 event streaming under
+    `disable_runs` (it starts runs) and `disable_event_streaming`; the rest by resource."""
+    if path.startswith(("/runs", "/threads/{thread_id}/runs")):
+        return ("disable_runs",)
+    if path.endswith(("/stream/events", "/commands")):
+        return ("disable_runs", "disable_event_streaming")
+    for group in ("assistants", "threads", "store"):
+        if path.startswith(f"/{group}"):
+            return (f"disable_{group}",)
+    return ()
+
+
 class RestRoute(Route):
-    """A Starlette route whose endpoint's errors are answered as LangGraph Server answers them."""
+    """A Starlette route whose endpoint's errors are answered as LangGraph Server answers them,
+    and which answers 404 while langgraph.json's `http.disable_*` turns its group off."""
 
     def __init__(self, path: str, endpoint: Endpoint, *, methods: list[str]) -> None:
         super().__init__(path, answering_errors(endpoint), methods=methods)
+        self.off_switches = off_switches(path)
+
+    def _switched_off(self, scope: Scope) -> bool:
+        services: Services | None = getattr(scope["app"].state, "services", None)
+        http = (services.langgraph_config.http if services else None) or {}
+        return any(http.get(switch) for switch in self.off_switches)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.methods and scope["method"] not in self.methods:
+        if self.off_switches and self._switched_off(scope):
+            await error_response(404, "Not Found")(scope, receive, send)
+        elif self.methods and scope["method"] not in self.methods:
             # Starlette's own answer is plain text; LangGraph's clients read `detail`.
             allow = {"Allow": ", ".join(sorted(self.methods))}
             await error_response(405, "Method Not Allowed", allow)(scope, receive, send)
