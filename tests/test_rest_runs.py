@@ -5,8 +5,10 @@ join, cancel (one, many), every run-create option, and the errors LangGraph Serv
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -516,3 +518,66 @@ async def test_bob_can_neither_see_nor_touch_alices_runs(auth_server: LiveServer
     finally:
         await alice.aclose()
         await bob.aclose()
+
+
+# --- headers into the run's config ---------------------------------------------------------------
+
+
+async def test_headers_named_in_langgraph_json_reach_the_runs_config(
+    engines: EngineUrls, redis_prefix: str, tmp_path: Path
+) -> None:
+    from app.db.migrate import upgrade
+
+    graphs = ROOT / "tests" / "fixtures" / "graphs"
+    config = tmp_path / "langgraph.json"
+    config.write_text(
+        json.dumps(
+            {
+                "dependencies": [str(graphs)],
+                "graphs": {"factory": f"{graphs}/agents/factory.py:make_graph"},
+                "http": {
+                    "configurable_headers": {"includes": ["prefix", "x-*"], "excludes": ["x-no-*"]}
+                },
+            }
+        )
+    )
+    async with scratch_database(engines.database_uri, prefix="lgql_rest_headers") as url:
+        await upgrade(url)
+        server = await start_server(
+            make_settings(f"{redis_prefix}_rest_headers", config=config),
+            database_uri=url,
+            redis_uri=engines.redis_uri,
+        )
+        sdk = get_client(
+            url=server.url,
+            headers={
+                "prefix": "hey:",  # the factory graph builds its reply from configurable.prefix
+                "x-team": "blue",
+                "x-no-thanks": "hidden",
+                "x-service-key": "secret",
+                "x-request-id": "req-1",
+            },
+        )
+        try:
+            created: list[Any] = []
+            answer = await sdk.runs.wait(
+                None,
+                "factory",
+                input={"value": "v"},
+                on_completion="keep",
+                on_run_created=created.append,
+            )
+            assert answer == {"value": "v", "reply": "hey:v"}
+            run = await sdk.runs.get(created[0]["thread_id"], created[0]["run_id"])
+            configurable = run["kwargs"]["config"]["configurable"]
+            assert configurable["x-team"] == "blue"
+            assert configurable["langgraph_request_id"] == "req-1"
+            assert "x-no-thanks" not in configurable and "x-service-key" not in configurable
+            # A key of the request's own config wins over a header.
+            own = await sdk.runs.wait(
+                None, "factory", input={"value": "v"}, config={"configurable": {"prefix": "own:"}}
+            )
+            assert own["reply"] == "own:v"
+        finally:
+            await sdk.aclose()
+            await server.stop()

@@ -39,6 +39,7 @@ from app.rest.run_bodies import (
     RunCreateStateful,
     RunCreateStateless,
     RunsCancel,
+    configurable_headers,
     run_json,
     run_path,
     run_request,
@@ -54,11 +55,17 @@ from app.rest.sse import (
     thread_frames,
 )
 from app.services.container import Services
-from app.services.run_request import OnDisconnect
+from app.services.run_request import OnDisconnect, RunRequest
 from app.services.run_streams import StreamEvent, check_cursor
 from app.services.runs import RunRecord
 
 # --- create -------------------------------------------------------------------------------------
+
+
+def _request(request: Request, data: RunCreate, thread_id: str | None) -> RunRequest:
+    http_config = services(request).langgraph_config.http
+    headers = configurable_headers(request.headers, http_config)
+    return run_request(data, thread_id=thread_id, headers=headers)
 
 
 def _thread_id(request: Request) -> str:
@@ -67,27 +74,27 @@ def _thread_id(request: Request) -> str:
 
 async def create_run(request: Request) -> Response:
     data = await body(request, RunCreateStateful)
-    run = await services(request).runs.create(run_request(data, thread_id=_thread_id(request)))
+    run = await services(request).runs.create(_request(request, data, _thread_id(request)))
     return json_response(run_json(run), headers={"Content-Location": run_path(run)})
 
 
 async def create_stateless_run(request: Request) -> Response:
     data = await body(request, RunCreateStateless)
-    run = await services(request).runs.create(run_request(data, thread_id=None))
+    run = await services(request).runs.create(_request(request, data, None))
     return json_response(run_json(run), headers={"Content-Location": stateless_run_path(run)})
 
 
 async def create_run_batch(request: Request) -> Response:
     data = await body(request, RunBatchCreate)
     runs = await services(request).runs.create_many(
-        [run_request(item, thread_id=None) for item in data.root]
+        [_request(request, item, None) for item in data.root]
     )
     return json_response([run_json(r) for r in runs])
 
 
 async def _stream(request: Request, data: RunCreate, thread_id: str | None) -> Response:
     svc = services(request)
-    run, events = await svc.run_streams.stream_new_run(run_request(data, thread_id=thread_id))
+    run, events = await svc.run_streams.stream_new_run(_request(request, data, thread_id))
     # A stateless run's stream is joined on its (temporary) thread, while it exists.
     path = run_path(run)
     return EventSourceResponse(
@@ -106,7 +113,7 @@ async def stream_stateless_run(request: Request) -> Response:
 
 async def _wait(request: Request, data: RunCreate, thread_id: str | None) -> Response:
     svc = services(request)
-    run = await svc.runs.create(run_request(data, thread_id=thread_id))
+    run = await svc.runs.create(_request(request, data, thread_id))
     return wait_answer(
         request,
         svc,

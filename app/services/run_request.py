@@ -82,11 +82,16 @@ class RunRequest:
     # Not an option of the run: names the request, so a retry finds the run the first one made
     # (`app.services.idempotency`).
     idempotency_key: str | None = None
+    # Request headers the run's config carries (LangGraph's `http.configurable_headers`: `x-*`,
+    # `user-agent`), set by an HTTP transport; stored under `config.configurable`, below the
+    # request's own keys. Not checked against `context` (the server adds them, as LangGraph does).
+    configurable_headers: dict[str, str] = field(default_factory=dict)
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """The request's input, to tell a retry from a different request reusing its key."""
         fields = dataclasses.asdict(self)
         fields.pop("idempotency_key")
+        fields.pop("configurable_headers")  # a retry may come with another user-agent
         return fields
 
     def checked(self) -> RunRequest:
@@ -173,10 +178,14 @@ class RunRequest:
                 )
                 if v is not None or (k == "resume" and self.command.has_resume)
             }
+        config: dict[str, Any] = dict(self.config or {})
+        if self.configurable_headers:
+            own = config.get("configurable") or {}
+            config["configurable"] = {**self.configurable_headers, **own}
         return RunOptions(
             input=self.input,
             command=command,
-            config=self.config or {},
+            config=config,
             context=self.context or {},
             stream_mode=tuple(self.stream_mode),
             stream_subgraphs=self.stream_subgraphs,
