@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -716,3 +717,29 @@ async def test_sync_sdk_thread_stream(live_server: LiveServer) -> None:
     events = await asyncio.wait_for(asyncio.to_thread(run), HANG_GUARD)
     assert texts(events) == "Hello there, how are you today?"
     assert events[-1]["params"]["data"]["event"] == "completed"
+
+
+async def test_a_failing_run_ends_failed_with_its_error(live_server: LiveServer) -> None:
+    client = get_client(url=live_server.url)
+    async with client.threads.stream(assistant_id="fail") as thread:
+        await thread.run.start(input={"message": "the tool broke"})
+        events = await collect(thread, ["lifecycle"])
+        end = events[-1]["params"]["data"]
+        assert end["event"] == "failed" and "the tool broke" in end["error"]
+        with pytest.raises(RuntimeError, match="the tool broke"):
+            await thread.output
+
+
+async def test_checkpoints_and_tasks_channels(http: httpx.AsyncClient) -> None:
+    thread_id = str(uuid.uuid4())
+    await start_run(http, thread_id, "steps", {})
+    frames = await sse_events(http, thread_id, {"channels": ["checkpoints", "tasks", "lifecycle"]})
+    events = [f[2] for f in frames]
+    checkpoints = [e["params"]["data"] for e in events if e["method"] == "checkpoints"]
+    assert checkpoints and checkpoints[0]["source"] == "input" and checkpoints[0]["step"] == -1
+    assert all(uuid.UUID(c["id"]) for c in checkpoints)
+    assert all(c["parent_id"] == p["id"] for p, c in itertools.pairwise(checkpoints))
+    tasks = [e["params"]["data"] for e in events if e["method"] == "tasks"]
+    started = {t["id"]: t["name"] for t in tasks if "result" not in t}
+    finished = {t["id"]: t["name"] for t in tasks if "result" in t}
+    assert started and started == finished
