@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.models import Assistant, AssistantVersion
+from app.db.models import Assistant, AssistantVersion, attribute_values
 
 _VERSIONED = ("graph_id", "name", "description", "config", "context", "metadata")
 
@@ -45,7 +45,7 @@ async def insert_if_absent(
     """Insert version 1 of an assistant; None when the id is taken (nothing written then)."""
     stmt = (
         insert(Assistant)
-        .values(**_table_values(fields), version=1, created_at=now, updated_at=now)
+        .values(**attribute_values(fields), version=1, created_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["assistant_id"])
         .returning(Assistant)
     )
@@ -53,18 +53,10 @@ async def insert_if_absent(
     if created is not None:
         await session.execute(
             insert(AssistantVersion).values(
-                **_table_values(_version_values(created.assistant_id, 1, fields, now))
+                **attribute_values(_version_values(created.assistant_id, 1, fields, now))
             )
         )
     return created
-
-
-def _table_values(fields: dict[str, Any]) -> dict[str, Any]:
-    # The Python attribute is `metadata_` (reserved name), the column is `metadata`.
-    values = dict(fields)
-    if "metadata" in values:
-        values["metadata_"] = values.pop("metadata")
-    return values
 
 
 async def get_for_update(
@@ -90,7 +82,7 @@ async def add_version(
     version = int(latest.scalar_one() or 0) + 1
     await session.execute(
         insert(AssistantVersion).values(
-            **_table_values(_version_values(assistant_id, version, fields, now))
+            **attribute_values(_version_values(assistant_id, version, fields, now))
         )
     )
     return await _set_current(session, assistant_id, version, fields, now)
@@ -107,7 +99,7 @@ async def _set_current(
         update(Assistant)
         .where(col(Assistant.assistant_id) == assistant_id)
         .values(
-            **_table_values({k: fields[k] for k in _VERSIONED}), version=version, updated_at=now
+            **attribute_values({k: fields[k] for k in _VERSIONED}), version=version, updated_at=now
         )
         .returning(Assistant)
         .execution_options(populate_existing=True)

@@ -11,18 +11,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.models import Cron, Run, Thread
-
-
-def _values(fields: dict[str, Any]) -> dict[str, Any]:
-    values = dict(fields)
-    if "metadata" in values:
-        values["metadata_"] = values.pop("metadata")
-    return values
+from app.db.models import Cron, Run, Thread, attribute_values
 
 
 async def insert_cron(session: AsyncSession, fields: dict[str, Any]) -> Cron:
-    stmt = insert(Cron).values(**_values(fields)).returning(Cron)
+    stmt = insert(Cron).values(**attribute_values(fields)).returning(Cron)
     return (await session.execute(stmt)).scalar_one()
 
 
@@ -39,7 +32,7 @@ async def update_fields(session: AsyncSession, cron_id: uuid.UUID, **fields: Any
     stmt = (
         update(Cron)
         .where(col(Cron.cron_id) == cron_id)
-        .values(**_values(fields))
+        .values(**attribute_values(fields))
         .returning(Cron)
         .execution_options(populate_existing=True)
     )

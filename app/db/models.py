@@ -68,6 +68,16 @@ def _ts(nullable: bool = False) -> Any:
     )
 
 
+def attribute_values(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` named by column, as the models' attributes are named: the `metadata` column is
+    the `metadata_` attribute (SQLAlchemy reserves `metadata`)."""
+    if "metadata" not in fields:
+        return fields
+    values = dict(fields)
+    values["metadata_"] = values.pop("metadata")
+    return values
+
+
 def _json(name: str, *, nullable: bool = False, default: str = "'{}'::jsonb") -> Any:
     return Field(
         sa_column=Column(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -71,30 +72,37 @@ async def count(session: AsyncSession, stmt: Select[Any]) -> int:
     return int(result.scalar_one())
 
 
-async def read_page(
-    sessions: Callable[[], Any],
-    stmt: Select[Any],
-    *,
-    sort_column: Any,
-    id_column: Any,
-    page: PageRequest,
-    sort_by: str = "created_at",
-    order: SortOrder = SortOrder.DESC,
-) -> Page[Any]:
-    """`fetch_page` of the rows themselves, in a session of its own."""
-    async with sessions() as session:
-        return await fetch_page(
-            session,
-            stmt,
-            sort_by=sort_by,
-            sort_column=sort_column,
-            id_column=id_column,
-            order=order,
-            page=page,
-        )
+@dataclass(frozen=True)
+class Listing:
+    """How a resource's rows are listed: the columns they may be sorted by, and their id (the
+    tie-breaker, and the cursor's second half). Every list of the resource (a search, its
+    count) reads through it, each in a session of its own."""
 
+    id_column: Any
+    sort_columns: Mapping[str, Any]
 
-async def read_count(sessions: Callable[[], Any], stmt: Select[Any]) -> int:
-    """`count`, in a session of its own."""
-    async with sessions() as session:
-        return await count(session, stmt)
+    async def page(
+        self,
+        sessions: Callable[[], Any],
+        stmt: Select[Any],
+        page: PageRequest,
+        *,
+        sort_by: str = "created_at",
+        order: SortOrder = SortOrder.DESC,
+    ) -> Page[Any]:
+        """`fetch_page` of the rows `stmt` selects."""
+        async with sessions() as session:
+            return await fetch_page(
+                session,
+                stmt,
+                sort_by=sort_by,
+                sort_column=self.sort_columns[sort_by],
+                id_column=self.id_column,
+                order=order,
+                page=page,
+            )
+
+    async def count(self, sessions: Callable[[], Any], stmt: Select[Any]) -> int:
+        """How many rows `stmt` selects."""
+        async with sessions() as session:
+            return await count(session, stmt)

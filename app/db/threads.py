@@ -13,7 +13,7 @@ from sqlalchemy import Select, exists, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.models import ACTIVE_RUN_STATUSES, Run, Thread
+from app.db.models import ACTIVE_RUN_STATUSES, Run, Thread, attribute_values
 
 
 async def get(
@@ -101,12 +101,10 @@ async def insert_if_absent(
 async def update_fields(
     session: AsyncSession, thread_id: uuid.UUID, **fields: Any
 ) -> Thread | None:
-    if "metadata" in fields:
-        fields["metadata_"] = fields.pop("metadata")
     stmt = (
         update(Thread)
         .where(col(Thread.thread_id) == thread_id)
-        .values(**fields)
+        .values(**attribute_values(fields))
         .returning(Thread)
         .execution_options(populate_existing=True)
     )

@@ -13,7 +13,7 @@ from app.db import assistants as db
 from app.db.engine import Database, driver_connection
 from app.db.models import Assistant as AssistantRecord
 from app.db.models import AssistantVersion as AssistantVersionRecord
-from app.db.pagination import read_count, read_page
+from app.db.pagination import Listing
 from app.errors import BadUserInput, Conflict, NotFound
 from app.pagination import Page, PageRequest, SortOrder
 from app.runtime.graphs import GraphRegistry, GraphVisualizationError, default_assistant_id
@@ -39,6 +39,10 @@ SORT_COLUMNS = {
     "name": AssistantRecord.name,
     "graph_id": AssistantRecord.graph_id,
 }
+_ASSISTANTS = Listing(AssistantRecord.assistant_id, SORT_COLUMNS)
+_VERSIONS = Listing(
+    AssistantVersionRecord.assistant_id, {"version": AssistantVersionRecord.version}
+)
 
 
 @dataclass(frozen=True)
@@ -302,19 +306,10 @@ class AssistantService:
         order: SortOrder = SortOrder.DESC,
     ) -> Page[AssistantRecord]:
         stmt = await self._search_stmt(filter)
-        return await read_page(
-            self._db.sessions,
-            stmt,
-            sort_by=sort_by,
-            sort_column=SORT_COLUMNS[sort_by],
-            id_column=AssistantRecord.assistant_id,
-            order=order,
-            page=page,
-        )
+        return await _ASSISTANTS.page(self._db.sessions, stmt, page, sort_by=sort_by, order=order)
 
     async def count(self, filter: AssistantFilter) -> int:
-        stmt = await self._search_stmt(filter)
-        return await read_count(self._db.sessions, stmt)
+        return await _ASSISTANTS.count(self._db.sessions, await self._search_stmt(filter))
 
     async def _search_stmt(self, filter: AssistantFilter) -> Any:
         metadata = require_object(filter.metadata, "metadata")
@@ -332,21 +327,13 @@ class AssistantService:
         self, assistant_id: uuid.UUID, page: PageRequest, *, metadata: JsonValue = None
     ) -> Page[AssistantVersionRecord]:
         stmt = db.versions(assistant_id, require_object(metadata, "metadata"))
-        return await read_page(
-            self._db.sessions,
-            stmt,
-            sort_by="version",
-            sort_column=AssistantVersionRecord.version,
-            id_column=AssistantVersionRecord.assistant_id,
-            order=SortOrder.DESC,
-            page=page,
-        )
+        return await _VERSIONS.page(self._db.sessions, stmt, page, sort_by="version")
 
     async def count_versions(
         self, assistant_id: uuid.UUID, metadata: dict[str, Any] | None = None
     ) -> int:
         stmt = db.versions(assistant_id, require_object(metadata, "metadata"))
-        return await read_count(self._db.sessions, stmt)
+        return await _VERSIONS.count(self._db.sessions, stmt)
 
     # --- graph introspection -------------------------------------------------------------------
 

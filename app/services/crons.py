@@ -25,7 +25,7 @@ from app.db import crons as db
 from app.db.engine import Database
 from app.db.models import Cron as CronRecord
 from app.db.models import Run as RunRecord
-from app.db.pagination import read_count, read_page
+from app.db.pagination import Listing
 from app.errors import BadUserInput, NotFound, ServiceError
 from app.observability import metrics
 from app.pagination import Page, PageRequest, SortOrder
@@ -68,6 +68,8 @@ SORT_COLUMNS = {
     "thread_id": CronRecord.thread_id,
     "end_time": CronRecord.end_time,
 }
+_CRONS = Listing(CronRecord.cron_id, SORT_COLUMNS)
+_RUNS = Listing(RunRecord.run_id, {"created_at": RunRecord.created_at})
 
 
 @dataclass(frozen=True)
@@ -289,19 +291,10 @@ class CronService:
         order: SortOrder = SortOrder.DESC,
     ) -> Page[CronRecord]:
         stmt = await self._search_stmt(filter)
-        return await read_page(
-            self.db.sessions,
-            stmt,
-            sort_by=sort_by,
-            sort_column=SORT_COLUMNS[sort_by],
-            id_column=CronRecord.cron_id,
-            order=order,
-            page=page,
-        )
+        return await _CRONS.page(self.db.sessions, stmt, page, sort_by=sort_by, order=order)
 
     async def count(self, filter: CronFilter) -> int:
-        stmt = await self._search_stmt(filter)
-        return await read_count(self.db.sessions, stmt)
+        return await _CRONS.count(self.db.sessions, await self._search_stmt(filter))
 
     async def _search_stmt(self, filter: CronFilter) -> Any:
         aid = None
@@ -330,18 +323,10 @@ class CronService:
     async def runs_of(self, cron_id: uuid.UUID, page: PageRequest) -> Page[RunRecord]:
         """The runs the cron started that still exist, newest first (a stateless cron's runs
         go with their thread unless it keeps them)."""
-        return await read_page(
-            self.db.sessions,
-            db.runs_of(cron_id),
-            sort_by="created_at",
-            sort_column=RunRecord.created_at,
-            id_column=RunRecord.run_id,
-            order=SortOrder.DESC,
-            page=page,
-        )
+        return await _RUNS.page(self.db.sessions, db.runs_of(cron_id), page)
 
     async def count_runs_of(self, cron_id: uuid.UUID) -> int:
-        return await read_count(self.db.sessions, db.runs_of(cron_id))
+        return await _RUNS.count(self.db.sessions, db.runs_of(cron_id))
 
     # --- fire --------------------------------------------------------------------------------
 

@@ -19,12 +19,12 @@ from app.db import runs as db
 from app.db import threads as threads_db
 from app.db.engine import Database
 from app.db.models import Run as RunRecord
-from app.db.pagination import read_count, read_page
+from app.db.pagination import Listing
 from app.errors import BadUserInput, Conflict, NotFound
 from app.messaging.queue import Broker
 from app.observability import metrics
 from app.observability.tracing import carry as carry_trace
-from app.pagination import Page, PageRequest, SortOrder
+from app.pagination import Page, PageRequest
 from app.persistence.checkpointer import PostgresCheckpointer
 from app.services import run_lifecycle as lifecycle
 from app.services.assistants import AssistantService
@@ -41,6 +41,8 @@ from app.services.webhooks import recorded_in
 __all__ = ["CreatedRun", "RunRecord", "RunService"]
 
 log = logging.getLogger("lgql.runs")
+
+_RUNS = Listing(RunRecord.run_id, {"created_at": RunRecord.created_at})
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,9 @@ class RunService:
         )
         if key is not None:
             maybe_sweep(self._db.pool)  # expired keys go where keys are used
-        visibility = await self._authorize_create(request)
+        # Built once: the auth handlers see the run's options, and the run keeps them.
+        kwargs = request.kwargs()
+        visibility = await self._authorize_create(request, kwargs)
         if request.checkpoint_id is not None and request.thread_id is not None:
             thread_record = await self._threads.get(request.thread_id)
             await self._threads.require_checkpoint(thread_record, request.checkpoint_id)
@@ -117,7 +121,9 @@ class RunService:
             # The key first: a concurrent repeat waits here for this transaction to end.
             earlier = await key.claim(conn, run_id) if key is not None else None
             if earlier is None:
-                created = await self.create_in(tx, request, visibility=visibility, run_id=run_id)
+                created = await self.create_in(
+                    tx, request, visibility=visibility, run_id=run_id, kwargs=kwargs
+                )
         if earlier is not None:
             assert key is not None
             try:
@@ -128,10 +134,12 @@ class RunService:
         await self.announce(created)
         return created.run
 
-    async def _authorize_create(self, request: RunRequest) -> _CreateVisibility:
+    async def _authorize_create(
+        self, request: RunRequest, kwargs: dict[str, Any]
+    ) -> _CreateVisibility:
         """LangGraph's `threads.create_run` check (its handler may stamp `metadata`), and
         `assistants.read` unless the assistant is a graph's own; the run's config learns who
-        it runs for."""
+        it runs for (in `request` and in its `kwargs`)."""
         auth = self._threads.auth
         if not auth.enabled:
             return _CreateVisibility()
@@ -142,7 +150,7 @@ class RunService:
             "multitask_strategy": request.multitask_strategy.value,
             "if_not_exists": request.if_not_exists.value if request.if_not_exists else None,
             "after_seconds": request.after_seconds,
-            "kwargs": request.kwargs(),
+            "kwargs": kwargs,
         }
         thread_filter = await auth.check("threads", "create_run", value)
         request.metadata = require_object(value.get("metadata"), "metadata")
@@ -153,6 +161,7 @@ class RunService:
                 "assistants", "read", {"assistant_id": str(assistant_id)}
             )
         request.add_configurable(**auth.user_fields())
+        kwargs["config"] = request.config
         return _CreateVisibility(thread_filter, assistant_filter)
 
     async def create_in(
@@ -162,12 +171,14 @@ class RunService:
         *,
         visibility: _CreateVisibility | None = None,
         run_id: uuid.UUID | None = None,
+        kwargs: dict[str, Any] | None = None,
     ) -> CreatedRun:
         """`create`'s writes inside the caller's transaction, for a request already `checked()`
         (a cron's firing commits its run together with the advance of its schedule). Once the
         transaction is committed, hand the result to `announce`. Raises as `create`.
         `visibility`: what the caller may see (a thread or assistant it may not is NotFound);
-        `run_id`: the new run's id (an idempotency key names it before it exists)."""
+        `run_id`: the new run's id (an idempotency key names it before it exists); `kwargs`:
+        `request.kwargs()`, when the caller has it already."""
         seen = visibility or _CreateVisibility()
         assistant_id = self._assistants.resolve_id(request.assistant_id)
         now = utcnow()
@@ -222,7 +233,7 @@ class RunService:
             thread_id=thread_id,
             assistant_id=assistant_id,
             metadata=dict(request.metadata or {}),
-            kwargs=carry_trace(request.kwargs()),
+            kwargs=carry_trace(kwargs if kwargs is not None else request.kwargs()),
             multitask_strategy=strategy.value,
             webhook=request.webhook,
             after_seconds=request.after_seconds,
@@ -317,19 +328,10 @@ class RunService:
         self, page: PageRequest, *, thread_id: str | None = None, status: str | None = None
     ) -> Page[RunRecord]:
         stmt = await self._search_stmt(thread_id, status)
-        return await read_page(
-            self._db.sessions,
-            stmt,
-            sort_by="created_at",
-            sort_column=RunRecord.created_at,
-            id_column=RunRecord.run_id,
-            order=SortOrder.DESC,
-            page=page,
-        )
+        return await _RUNS.page(self._db.sessions, stmt, page)
 
     async def count(self, *, thread_id: str | None = None, status: str | None = None) -> int:
-        stmt = await self._search_stmt(thread_id, status)
-        return await read_count(self._db.sessions, stmt)
+        return await _RUNS.count(self._db.sessions, await self._search_stmt(thread_id, status))
 
     async def _search_stmt(self, thread_id: str | None, status: str | None) -> Any:
         tid = parse_uuid(thread_id, "thread") if thread_id is not None else None

@@ -20,7 +20,7 @@ from app.auth.filters import AuthFilter
 from app.db import threads as db
 from app.db.engine import Database, driver_connection
 from app.db.models import Thread as ThreadRecord
-from app.db.pagination import read_count, read_page
+from app.db.pagination import Listing
 from app.errors import BadUserInput, Conflict, NotFound
 from app.pagination import Page, PageRequest, SortOrder
 from app.persistence.checkpointer import PostgresCheckpointer
@@ -64,6 +64,7 @@ SORT_COLUMNS = {
     "thread_id": ThreadRecord.thread_id,
     "status": ThreadRecord.status,
 }
+_THREADS = Listing(ThreadRecord.thread_id, SORT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -360,19 +361,10 @@ class ThreadService:
         order: SortOrder = SortOrder.DESC,
     ) -> Page[ThreadRecord]:
         stmt = await self._search_stmt(filter)
-        return await read_page(
-            self._db.sessions,
-            stmt,
-            sort_by=sort_by,
-            sort_column=SORT_COLUMNS[sort_by],
-            id_column=ThreadRecord.thread_id,
-            order=order,
-            page=page,
-        )
+        return await _THREADS.page(self._db.sessions, stmt, page, sort_by=sort_by, order=order)
 
     async def count(self, filter: ThreadFilter) -> int:
-        stmt = await self._search_stmt(filter)
-        return await read_count(self._db.sessions, stmt)
+        return await _THREADS.count(self._db.sessions, await self._search_stmt(filter))
 
     async def _search_stmt(self, filter: ThreadFilter) -> Any:
         if filter.status is not None and filter.status not in THREAD_STATUSES:
