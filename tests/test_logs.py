@@ -145,7 +145,6 @@ async def test_dev_logs_one_text_format_and_stops_quietly(
                 str(FIXTURE_GRAPHS),
                 "--port",
                 str(port),
-                "--no-reload",
             ],
             cwd=ROOT,
             env=_env(
