@@ -56,11 +56,17 @@ class RunOptions:
             stream_mode=tuple(kwargs.get("stream_mode") or ("values",)),
             stream_subgraphs=bool(kwargs.get("subgraphs")),
             stream_resumable=bool(kwargs.get("resumable")),
-            interrupt_before=kwargs.get("interrupt_before"),
-            interrupt_after=kwargs.get("interrupt_after"),
+            interrupt_before=_nodes(kwargs.get("interrupt_before")),
+            interrupt_after=_nodes(kwargs.get("interrupt_after")),
             checkpoint_id=kwargs.get("checkpoint_id"),
             webhook=kwargs.get("webhook"),
             temporary=bool(kwargs.get("temporary")),
             on_disconnect=kwargs.get("on_disconnect") or "continue",
             durability=kwargs.get("durability") or "async",
         )
+
+
+def _nodes(value: Any) -> list[str] | str | None:
+    """Breakpoint nodes as LangGraph takes them: every node is the string `"*"`, which clients
+    also send as `["*"]` (GraphQL's list form); LangGraph reads a list as node names."""
+    return "*" if value == ["*"] else value
