@@ -19,6 +19,7 @@ import pytest_asyncio
 import websockets
 from langgraph_sdk import get_client, get_sync_client
 
+from app.rest.protocol_v2_events import ProtocolEvents, Source
 from tests.clients.node_client import node_executable
 from tests.conformance.audit import ensure_node_modules
 from tests.conftest import (
@@ -743,3 +744,63 @@ async def test_checkpoints_and_tasks_channels(http: httpx.AsyncClient) -> None:
     started = {t["id"]: t["name"] for t in tasks if "result" not in t}
     finished = {t["id"]: t["name"] for t in tasks if "result" in t}
     assert started and started == finished
+
+
+# --- the conversion alone ----------------------------------------------------------------------
+
+
+def chunk(text: str, *, last: bool = False) -> dict[str, Any]:
+    return {
+        "type": "AIMessageChunk",
+        "content": text,
+        "id": "m1",
+        "chunk_position": "last" if last else None,
+    }
+
+
+def tape() -> list[Source]:
+    meta = {"langgraph_node": "agent"}
+    return [
+        Source("1-0", "r1", "metadata", {"run_id": "r1", "attempt": 1}),
+        Source("2-0", "r1", "messages", [chunk("Hel"), meta]),
+        Source("3-0", "r1", "messages", [chunk("lo", last=True), meta]),
+        Source("4-0", "r1", "messages", [{**chunk("Hello"), "type": "ai"}, meta]),
+        Source("5-0", "r1", "updates|sub:t1", {"inner": {"x": 1}}),
+        Source("6-0", "r1", "values", {"__interrupt__": [{"id": "i1", "value": "ok?"}], "x": 1}),
+        Source("7-0", "r1", "end", {"run_id": "r1", "status": "success"}),
+        Source("8-0", "r2", "values", {"x": 2}),  # a run whose start was trimmed away
+        Source("9-0", "r2", "error", {"error": "ValueError", "message": "bad"}),
+    ]
+
+
+def test_conversion_is_deterministic_and_complete() -> None:
+    first, second = ProtocolEvents(), ProtocolEvents()
+    a = [e for s in tape() for e in first.convert(s, graph_name="g")]
+    b = [e for s in tape() for e in second.convert(s, graph_name="g")]
+    strip = [{**e, "params": {**e["params"], "timestamp": 0}} for e in a]
+    assert strip == [{**e, "params": {**e["params"], "timestamp": 0}} for e in b]
+    assert [e["seq"] for e in a] == list(range(1, len(a) + 1))
+    assert len({e["event_id"] for e in a}) == len(a)
+    kinds = [
+        (e["method"], e["params"]["namespace"], (e["params"]["data"] or {}).get("event")) for e in a
+    ]
+    assert kinds[0] == ("lifecycle", [], "running")
+    # One message, streamed: start, block start, two deltas, block finish, finish; the whole
+    # message that follows it adds nothing.
+    assert [k[2] for k in kinds if k[0] == "messages"] == [
+        "message-start",
+        "content-block-start",
+        "content-block-delta",
+        "content-block-delta",
+        "content-block-finish",
+        "message-finish",
+    ]
+    assert texts(a) == "Hello"
+    assert ("lifecycle", ["sub:t1"], "started") in kinds
+    assert ("input.requested", [], None) in kinds
+    # Interrupted: said once at the interrupt, not again at the end; open subgraphs complete.
+    root_lifecycle = [k[2] for k in kinds if k[0] == "lifecycle" and k[1] == []]
+    assert root_lifecycle == ["running", "interrupted", "running", "failed"]
+    assert ("lifecycle", ["sub:t1"], "completed") in kinds
+    assert a[-1]["params"]["data"]["error"] == "bad"
+    assert first.tree()["status"] == "failed"

@@ -285,6 +285,7 @@ class _Run:
     open: dict[tuple[str, ...], str] = field(default_factory=dict)
     seen: set[tuple[str, ...]] = field(default_factory=set)
     streaming: dict[tuple[tuple[str, ...], str], _Streaming] = field(default_factory=dict)
+    streamed: set[tuple[tuple[str, ...], str]] = field(default_factory=set)
     tools: dict[str, tuple[str, ...]] = field(default_factory=dict)
     checkpoints: set[tuple[tuple[str, ...], str]] = field(default_factory=set)
     status: str = "running"
@@ -617,6 +618,7 @@ class ProtocolEvents:
         if isinstance(message, AIMessageChunk):
             streaming = run.streaming.get(key)
             if streaming is None:
+                run.streamed.add(key)
                 streaming = run.streaming[key] = _Streaming()
                 start: dict[str, Any] = dict(
                     bridge._build_message_start(message, message_id or None)
@@ -631,8 +633,9 @@ class ProtocolEvents:
                 for item in streaming.finish():
                     out.append(self._event("messages", namespace, {**item, "id": message_id}))
             return
-        if key in run.streaming:
-            return  # its chunks were streamed: the whole message adds nothing
+        if key in run.streamed:
+            return  # its chunks were streamed (or it was told whole): nothing to add
+        run.streamed.add(key)
         for item in _whole_message_events(message, "ai", meta):
             out.append(self._event("messages", namespace, {**item, "id": message_id}))
 
