@@ -288,19 +288,27 @@ async def test_a_run_started_over_rest_is_joined_by_graphql_and_the_other_way_ro
 async def test_remote_graph_invokes_streams_and_resumes_an_interrupt(
     live_server: LiveServer,
 ) -> None:
-    def remote_calls() -> tuple[Any, list[Any], Any, Any]:
+    def remote_calls() -> dict[str, Any]:
         graph = RemoteGraph("steps", url=live_server.url)
-        invoked = graph.invoke({"count": 0})
-        streamed = list(graph.stream({"count": 0}, stream_mode=["values", "updates"]))
+        seen: dict[str, Any] = {"invoked": graph.invoke({"count": 0})}
+        seen["streamed"] = list(graph.stream({"count": 0}, stream_mode=["values", "updates"]))
         asking = RemoteGraph("interrupt", url=live_server.url)
-        config = {"configurable": {"thread_id": new_id()}}
-        first = asking.invoke({"question": "Go?"}, config)
-        resumed = asking.invoke(Command(resume="go"), config)
-        return invoked, streamed, first, resumed
+        config: Any = {"configurable": {"thread_id": new_id()}}
+        seen["first"] = asking.invoke({"question": "Go?"}, config)
+        seen["waiting"] = asking.get_state(config)
+        seen["resumed"] = asking.invoke(Command(resume="go"), config)
+        seen["state"] = asking.get_state(config)
+        seen["history"] = list(asking.get_state_history(config))
+        return seen
 
-    invoked, streamed, first, resumed = await asyncio.to_thread(remote_calls)
-    assert invoked == {"count": 5}
+    seen = await asyncio.to_thread(remote_calls)
+    assert seen["invoked"] == {"count": 5}
+    streamed = seen["streamed"]
     assert ("values", {"count": 5}) in [(p.event, p.data) for p in streamed]
     assert {p.event for p in streamed} == {"values", "updates"}
-    assert first["__interrupt__"][0]["value"] == {"question": "Go?"}
-    assert resumed == {"question": "Go?", "answer": "go"}
+    assert seen["first"]["__interrupt__"][0]["value"] == {"question": "Go?"}
+    assert seen["waiting"].next == ("ask",)
+    assert seen["resumed"] == {"question": "Go?", "answer": "go"}
+    assert seen["state"].values == {"question": "Go?", "answer": "go"} and not seen["state"].next
+    assert seen["history"][0].values == seen["state"].values
+    assert len(seen["history"]) >= 3
