@@ -312,3 +312,98 @@ async def test_remote_graph_invokes_streams_and_resumes_an_interrupt(
     assert seen["state"].values == {"question": "Go?", "answer": "go"} and not seen["state"].next
     assert seen["history"][0].values == seen["state"].values
     assert len(seen["history"]) >= 3
+
+
+async def test_debug_tasks_checkpoints_and_events_modes(client: LangGraphClient) -> None:
+    events = await parts(
+        client.runs.stream(
+            None,
+            "steps",
+            input={"count": 0},
+            stream_mode=["debug", "tasks", "checkpoints", "events"],
+        )
+    )
+    names = {e.event for e in events}
+    assert {"metadata", "debug", "tasks", "checkpoints", "events"} <= names, names
+    debug_types = {e.data["type"] for e in events if e.event == "debug"}
+    assert {"checkpoint", "task", "task_result"} <= debug_types
+    tasks = [e.data for e in events if e.event == "tasks"]
+    assert {"step_1", "step_5"} <= {t["name"] for t in tasks}
+    last_checkpoint = [e.data for e in events if e.event == "checkpoints"][-1]
+    assert last_checkpoint["values"] == {"count": 5}
+    assert any(e.data.get("event") == "on_chain_start" for e in events if e.event == "events")
+
+
+async def test_the_sdks_v2_parts_read_lgql_streams(client: LangGraphClient) -> None:
+    got = [
+        part
+        async for part in client.runs.stream(
+            None,
+            "subgraph_parent",
+            input={"value": ""},
+            stream_mode=["values", "updates"],
+            stream_subgraphs=True,
+            version="v2",
+        )
+    ]
+    kinds = {(p["type"], tuple(p["ns"])[:1] != ()) for p in got if p["type"] != "metadata"}
+    assert ("updates", True) in kinds and ("values", False) in kinds
+
+
+async def _cutting_proxy(target_port: int, cut_after: bytes) -> tuple[asyncio.Server, list[int]]:
+    """A TCP proxy to the server that cuts its first connection right after the server sent
+    `cut_after` (a dropped connection mid-stream); later connections pass untouched."""
+    connections: list[int] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cut: bool) -> None:
+        seen = b""
+        try:
+            while chunk := await reader.read(65536):
+                writer.write(chunk)
+                await writer.drain()
+                seen += chunk
+                if cut and cut_after in seen:
+                    break
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(len(connections))
+        first = len(connections) == 1
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        upstream = asyncio.ensure_future(pipe(reader, up_writer, cut=False))
+        await pipe(up_reader, writer, cut=first)
+        upstream.cancel()
+        up_writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, connections
+
+
+async def test_the_sdk_reconnects_a_dropped_stream_where_it_left_off(
+    client: LangGraphClient, live_server: LiveServer
+) -> None:
+    port = int(live_server.url.rsplit(":", 1)[1])
+    proxy, connections = await _cutting_proxy(port, b"event: values\r\n")
+    proxy_port = proxy.sockets[0].getsockname()[1]
+    through = get_client(url=f"http://127.0.0.1:{proxy_port}", timeout=60)
+    tid = new_id()
+    try:
+        events = await parts(
+            through.runs.stream(
+                tid,
+                "pipeline",
+                input={"tag": "cut", "seconds": 1},
+                stream_mode=["values"],
+                if_not_exists="create",
+            )
+        )
+    finally:
+        await through.aclose()
+        proxy.close()
+        await proxy.wait_closed()
+    assert len(connections) >= 2  # the stream was cut, and the SDK came back
+    run_id = events[0].data["run_id"]
+    everything = await parts(client.runs.join_stream(tid, run_id))
+    assert [(e.event, e.id) for e in events] == [(e.event, e.id) for e in everything]
+    assert events[-1].data["log"] == ["first:cut", "after:cut"]
