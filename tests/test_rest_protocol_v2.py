@@ -804,3 +804,72 @@ def test_conversion_is_deterministic_and_complete() -> None:
     assert ("lifecycle", ["sub:t1"], "completed") in kinds
     assert a[-1]["params"]["data"]["error"] == "bad"
     assert first.tree()["status"] == "failed"
+
+
+# --- the SDK reconnecting after its stream is cut -----------------------------------------------
+
+
+class CuttingProxy:
+    """A TCP proxy to the server that cuts the first connection whose request matches `marker`
+    once `after` bytes of its answer went through (a network drop in the middle of a stream)."""
+
+    def __init__(self, target_port: int, marker: bytes, after: int) -> None:
+        self.target_port = target_port
+        self.marker = marker
+        self.after = after
+        self.cut = asyncio.Event()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        doomed = asyncio.Event()
+
+        async def upstream() -> None:
+            with contextlib.suppress(Exception):
+                while data := await reader.read(65536):
+                    if not self.cut.is_set() and self.marker in data:
+                        doomed.set()
+                    up_writer.write(data)
+                    await up_writer.drain()
+            up_writer.close()
+
+        async def downstream() -> None:
+            sent = 0
+            with contextlib.suppress(Exception):
+                while data := await up_reader.read(1024):
+                    writer.write(data)
+                    await writer.drain()
+                    sent += len(data)
+                    if doomed.is_set() and sent >= self.after and not self.cut.is_set():
+                        self.cut.set()
+                        break
+            writer.transport.abort()
+            up_writer.close()
+
+        await asyncio.gather(upstream(), downstream())
+
+
+async def test_sdk_reconnects_a_cut_stream_without_loss_or_repeat(live_server: LiveServer) -> None:
+    port = int(live_server.url.rsplit(":", 1)[1])
+    proxy = CuttingProxy(port, marker=b'"custom"', after=4096)
+    url = await proxy.start()
+    try:
+        client = get_client(url=url)
+        async with client.threads.stream(assistant_id="stream100") as thread:
+            await thread.run.start(input={})
+            events = await collect(thread, ["custom", "lifecycle"])
+        assert proxy.cut.is_set()  # the stream was cut, and the SDK went on with `since`
+        payloads = [e["params"]["data"]["payload"]["i"] for e in events if e["method"] == "custom"]
+        assert payloads == list(range(100))
+        assert events[-1]["params"]["data"]["event"] == "completed"
+    finally:
+        await proxy.close()
