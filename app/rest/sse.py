@@ -123,14 +123,11 @@ class EventSourceResponse(Response):
         finally:
             for task in (pump, gone):
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
-            with contextlib.suppress(asyncio.CancelledError):
-                await gone
-        if pump.done() and not pump.cancelled() and (exc := pump.exception()) is not None:
+            pumped, _ = await asyncio.gather(pump, gone, return_exceptions=True)
+        if isinstance(pumped, Exception):
             # Only sending can fail here (the source's errors became an `error` event): the
             # connection is gone, with nothing left to tell.
-            log.debug("an event stream's connection failed: %r", exc)
+            log.debug("an event stream's connection failed: %r", pumped)
 
     async def _pump(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
