@@ -578,3 +578,37 @@ async def test_headers_named_in_langgraph_json_reach_the_runs_config(
         finally:
             await sdk.aclose()
             await server.stop()
+
+
+# --- the same rules as GraphQL -------------------------------------------------------------------
+
+
+async def test_double_texting_interrupt_and_enqueue_over_rest(client: LangGraphClient) -> None:
+    tid = new_id()
+    first = await client.runs.create(
+        tid, "pipeline", input={"tag": "one", "seconds": 60}, if_not_exists="create"
+    )
+    await wait_status(client, tid, first["run_id"], {"running"})
+    second = await client.runs.create(
+        tid, "pipeline", input={"tag": "two", "seconds": 0}, multitask_strategy="interrupt"
+    )
+    third = await client.runs.create(
+        tid, "pipeline", input={"tag": "three", "seconds": 0}, multitask_strategy="enqueue"
+    )
+    final = await client.runs.join(tid, third["run_id"])
+    assert (await client.runs.get(tid, first["run_id"]))["status"] == "interrupted"
+    assert (await client.runs.get(tid, second["run_id"]))["status"] == "success"
+    assert final["log"] == ["first:one", "first:two", "after:two", "first:three", "after:three"]
+
+
+async def test_webhooks_follow_the_servers_policy(live_server: LiveServer) -> None:
+    # The same SSRF rules as GraphQL's createRun: a loopback target is refused at creation.
+    async with httpx.AsyncClient(base_url=live_server.url) as http:
+        refused = await http.post(
+            "/runs", json={"assistant_id": "echo", "webhook": "http://127.0.0.1:9/hook"}
+        )
+        relative_or_bad = await http.post(
+            "/runs", json={"assistant_id": "echo", "webhook": "ftp://example.com/hook"}
+        )
+    assert refused.status_code == 422 and refused.json()["detail"]
+    assert relative_or_bad.status_code == 422
