@@ -345,3 +345,63 @@ async def test_worker_listener_and_multiprocess_mode(
         # Every process wrote its own files (the API's and the worker's).
         files = await asyncio.to_thread(lambda: list(Path(prom_dir).glob("counter_*.db")))
         assert len({p.name.rsplit("_", 1)[-1] for p in files}) >= 2
+
+
+async def test_websocket_subscriptions_are_gauged(server: LiveServer) -> None:
+    from gql import Client, gql
+    from gql.transport.websockets import WebsocketsTransport
+
+    def open_ws(s: Samples) -> float:
+        return value(s, "lgql_subscriptions_active", transport="websocket")
+
+    before = open_ws(await scrape(server.url))
+    query = gql("subscription($input: RunInput!) { runStream(input: $input) { event } }")
+    query.variable_values = {"input": {"assistantId": "slow", "input": {"seconds": 30}}}
+    transport = WebsocketsTransport(url=server.graphql_url.replace("http://", "ws://"))
+    async with Client(transport=transport) as session:
+        events = session.subscribe(query)
+        first = await events.__anext__()  # the subscription is running, and stays open
+        assert first["runStream"]["event"] == "metadata"
+        during = open_ws(await scrape(server.url))
+        assert during >= before + 1
+        await events.aclose()
+    await until_moved(
+        lambda: scrape(server.url), lambda s: open_ws(s) <= during - 1, "the WebSocket closed"
+    )
+
+
+async def test_a_worker_whose_metrics_port_is_taken_says_so(
+    engines: EngineUrls, database_uri: str, redis_prefix: str
+) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import FIXTURE_GRAPHS, ROOT
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+            "DATABASE_URI": database_uri,
+            "REDIS_URI": engines.redis_uri,
+            "REDIS_KEY_PREFIX": f"{redis_prefix}_mport",
+            "LGQL_CONFIG": str(FIXTURE_GRAPHS),
+            "LGQL_WORKER_METRICS_HOST": "127.0.0.1",
+        }
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "lgql", "worker", "--metrics-port", str(port)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"lgql: cannot serve worker metrics on 127.0.0.1:{port}"), done.stderr
+    assert "Traceback" not in done.stderr

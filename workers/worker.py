@@ -25,7 +25,7 @@ from app import faults, process_tuning
 from app.messaging.queue import EXECUTE_RUN, SEND_WEBHOOK, redis_settings
 from app.observability import metrics
 from app.observability.exposition import serve_worker_metrics
-from app.runtime.langgraph_config import load_langgraph_config
+from app.runtime.langgraph_config import ConfigError, load_langgraph_config
 from app.services.container import Services, open_services
 from app.settings import Settings, get_settings
 from workers.cron_scheduler import schedule_crons_forever
@@ -195,7 +195,14 @@ async def _expose_metrics(ctx: dict[str, Any], settings: Settings, services: Ser
     if port is None:
         return
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
-    server = await serve_worker_metrics(settings.worker_metrics_host, port, token)
+    host = settings.worker_metrics_host
+    try:
+        server = await serve_worker_metrics(host, port, token)
+    except OSError as exc:  # a port taken or refused is a setting to fix, not an outage to wait out
+        raise ConfigError(
+            f"cannot serve worker metrics on {host}:{port} (LGQL_WORKER_METRICS_PORT, "
+            f"--metrics-port): {exc.strerror or exc}"
+        ) from None
     ctx["metrics"].append(server.close)
 
 
