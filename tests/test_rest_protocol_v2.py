@@ -858,13 +858,19 @@ class CuttingProxy:
         await asyncio.gather(upstream(), downstream())
 
 
-async def test_sdk_reconnects_a_cut_stream_without_loss_or_repeat(live_server: LiveServer) -> None:
+@pytest.mark.parametrize("transport", ["sse", "websocket"])
+async def test_sdk_reconnects_a_cut_stream_without_loss_or_repeat(
+    live_server: LiveServer, transport: str
+) -> None:
     port = int(live_server.url.rsplit(":", 1)[1])
-    proxy = CuttingProxy(port, marker=b'"custom"', after=4096)
+    # SSE: the subscription's POST; WebSocket: an upgrade (the frames a client sends are masked).
+    # (WebSocket frames are compressed: a few hundred bytes are many events.)
+    marker, after = (b'"custom"', 4096) if transport == "sse" else (b"GET /threads/", 700)
+    proxy = CuttingProxy(port, marker=marker, after=after)
     url = await proxy.start()
     try:
         client = get_client(url=url)
-        async with client.threads.stream(assistant_id="stream100") as thread:
+        async with client.threads.stream(assistant_id="stream100", transport=transport) as thread:
             await thread.run.start(input={})
             events = await collect(thread, ["custom", "lifecycle"])
         assert proxy.cut.is_set()  # the stream was cut, and the SDK went on with `since`

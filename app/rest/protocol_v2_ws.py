@@ -6,9 +6,9 @@ Every frame a client sends is a command envelope (`{id, method, params}`), answe
 `success` or `error` frame with the same `id`: the commands of `POST /threads/{id}/commands`
 (`app.rest.protocol_v2.Commands`), plus the socket's own
 
-- `subscription.subscribe` `{channels, namespaces?, depth?}` → `{subscription_id,
-  replayed_events}`: what the socket has seen of the thread that matches is sent again first,
-  then live events;
+- `subscription.subscribe` `{channels, namespaces?, depth?, since?}` → `{subscription_id,
+  replayed_events}`: what the socket has seen of the thread that matches (after `since`, when
+  given) is sent again first, then live events;
 - `subscription.reconnect` `{channels, …, since, subscription_id?}`: the same, replaying only
   events after `since` (a `seq`);
 - `subscription.unsubscribe` `{subscription_id}`.
@@ -157,7 +157,8 @@ class _Socket:
         self, command_id: int, params: dict[str, Any], *, reconnect: bool
     ) -> dict[str, Any]:
         flt = parse_filter(params, what="`params`")
-        since = parse_since(params.get("since")) if reconnect else None
+        # The Python SDK puts its cursor in `subscription.subscribe` when it reconnects.
+        since = parse_since(params.get("since"))
         if reconnect and since is None:
             raise FilterError("subscription.reconnect requires `since` (the last `seq` received)")
         wanted = params.get("subscription_id")
