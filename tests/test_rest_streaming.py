@@ -407,3 +407,23 @@ async def test_the_sdk_reconnects_a_dropped_stream_where_it_left_off(
     everything = await parts(client.runs.join_stream(tid, run_id))
     assert [(e.event, e.id) for e in events] == [(e.event, e.id) for e in everything]
     assert events[-1].data["log"] == ["first:cut", "after:cut"]
+
+
+async def test_a_whole_message_from_a_node_is_messages_complete(client: LangGraphClient) -> None:
+    # tool_agent's first turn returns its tool call as one AIMessage (not streamed); the second
+    # streams its reply token by token.
+    events = await parts(
+        client.runs.stream(
+            None,
+            "tool_agent",
+            input={"messages": [{"role": "user", "content": "add"}]},
+            stream_mode="messages",
+        )
+    )
+    names = [e.event for e in events]
+    complete = [e.data[0] for e in events if e.event == "messages/complete"]
+    planned = [m for m in complete if m.get("id") == "ai-plan"]
+    assert planned and planned[0]["tool_calls"][0]["name"] == "add", names
+    assert names.index("messages/metadata") < names.index("messages/complete")
+    partial = [e.data[0]["content"] for e in events if e.event == "messages/partial"]
+    assert partial[-1] == "The sum is 5"
