@@ -13,14 +13,20 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import uvicorn
 from langgraph.pregel.remote import RemoteGraph
 from langgraph.types import Command
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 from langgraph_sdk.schema import StreamPart
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
 
-from tests.conftest import GraphQLClient, LiveServer
+from app.errors import NotFound
+from app.rest.sse import EventSourceResponse, frame
+from tests.conftest import GraphQLClient, LiveServer, free_port
 from tests.test_rest_runs import wait_status
 from tests.test_streaming import JOIN, collect
 
@@ -427,3 +433,57 @@ async def test_a_whole_message_from_a_node_is_messages_complete(client: LangGrap
     assert names.index("messages/metadata") < names.index("messages/complete")
     partial = [e.data[0]["content"] for e in events if e.event == "messages/partial"]
     assert partial[-1] == "The sum is 5"
+
+
+# --- the SSE response itself ---------------------------------------------------------------------
+
+
+async def test_event_source_frames_errors_and_closes_its_source_on_disconnect() -> None:
+    closed = asyncio.Event()
+
+    async def failing(kind: str) -> AsyncIterator[bytes]:
+        yield frame("values", {"n": 1}, "1-0")
+        if kind == "bug":
+            raise ValueError("secret internals")
+        raise NotFound("Thread gone")
+
+    async def endless() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield frame("custom", {"tick": True})
+                await asyncio.sleep(0.05)
+        finally:
+            closed.set()
+
+    async def broken(request: Request) -> EventSourceResponse:
+        return EventSourceResponse(failing(request.path_params["kind"]))
+
+    async def forever(request: Request) -> EventSourceResponse:
+        return EventSourceResponse(endless(), heartbeat_every=0.01)
+
+    app = Starlette(routes=[Route("/broken/{kind}", broken), Route("/forever", forever)])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # noqa: ASYNC110 (uvicorn has a flag, no event)
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            bug = (await http.get("/broken/bug")).content
+            gone = (await http.get("/broken/missing")).content
+            async with http.stream("GET", "/forever") as response:
+                async for _ in response.aiter_bytes():
+                    break  # the client leaves mid-stream
+        assert bug == (
+            b'event: values\r\ndata: {"n":1}\r\nid: 1-0\r\n\r\n'
+            b'event: error\r\ndata: {"error":"ValueError","message":"An internal error occurred"}'
+            b"\r\n\r\n"
+        )
+        assert gone.endswith(
+            b'event: error\r\ndata: {"error":"NOT_FOUND","message":"Thread gone"}\r\n\r\n'
+        )
+        await asyncio.wait_for(closed.wait(), 30)  # bounds a hang only
+    finally:
+        server.should_exit = True
+        await task
