@@ -265,6 +265,42 @@ def migrate() -> None:
         click.echo(f"database migrated from {before or '(empty)'} to {after}")
 
 
+@main.command("wait-for-migrations")
+@click.option(
+    "--timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Give up (exit 1) after this many seconds.",
+)
+def wait_for_migrations(timeout: float) -> None:
+    """Wait until the database at DATABASE_URI is at this lgql's migration head (for a
+    Kubernetes init container, while the migration Job runs `lgql migrate`)."""
+    from app.db.migrate import DatabaseBehindError, ensure_up_to_date
+
+    url = get_settings().database_uri
+    if not url:
+        _fail("`lgql wait-for-migrations` needs DATABASE_URI")
+    assert url
+
+    async def wait() -> str | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                await ensure_up_to_date(url)
+                return None
+            except (DatabaseBehindError, OSError, ConnectionError) as exc:
+                if loop.time() >= deadline:
+                    return str(exc)
+            await asyncio.sleep(2)
+
+    problem = asyncio.run(wait())
+    if problem is not None:
+        _fail(f"gave up after {timeout:.0f} s: {problem}")
+    click.echo("database at the migration head")
+
+
 @main.command("export-schema")
 @click.option(
     "--output",

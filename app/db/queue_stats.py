@@ -11,8 +11,13 @@ from dataclasses import dataclass
 
 import asyncpg
 
-#: Also the query a KEDA `postgresql` trigger may run (docs/operations.md): keep it one value.
-PENDING_RUNS_SQL = "SELECT count(*) FROM runs WHERE status = 'pending' AND available_at <= now()"
+#: Runs waiting or executing, as one number: the query of KEDA's `postgresql` trigger in
+#: deploy/kubernetes/optional/scaledobject-postgresql.yaml (tests/test_deploy_manifests.py
+#: holds them equal), to divide by a worker's slots.
+ACTIVE_RUNS_SQL = (
+    "SELECT count(*) FROM runs"
+    " WHERE status = 'running' OR (status = 'pending' AND available_at <= now())"
+)
 
 _QUEUE_STATS = """
 SELECT count(*) FILTER (WHERE status = 'pending' AND available_at <= now()) AS pending,

