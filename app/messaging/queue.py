@@ -166,7 +166,7 @@ class Broker:
                     if kind == "psubscribe":
                         # First subscription, or redis-py's own after a reconnect.
                         if not self._cancel_subscribed.is_set():
-                            log.info("cancel listener subscribed")
+                            log.debug("cancel listener subscribed")
                         self._cancel_subscribed.set()
                         delay = 0.1
                         continue
