@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
@@ -68,20 +69,35 @@ class CorsConfig(BaseModel):
     expose_headers: list[str] = []
     max_age: int = 600
 
+    def allows(self, origin: str) -> bool:
+        """Whether pages of `origin` may call the API, as CORSMiddleware decides it; the
+        WebSocket origin check asks the same question."""
+        if "*" in self.allow_origins or origin in self.allow_origins:
+            return True
+        return self.allow_origin_regex is not None and bool(
+            re.fullmatch(self.allow_origin_regex, origin)
+        )
+
+
+#: Origins a browser frontend in development runs on: any port of localhost or 127.0.0.1.
+DEV_ORIGIN_REGEX = r"http://(localhost|127\.0\.0\.1)(:\d+)?"
+
 
 def cors_config(settings: Settings, http_config: Mapping[str, Any] | None) -> CorsConfig | None:
-    """The CORS policy, or `None` (no CORS headers at all) when neither langgraph.json
-    `http.cors` nor `LGQL_CORS_ALLOW_ORIGINS` asks for one.
+    """The policy for cross-origin pages, over HTTP (CORS) and WebSocket alike, or `None` (no
+    CORS headers at all, same-origin WebSockets only) when neither langgraph.json `http.cors`
+    nor `LGQL_ALLOWED_ORIGINS` asks for one, outside `lgql dev`.
 
-    The environment wins over the file, key by key (`LGQL_CORS_ALLOW_ORIGINS` replaces
+    The environment wins over the file, key by key (`LGQL_ALLOWED_ORIGINS` replaces
     `allow_origins`, `LGQL_CORS_ALLOW_CREDENTIALS` replaces `allow_credentials`): the operator
     who deploys a project decides which sites may call it, as for every other `LGQL_*` setting.
+    Under `lgql dev`, pages on `http://localhost:*` and `http://127.0.0.1:*` are also allowed.
 
     Raises ConfigError when `http.cors` is malformed.
     """
     file_cors = (http_config or {}).get("cors")
-    env_origins = [o.strip() for o in (settings.cors_allow_origins or "").split(",") if o.strip()]
-    if file_cors is None and not env_origins:
+    env_origins = origins(settings)
+    if file_cors is None and not env_origins and not settings.dev:
         return None
     try:
         config = CorsConfig.model_validate(file_cors or {})
@@ -92,7 +108,17 @@ def cors_config(settings: Settings, http_config: Mapping[str, Any] | None) -> Co
         updates["allow_origins"] = env_origins
     if settings.cors_allow_credentials is not None:
         updates["allow_credentials"] = settings.cors_allow_credentials
+    if settings.dev:
+        own = config.allow_origin_regex
+        updates["allow_origin_regex"] = (
+            DEV_ORIGIN_REGEX if own is None else f"(?:{own})|(?:{DEV_ORIGIN_REGEX})"
+        )
     return config.model_copy(update=updates)
+
+
+def _websocket_origin_allowed(websocket: WebSocket, origin: str) -> bool:
+    config: CorsConfig | None = getattr(websocket.app.state, "cors", None)
+    return config is not None and config.allows(origin)
 
 
 class _StartupCORS:
@@ -156,7 +182,8 @@ def create_app(
         build_schema(settings),
         context_getter=context_getter,
         graphiql=settings.graphiql,
-        allowed_origins=origins(settings),
+        allowed_origins=(),
+        websocket_origin_allowed=_websocket_origin_allowed,
         max_body_bytes=settings.max_body_bytes,
     )
 

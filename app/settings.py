@@ -44,8 +44,10 @@ class Settings(BaseSettings):
     introspection: bool = Field(default=True, validation_alias="LGQL_INTROSPECTION")
     allowed_origins: str = Field(
         default="",
-        validation_alias="LGQL_ALLOWED_ORIGINS",
-        description="Comma-separated origins whose pages may open cross-origin WebSockets (* for any).",
+        # LGQL_CORS_ALLOW_ORIGINS: its name when it governed CORS alone.
+        validation_alias=AliasChoices("LGQL_ALLOWED_ORIGINS", "LGQL_CORS_ALLOW_ORIGINS"),
+        description="Comma-separated origins whose pages may call the API, over HTTP (CORS) and "
+        "WebSocket (* for any); wins over langgraph.json `http.cors`.",
     )
     graphiql: bool = Field(default=True, validation_alias="LGQL_GRAPHIQL")
     db_pool_size: int = Field(default=10, validation_alias="LGQL_DB_POOL_SIZE")
@@ -148,11 +150,6 @@ class Settings(BaseSettings):
         default=1024 * 1024,
         validation_alias="LGQL_MAX_JSON_BYTES",
         description="Largest serialized size (bytes) of one `JSON` input value.",
-    )
-    cors_allow_origins: str | None = Field(
-        default=None,
-        validation_alias="LGQL_CORS_ALLOW_ORIGINS",
-        description="Comma-separated origins allowed by CORS (* for any); wins over langgraph.json `http.cors`.",
     )
     cors_allow_credentials: bool | None = Field(
         default=None,

@@ -6,14 +6,21 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Generator
+import socket
+from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import uvicorn
 
 from app import process_tuning
 from app.settings import Settings, get_settings
+from lgql.startup import StartupError, bind, postgres_problem, redis_problem
+
+if TYPE_CHECKING:
+    from app.runtime.graphs import GraphRegistry
+    from app.runtime.langgraph_config import LanggraphConfig
 
 log = logging.getLogger("lgql")
 
@@ -37,6 +44,14 @@ class _Server(uvicorn.Server):
         finally:
             for sig, handler in original.items():
                 signal.signal(sig, handler)
+
+    #: Called once the server listens (its URLs are printed then, not before).
+    on_listening: Callable[[], None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self.on_listening is not None:
+            self.on_listening()
 
 
 def _settings(
@@ -96,31 +111,108 @@ def main() -> None:
     """lgql: a GraphQL-first server for LangGraph agents."""
 
 
-async def _serve(settings: Settings, *, database_uri: str, redis_uri: str, dev: bool) -> None:
-    """Open the services (failing with a clear message), then serve until a signal."""
+def _load_config(settings: Settings, *, dev: bool) -> LanggraphConfig:
+    """langgraph.json, read before anything starts; fails in one line."""
+    from app.runtime.langgraph_config import (
+        ConfigError,
+        ConfigNotFoundError,
+        load_langgraph_config,
+        missing_env_file,
+    )
+
+    try:
+        config = load_langgraph_config(settings.config)
+    except ConfigNotFoundError as exc:
+        _fail(f"{exc} (point to yours with --config path/to/langgraph.json, or LGQL_CONFIG)")
+    except ConfigError as exc:
+        _fail(str(exc))
+    missing = missing_env_file(config)
+    if dev and missing is not None:
+        # As `langgraph dev`: a project's variables missing would fail later, less clearly.
+        _fail(f"{missing}: env file named in {config.config_path} not found")
+    return config
+
+
+async def _load_graphs(config: LanggraphConfig) -> GraphRegistry:
+    """Every graph imported before the engines start or any data folder is made."""
+    from app.runtime.graphs import GraphLoadError, GraphRegistry
+
+    try:
+        return await GraphRegistry.load(config)
+    except GraphLoadError as exc:
+        _fail(str(exc))
+    raise AssertionError("unreachable")
+
+
+def _bind(settings: Settings) -> socket.socket:
+    try:
+        return bind(settings.host, settings.port)
+    except StartupError as exc:
+        _fail(str(exc))
+    raise AssertionError("unreachable")
+
+
+async def _check_connections(database_uri: str, redis_uri: str) -> None:
+    from lgql.startup import check_postgres, check_redis
+
+    try:
+        await check_postgres(database_uri)
+        await check_redis(redis_uri)
+    except StartupError as exc:
+        _fail(str(exc))
+
+
+def _announce(settings: Settings, sock: socket.socket, *, dev: bool) -> Callable[[], None]:
+    def listening() -> None:
+        port = sock.getsockname()[1]
+        base = f"http://{settings.host}:{port}"
+        if dev or settings.graphiql:
+            log.info("GraphiQL: %s/graphql, run console: %s/console/", base, base)
+        else:
+            log.info("listening on %s (GraphQL at %s/graphql)", base, base)
+
+    return listening
+
+
+async def _serve(
+    settings: Settings,
+    *,
+    database_uri: str,
+    redis_uri: str,
+    dev: bool,
+    lg_config: LanggraphConfig,
+    graphs: GraphRegistry,
+    sock: socket.socket,
+    reload: bool = False,
+) -> None:
+    """Open the services (failing with a clear message), then serve on `sock` until a signal."""
     from app.db.migrate import DatabaseBehindError
     from app.runtime.graphs import GraphLoadError
-    from app.runtime.langgraph_config import ConfigError, load_langgraph_config
+    from app.runtime.langgraph_config import ConfigError
     from app.server import create_app
     from app.services.container import open_services
     from workers.worker import embedded_worker
 
-    try:
-        lg_config = load_langgraph_config(settings.config)
-    except ConfigError as exc:
-        _fail(str(exc))
     stack = contextlib.AsyncExitStack()
     async with stack:
         try:
             services = await stack.enter_async_context(
                 open_services(
-                    settings, lg_config, database_uri=database_uri, redis_uri=redis_uri, migrate=dev
+                    settings,
+                    lg_config,
+                    database_uri=database_uri,
+                    redis_uri=redis_uri,
+                    migrate=dev,
+                    graphs=graphs,
                 )
             )
         except (DatabaseBehindError, GraphLoadError, ConfigError) as exc:
             _fail(str(exc))
-        except (OSError, ConnectionError) as exc:
-            _fail(f"cannot reach Postgres or Redis: {exc}")
+        except Exception as exc:
+            problem = redis_problem(exc, redis_uri) or postgres_problem(exc, database_uri)
+            if problem is None:
+                raise
+            _fail(problem)
         app = create_app(
             settings,
             lambda: contextlib.nullcontext(services),
@@ -144,9 +236,26 @@ async def _serve(settings: Settings, *, database_uri: str, redis_uri: str, dev: 
             timeout_graceful_shutdown=10,
         )
         server = _Server(config)
-        await server.serve()
-        if not server.started and not server.should_exit:
-            _fail(f"could not listen on {settings.host}:{settings.port}")
+        server.on_listening = _announce(settings, sock, dev=dev)
+        stop_watching = asyncio.Event()
+        watcher: asyncio.Task[None] | None = None
+        if dev and not reload:
+            log.info("hot reload off (--no-reload): restart lgql dev to load changed graphs")
+        if reload:
+            from lgql.reload import watch_and_reload
+
+            log.info("hot reload on: graphs reload when their files change (--no-reload: off)")
+            watcher = asyncio.create_task(
+                watch_and_reload(services, stop=stop_watching), name="lgql-reload"
+            )
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            if watcher is not None:
+                stop_watching.set()
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
 
 
 @main.command()
@@ -157,42 +266,61 @@ async def _serve(settings: Settings, *, database_uri: str, redis_uri: str, dev: 
     default=None,
     help="Where the embedded engines keep their data (env LGQL_DATA_DIR; default ./.lgql).",
 )
+@click.option(
+    "--reload/--no-reload",
+    default=True,
+    help="Reload the graphs when langgraph.json, its env file or a graph's code changes.",
+)
 def dev(
     config: Path | None,
     host: str | None,
     port: int | None,
     log_level: str | None,
     data_dir: Path | None,
+    reload: bool,
 ) -> None:
-    """API + in-process worker; embedded Postgres and Valkey unless DATABASE_URI/REDIS_URI are set."""
+    """API + in-process worker; embedded Postgres and Valkey unless DATABASE_URI/REDIS_URI are set.
+    Reloads the graphs when their files change (--no-reload: not)."""
     settings = _settings(config, host, port, log_level).model_copy(update={"dev": True})
     if data_dir is not None:
         settings = settings.model_copy(update={"data_dir": data_dir})
     _configure_logging(settings.log_level)
     process_tuning.tune_gc()
-    process_tuning.run(lambda: _dev(settings))
+    process_tuning.run(lambda: _dev(settings, reload=reload))
 
 
-async def _dev(settings: Settings) -> None:
+async def _dev(settings: Settings, *, reload: bool = True) -> None:
     from app.embedded import EmbeddedEngines, EngineError
 
+    # Everything that can be wrong with the project fails here, before any engine or folder.
+    lg_config = _load_config(settings, dev=True)
+    graphs = await _load_graphs(lg_config)
+    sock = _bind(settings)
     database_uri, redis_uri = settings.database_uri, settings.redis_uri
     engines: EmbeddedEngines | None = None
-    if not database_uri or not redis_uri:
-        engines = EmbeddedEngines(settings.data_dir)
-        try:
-            urls = await engines.start()
-        except EngineError as exc:
-            _fail(str(exc))
-        database_uri = database_uri or urls.database_uri
-        redis_uri = redis_uri or urls.redis_uri
     try:
-        log.info(
-            "GraphiQL: http://%s:%s/graphql, run console: http://%s:%s/console/",
-            *(settings.host, settings.port) * 2,
+        if database_uri and redis_uri:
+            await _check_connections(database_uri, redis_uri)
+        else:
+            engines = EmbeddedEngines(settings.data_dir)
+            try:
+                urls = await engines.start()
+            except EngineError as exc:
+                _fail(str(exc))
+            database_uri = database_uri or urls.database_uri
+            redis_uri = redis_uri or urls.redis_uri
+        await _serve(
+            settings,
+            database_uri=database_uri,
+            redis_uri=redis_uri,
+            dev=True,
+            lg_config=lg_config,
+            graphs=graphs,
+            sock=sock,
+            reload=reload,
         )
-        await _serve(settings, database_uri=database_uri, redis_uri=redis_uri, dev=True)
     finally:
+        sock.close()
         if engines is not None:
             await engines.stop()
 
@@ -210,9 +338,26 @@ def serve(config: Path | None, host: str | None, port: int | None, log_level: st
         )
     database_uri, redis_uri = settings.database_uri, settings.redis_uri
     assert database_uri and redis_uri
-    process_tuning.run(
-        lambda: _serve(settings, database_uri=database_uri, redis_uri=redis_uri, dev=False)
-    )
+    process_tuning.run(lambda: _serve_production(settings, database_uri, redis_uri))
+
+
+async def _serve_production(settings: Settings, database_uri: str, redis_uri: str) -> None:
+    lg_config = _load_config(settings, dev=False)
+    graphs = await _load_graphs(lg_config)
+    sock = _bind(settings)
+    try:
+        await _check_connections(database_uri, redis_uri)
+        await _serve(
+            settings,
+            database_uri=database_uri,
+            redis_uri=redis_uri,
+            dev=False,
+            lg_config=lg_config,
+            graphs=graphs,
+            sock=sock,
+        )
+    finally:
+        sock.close()
 
 
 @main.command()
@@ -239,11 +384,28 @@ def worker(config: Path | None, log_level: str | None, metrics_port: int | None)
     if config is not None:
         os.environ["LGQL_CONFIG"] = str(config)
         get_settings.cache_clear()
+    _load_config(settings, dev=False)
+    from app.db.migrate import DatabaseBehindError
+    from app.runtime.graphs import GraphLoadError
+    from app.runtime.langgraph_config import ConfigError
     from workers.worker import worker_from_env
 
     # arq's Worker.run() runs the loop it finds set, and handles SIGINT/SIGTERM itself.
     asyncio.set_event_loop(process_tuning.event_loop_factory()())
-    worker_from_env().run()
+    try:
+        worker_from_env().run()
+    except (DatabaseBehindError, GraphLoadError, ConfigError) as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        # What the worker does not wait out (it waits for an unreachable Postgres or Redis):
+        # a database that does not exist, credentials refused.
+        assert settings.database_uri and settings.redis_uri
+        problem = redis_problem(exc, settings.redis_uri) or postgres_problem(
+            exc, settings.database_uri
+        )
+        if problem is None:
+            raise
+        _fail(problem)
 
 
 @main.command()

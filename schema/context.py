@@ -38,6 +38,8 @@ class Context:
     # A WebSocket client's `connection_init` payload (Strawberry fills it in): its credentials.
     connection_params: Any = None
     loaders: Loaders = field(init=False)
+    # What the response's `extensions.warnings` tells the client (schema/warnings.py).
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.services)

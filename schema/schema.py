@@ -41,6 +41,7 @@ from schema.operation_name import RequireOperationName
 from schema.query import Query
 from schema.scalars import JSON, json_scalar
 from schema.subscription import Subscription
+from schema.warnings import ResponseWarnings
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
@@ -179,6 +180,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     # Factories, not instances: Strawberry builds a fresh extension per request (strawberry#4369).
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         ErrorCodes,
+        ResponseWarnings,
         # Clients send the same few documents over and over: parse and validate each once.
         lambda: DocumentCache(maxsize=1024),
         lambda: DocumentValidationCache(maxsize=1024),

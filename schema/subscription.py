@@ -7,6 +7,7 @@ from typing import Any
 
 import strawberry
 
+from app.services.run_lifecycle import ACTIVE_STATUSES
 from schema.context import Context, services
 from schema.types.run import RunInput, StreamMode
 from schema.types.run_event import RunEvent
@@ -40,7 +41,10 @@ class Subscription:
             request.stream_mode = [m.value for m in stream_mode]
         if stream_subgraphs is not None:
             request.stream_subgraphs = stream_subgraphs
-        _, events = await services(info).run_streams.stream_new_run(request)
+        run, events = await services(info).run_streams.stream_new_run(request)
+        notice = await services(info).workers.notice(str(run.run_id))
+        if notice is not None:
+            yield RunEvent.warning(notice)
         async for event in events:
             yield RunEvent.from_stream(event)
 
@@ -56,6 +60,13 @@ class Subscription:
         stream_mode: list[StreamMode] | None = None,
     ) -> AsyncGenerator[RunEvent, None]:
         wanted = _wanted(stream_mode)
+        if not await services(info).workers.alive():
+            run = await services(info).runs.get(str(run_id))
+            notice = None
+            if run.status in ACTIVE_STATUSES:  # it needs a worker to go on
+                notice = await services(info).workers.notice(str(run.run_id))
+            if notice is not None:
+                yield RunEvent.warning(notice)
         async for event in services(info).run_streams.follow_run(
             str(run_id), last_event_id=last_event_id
         ):
@@ -75,6 +86,9 @@ class Subscription:
         stream_mode: list[StreamMode] | None = None,
     ) -> AsyncGenerator[RunEvent, None]:
         wanted = _wanted(stream_mode)
+        notice = await services(info).workers.notice()
+        if notice is not None:
+            yield RunEvent.warning(notice)
         async for event in services(info).run_streams.follow_thread(
             str(thread_id), last_event_id=last_event_id
         ):

@@ -51,7 +51,7 @@ def test_no_policy_by_default() -> None:
 
 def test_policy_from_the_environment() -> None:
     settings = make_settings(
-        "unused", cors_allow_origins=f" {UI} , {OTHER_UI},", cors_allow_credentials=True
+        "unused", allowed_origins=f" {UI} , {OTHER_UI},", cors_allow_credentials=True
     )
 
     config = cors_config(settings, None)
@@ -79,7 +79,7 @@ def test_policy_from_langgraph_json() -> None:
 
 
 def test_environment_wins_over_langgraph_json_key_by_key() -> None:
-    settings = make_settings("unused", cors_allow_origins=OTHER_UI, cors_allow_credentials=False)
+    settings = make_settings("unused", allowed_origins=OTHER_UI, cors_allow_credentials=False)
     http = {"cors": {"allow_origins": [UI], "allow_credentials": True, "max_age": 60}}
 
     config = cors_config(settings, http)
@@ -119,7 +119,7 @@ async def env_cors_server(
     engines: EngineUrls, database_uri: str, redis_prefix: str, live_server: LiveServer
 ) -> AsyncIterator[LiveServer]:
     server = await start_server(
-        make_settings(redis_prefix, cors_allow_origins=f"{UI},{OTHER_UI}"),
+        make_settings(redis_prefix, allowed_origins=f"{UI},{OTHER_UI}"),
         database_uri=database_uri,
         redis_uri=engines.redis_uri,
         embedded_worker=False,

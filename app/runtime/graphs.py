@@ -55,7 +55,9 @@ from app.runtime.langgraph_config import (
     LanggraphConfig,
     add_dependency_paths,
     apply_env,
+    load_langgraph_config,
 )
+from app.runtime.reload import error_location, forget_project_modules
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +91,12 @@ class GraphLoadError(RuntimeError):
         self.graph_id = graph_id
         self.location = location
         self.cause = cause
+        self.where = error_location(cause)
         message = (
             f"Failed to load graph '{graph_id}' from {location}: {type(cause).__name__}: {cause}"
         )
+        if self.where is not None:
+            message += f" (at {self.where})"
         if isinstance(cause, ImportError):
             message += (
                 " (check that the project's packages are installed: langgraph.json "
@@ -189,6 +194,28 @@ class GraphRegistry:
                 raise GraphLoadError(spec.graph_id, spec.location, exc) from exc
             logger.debug("loaded graph %s from %s", spec.graph_id, spec.source)
         return cls(entries, config)
+
+    async def reload(self) -> LanggraphConfig:
+        """Read langgraph.json again and import every graph afresh, the project's own modules
+        included (`lgql dev`'s hot reload); then serve the new graphs. A graph already handed
+        out (a run in progress) keeps its code. When anything fails (ConfigError,
+        GraphLoadError), the registry and the imported modules stay as they were.
+
+        Returns the new config. Only a registry loaded from a file can reload."""
+        if self.config is None or self.config.config_path is None:
+            raise RuntimeError("only a registry loaded from langgraph.json can reload")
+        config = await asyncio.to_thread(load_langgraph_config, self.config.config_path)
+        snapshot = await asyncio.to_thread(forget_project_modules, self.config, config)
+        try:
+            fresh = await GraphRegistry.load(config)
+        except BaseException:
+            await asyncio.to_thread(snapshot.restore)
+            raise
+        # One assignment each: a reader sees the old graphs or the new ones, never a mix.
+        self._entries = fresh._entries
+        self._schema_cache = {}
+        self.config = config
+        return config
 
     @classmethod
     def from_objects(
@@ -346,13 +373,14 @@ class GraphRegistry:
     async def schemas(self, graph_id: str, config: RunnableConfig | None = None) -> dict[str, Any]:
         """``graph_id`` plus the five JSON schemas of LangGraph's ``/assistants/{id}/schemas``."""
         entry = self._entry(graph_id)
+        cache = self._schema_cache  # this generation's: a reload meanwhile starts a new one
         # A compiled graph's schemas never change; a factory's may depend on the config.
-        cached = self._schema_cache.get(graph_id) if entry.factory is None else None
+        cached = cache.get(graph_id) if entry.factory is None else None
         if cached is None:
             async with self.open(graph_id, config, access_context="assistants.read") as graph:
                 cached = await asyncio.to_thread(graph_schemas, graph)
             if entry.factory is None:
-                self._schema_cache[graph_id] = cached
+                cache[graph_id] = cached
         return {"graph_id": graph_id, **copy.deepcopy(cached)}
 
     async def subgraphs(

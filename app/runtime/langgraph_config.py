@@ -25,12 +25,14 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "SERVER_ENV_VARS",
     "ConfigError",
+    "ConfigNotFoundError",
     "GraphDefinition",
     "GraphSpec",
     "LanggraphConfig",
     "add_dependency_paths",
     "apply_env",
     "load_langgraph_config",
+    "missing_env_file",
     "parse_langgraph_config",
     "resolve_env",
 ]
@@ -63,6 +65,14 @@ SERVER_ENV_PREFIXES = ("LGQL_",)
 
 class ConfigError(ValueError):
     """langgraph.json is missing, unreadable or malformed; the message names the file."""
+
+
+class ConfigNotFoundError(ConfigError):
+    """No langgraph.json where it was looked for; the message has the full path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"{path}: config file not found")
 
 
 class GraphDefinition(BaseModel):
@@ -196,7 +206,7 @@ def load_langgraph_config(path: Path) -> LanggraphConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: config file not found") from exc
+        raise ConfigNotFoundError(path.expanduser().absolute()) from exc
     except IsADirectoryError as exc:
         raise ConfigError(f"{path}: is a directory, expected a langgraph.json file") from exc
     except (OSError, UnicodeDecodeError) as exc:
@@ -226,6 +236,15 @@ def resolve_env(config: LanggraphConfig) -> dict[str, str]:
         logger.warning("env file %s named in %s not found", env_path, config.config_path)
         return {}
     return {k: v for k, v in dotenv_values(env_path).items() if v is not None}
+
+
+def missing_env_file(config: LanggraphConfig) -> Path | None:
+    """The `env` file langgraph.json names when it does not exist (`lgql dev` refuses to start
+    without it, as `langgraph dev` does; `serve` and `worker` only warn)."""
+    if not isinstance(config.env, str):
+        return None
+    path = config.resolve_path(config.env)
+    return None if path.is_file() else path
 
 
 def _env_str(value: Any) -> str:

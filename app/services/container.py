@@ -32,6 +32,7 @@ from app.services.thread_ttl import ThreadTTLConfig
 from app.services.threads import ThreadService
 from app.services.webhook_policy import WebhookPolicy
 from app.services.webhooks import WebhookService
+from app.services.worker_presence import WorkerPresence
 from app.settings import Settings
 
 log = logging.getLogger("lgql.services")
@@ -60,6 +61,7 @@ class Services:
     crons: CronService
     webhooks: WebhookService
     system: SystemService
+    workers: WorkerPresence
 
 
 @asynccontextmanager
@@ -160,6 +162,7 @@ async def open_services(
             crons=CronService(db, runs, assistants, threads),
             webhooks=WebhookService(settings, langgraph_config, db, broker),
             system=SystemService(db, redis, settings.redis_key_prefix, graphs),
+            workers=WorkerPresence(redis, settings.redis_key_prefix),
         )
         await services.assistants.ensure_default_assistants()
         try:

@@ -57,6 +57,9 @@ class RunMutations:
         svc = services(info).runs
         request = input.to_request()
         run = await svc.create(request)
+        notice = await services(info).workers.notice(str(run.run_id))
+        if notice is not None:  # the client is told, in `extensions.warnings`
+            info.context.warnings.append(notice.as_dict())
         if request.on_disconnect is not OnDisconnect.CANCEL:
             return run_result(await svc.wait(run))
         watcher = asyncio.create_task(_cancel_on_disconnect(info, svc, str(run.run_id)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from app.services.run_streams import StreamEvent
+from app.services.worker_presence import NoWorkerNotice
 from schema.scalars import JSON
 from schema.types.run import StreamMode
 
@@ -25,6 +26,20 @@ class RunEvent:
         description="The subgraph it comes from (`node:task_id` segments); empty for the root graph."
     )
     data: JSON
+
+    @classmethod
+    def warning(cls, notice: NoWorkerNotice) -> RunEvent:
+        """`warning`: what the server tells before the run's own events (`NO_LIVE_WORKER`: no
+        worker is alive, the run waits until one starts). Not part of the run's stream: its
+        id is `0-0`, so resuming after it starts from the beginning."""
+        return cls(
+            id="0-0",
+            run_id=strawberry.ID(notice.run_id or ""),
+            event="warning",
+            mode=None,
+            namespace=[],
+            data=notice.as_dict(),
+        )
 
     @classmethod
     def from_stream(cls, event: StreamEvent) -> RunEvent:

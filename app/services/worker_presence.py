@@ -1,0 +1,75 @@
+"""Whether any worker is alive to execute runs, so a client is told rather than left waiting.
+
+A run created while no worker is alive stays pending until one starts: `runAndWait` and a stream
+would wait without a word. The API asks the workers' heartbeats (`app.messaging.heartbeats`), at
+most once per `max_age` seconds per process, so a busy API pays one Redis scan a second or two at
+most, never one per run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from app import faults
+from app.messaging.heartbeats import live_workers
+
+log = logging.getLogger("lgql.workers")
+
+#: Seconds a liveness answer is reused.
+MAX_AGE_SECONDS = 2.0
+
+NO_LIVE_WORKER = "NO_LIVE_WORKER"
+
+
+@dataclass(frozen=True, slots=True)
+class NoWorkerNotice:
+    """What a client is told: the run waits until a worker starts."""
+
+    run_id: str | None
+    message: str
+    code: str = NO_LIVE_WORKER
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"code": self.code, "message": self.message, "runId": self.run_id}
+
+
+class WorkerPresence:
+    def __init__(
+        self, redis: aioredis.Redis, prefix: str, *, max_age: float = MAX_AGE_SECONDS
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._max_age = max_age
+        self._checked_at = -max_age
+        self._alive = True
+
+    async def alive(self) -> bool:
+        """Whether a worker's heartbeat is in Redis (cached for `max_age`). Unknown (Redis
+        unreachable) counts as alive: the outage is reported elsewhere, not as this."""
+        now = time.monotonic()
+        if now - self._checked_at < self._max_age:
+            return self._alive
+        try:
+            alive = await live_workers(self._redis, self._prefix) > 0
+        except Exception as exc:
+            if not faults.is_infrastructure_fault(exc):
+                raise
+            alive = True
+        self._checked_at, self._alive = time.monotonic(), alive
+        return alive
+
+    async def notice(self, run_id: str | None = None) -> NoWorkerNotice | None:
+        """A notice (logged as a warning) when no worker is alive; None otherwise."""
+        if await self.alive():
+            return None
+        what = f"run {run_id}" if run_id else "the thread's runs"
+        message = (
+            f"no worker is alive: {what} will wait until one starts "
+            "(start `lgql worker`, or use `lgql dev`, which runs one)"
+        )
+        log.warning("%s", message)
+        return NoWorkerNotice(run_id, message)
