@@ -25,7 +25,8 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from app.errors import NotFound
-from app.rest.sse import EventSourceResponse, frame
+from app.rest.sse import EventSourceResponse, frame, run_frames, thread_frames
+from app.services.run_streams import StreamEvent
 from tests.conftest import GraphQLClient, LiveServer, free_port
 from tests.test_rest_runs import wait_status
 from tests.test_streaming import JOIN, collect
@@ -487,3 +488,68 @@ async def test_event_source_frames_errors_and_closes_its_source_on_disconnect() 
     finally:
         server.should_exit = True
         await task
+
+
+def _events(*items: tuple[str, str, Any]) -> AsyncIterator[StreamEvent]:
+    async def gen() -> AsyncIterator[StreamEvent]:
+        for event_id, name, data in items:
+            yield StreamEvent(id=event_id, run_id="r1", event=name, data=data)
+
+    return gen()
+
+
+async def _frames(source: AsyncIterator[bytes]) -> list[bytes]:
+    return [f async for f in source]
+
+
+async def test_lgql_events_become_langgraphs_sse_events() -> None:
+    run = [
+        ("1-0", "metadata", {"run_id": "r1", "attempt": 1}),
+        ("1-1", "values", {"n": 1}),
+        ("0-0", "gap", {"run_id": "r1", "last_event_id": "1-1"}),
+        ("2-0", "updates|child:1", {"a": 1}),
+        ("2-1", "messages/partial", [{"content": "h"}]),
+        ("3-0", "end", {"run_id": "r1", "status": "success"}),
+        ("3-1", "values", {"never": "sent"}),  # nothing after the end
+    ]
+    sent = await _frames(run_frames(_events(*run)))
+    assert sent == [
+        b'event: metadata\r\ndata: {"run_id":"r1","attempt":1}\r\nid: 1-0\r\n\r\n',
+        b'event: values\r\ndata: {"n":1}\r\nid: 1-1\r\n\r\n',
+        b'event: gap\r\ndata: {"run_id":"r1","last_event_id":"1-1"}\r\n\r\n',
+        b'event: updates|child:1\r\ndata: {"a":1}\r\nid: 2-0\r\n\r\n',
+        b'event: messages/partial\r\ndata: [{"content":"h"}]\r\nid: 2-1\r\n\r\n',
+    ]
+    only_updates = await _frames(run_frames(_events(*run), stream_mode=["updates"]))
+    assert [f.split(b"\r\n")[0] for f in only_updates] == [
+        b"event: metadata",
+        b"event: gap",
+        b"event: updates|child:1",
+    ]
+    # An end read from Postgres that says the run failed (its error event lost) is an error.
+    failed = await _frames(run_frames(_events(("0-0", "end", {"status": "error"}))))
+    assert failed == [
+        b'event: error\r\ndata: {"error":"RunError","message":"The run ended with status error"}'
+        b"\r\n\r\n"
+    ]
+
+
+async def test_the_thread_stream_says_run_done_after_each_run() -> None:
+    thread = [
+        ("1-0", "metadata", {"run_id": "r1", "attempt": 1}),
+        ("1-1", "values", {"n": 1}),
+        ("1-2", "end", {"run_id": "r1", "status": "success"}),
+        ("2-0", "metadata", {"run_id": "r1", "attempt": 1}),
+        ("2-1", "error", {"error": "ValueError", "message": "no"}),
+    ]
+    sent = await _frames(thread_frames(_events(*thread)))
+    assert [f.split(b"\r\n")[:2] for f in sent] == [
+        [b"event: metadata", b'data: {"run_id":"r1","attempt":1}'],
+        [b"event: values", b'data: {"n":1}'],
+        [b"event: metadata", b'data: {"status":"run_done","run_id":"r1"}'],
+        [b"event: metadata", b'data: {"run_id":"r1","attempt":1}'],
+        [b"event: error", b'data: {"error":"ValueError","message":"no"}'],
+        [b"event: metadata", b'data: {"status":"run_done","run_id":"r1"}'],
+    ]
+    lifecycle = await _frames(thread_frames(_events(*thread), stream_modes=["lifecycle"]))
+    assert len(lifecycle) == 4 and all(f.startswith(b"event: metadata") for f in lifecycle)
