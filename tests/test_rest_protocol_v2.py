@@ -671,13 +671,14 @@ async def test_two_users_and_no_credentials(auth_server: LiveServer) -> None:
 JS_SCRIPT = Path(__file__).resolve().parent / "clients" / "protocol_v2.mjs"
 
 
-async def test_js_sdk_thread_streams_over_sse_and_websocket(live_server: LiveServer) -> None:
+async def run_js(*args: str) -> Any:
+    """What `protocol_v2.mjs` printed (the time limit only guards against hangs)."""
     node = node_executable()
     await asyncio.to_thread(ensure_node_modules)
     proc = await asyncio.create_subprocess_exec(
         node,
         str(JS_SCRIPT),
-        live_server.url,
+        *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -689,7 +690,11 @@ async def test_js_sdk_thread_streams_over_sse_and_websocket(live_server: LiveSer
         await proc.wait()
         raise
     assert proc.returncode == 0, stderr.decode()
-    seen = json.loads(stdout)
+    return json.loads(stdout)
+
+
+async def test_js_sdk_thread_streams_over_sse_and_websocket(live_server: LiveServer) -> None:
+    seen = await run_js(live_server.url)
     for transport in ("sse", "websocket"):
         agent = seen[transport]["agent"]
         events = agent["events"]
@@ -879,3 +884,21 @@ async def test_sdk_reconnects_a_cut_stream_without_loss_or_repeat(
         assert events[-1]["params"]["data"]["event"] == "completed"
     finally:
         await proxy.close()
+
+
+@pytest.mark.parametrize("transport", ["sse", "websocket"])
+async def test_js_sdk_reconnects_a_cut_stream(live_server: LiveServer, transport: str) -> None:
+    port = int(live_server.url.rsplit(":", 1)[1])
+    marker, after = (b'"custom"', 4096) if transport == "sse" else (b"GET /threads/", 700)
+    proxy = CuttingProxy(port, marker=marker, after=after)
+    url = await proxy.start()
+    try:
+        seen = await run_js(url, "reconnect", transport)
+    finally:
+        await proxy.close()
+    assert proxy.cut.is_set()
+    events = seen["events"]
+    payloads = [e["params"]["data"]["payload"]["i"] for e in events if e["method"] == "custom"]
+    assert payloads == list(range(100))
+    ends = [e["params"]["data"]["event"] for e in events if is_root_end(e)]
+    assert ends == ["completed"]  # once, though replayed to two subscriptions

@@ -4,12 +4,17 @@
 // side (tests/test_rest_protocol_v2.py) asserts on it.
 //
 //   node protocol_v2.mjs <api-url>
+//   node protocol_v2.mjs <api-url> reconnect <sse|websocket>
 //
 // Calls, for each transport (`sse`, `websocket`):
 //   agent      run.start on `tool_agent`, a subscription to every channel until the root's
 //              end; the `messages` projection's text of each message
 //   interrupt  run.start on `interrupt`, wait for `interrupted`, input.respond, wait for the end,
 //              then `thread.state.get`
+// With `reconnect` (the URL being a proxy that cuts the stream once, tests/test_rest_protocol_v2.py):
+//   run.start on `stream100`, a subscription to `custom` and `lifecycle` until the root's end,
+//   through the cut: the SDK reconnects by itself (SSE: `since`; WebSocket: a new socket that
+//   subscribes again), and prints the events it delivered.
 // Exit codes: 0 done, 1 a call failed (its error on stderr).
 
 import { createRequire } from 'node:module';
@@ -98,7 +103,32 @@ async function interruptCall(transport) {
   }
 }
 
+async function reconnectCall(transport) {
+  const thread = open('stream100', transport);
+  try {
+    await thread.run.start({ input: {} });
+    const subscription = await thread.subscribe(['custom', 'lifecycle']);
+    // Until the end and all 100 custom events: after a new socket, the SDK subscribes each of
+    // its subscriptions again and each replay comes whole, so the lifecycle watcher's replay
+    // (with the end) may come before this subscription's.
+    let ended = false;
+    let custom = 0;
+    const events = await until(subscription, (e) => {
+      ended ||= rootEnd(e);
+      custom += e.method === 'custom' ? 1 : 0;
+      return ended && custom >= 100;
+    });
+    return { events };
+  } finally {
+    await thread.close();
+  }
+}
+
 async function main() {
+  if (process.argv[3] === 'reconnect') {
+    process.stdout.write(JSON.stringify(await reconnectCall(process.argv[4])));
+    return;
+  }
   const out = {};
   for (const transport of ['sse', 'websocket']) {
     out[transport] = {
