@@ -24,7 +24,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -189,7 +189,6 @@ REDIS_CONNECTIONS = Gauge(
 )
 
 # Children built once: the hot paths pay no label lookup.
-_STREAM_EVENTS = STREAM_EVENTS
 _CHECKPOINT_GET = CHECKPOINTER_SECONDS.labels("get")
 _CHECKPOINT_WRITE = CHECKPOINTER_SECONDS.labels("write")
 
@@ -211,7 +210,7 @@ def run_ended(graph_id: str, status: str, seconds: float | None = None) -> None:
 class Attempt:
     """A worker's attempt at a run, while it executes: counts it started and active, and its
     end (`ended`) with its duration. `run_context` in `app.observability.logs` and the run's span
-    (`app.observability.tracing`) go with it (`app.observability.attempt`)."""
+    (`app.observability.tracing`) go with it (`app.observability.runs.attempt`)."""
 
     __slots__ = ("ended_status", "graph_id", "started")
 
@@ -234,21 +233,12 @@ class Attempt:
 
 
 def worker_slots(slots: int) -> None:
-    WORKER_SLOTS.set(slots)
+    """A worker started in this process (`lgql dev`'s, or `lgql worker`'s) with `slots`."""
+    WORKER_SLOTS.inc(slots)
 
 
 def worker_stopped(slots: int) -> None:
     WORKER_SLOTS.dec(slots)
-
-
-@contextlib.contextmanager
-def subscription(transport: str) -> Iterator[None]:
-    gauge = SUBSCRIPTIONS.labels(transport)
-    gauge.inc()
-    try:
-        yield
-    finally:
-        gauge.dec()
 
 
 def graphql_operation(operation_type: str, outcome: str, seconds: float | None) -> None:
@@ -258,7 +248,7 @@ def graphql_operation(operation_type: str, outcome: str, seconds: float | None) 
 
 
 def stream_events(count: int) -> None:
-    _STREAM_EVENTS.inc(count)
+    STREAM_EVENTS.inc(count)
 
 
 def webhook_delivery(status: str) -> None:
