@@ -249,3 +249,20 @@ async def test_a_wrong_method_is_405_with_detail(http: httpx.AsyncClient) -> Non
     assert response.status_code == 405
     assert response.json() == {"detail": "Method Not Allowed"}
     assert "POST" in response.headers["allow"]
+
+
+async def test_search_as_an_object_pages_by_the_headers(
+    client: LangGraphClient, unique: str
+) -> None:
+    for i in range(3):
+        await client.assistants.create("echo", name=f"{unique}-{i}", metadata={"obj": unique})
+    first = await client.assistants.search(
+        metadata={"obj": unique}, limit=2, response_format="object"
+    )
+    assert len(first["assistants"]) == 2
+    assert first["next"] == "2"
+    rest = await client.assistants.search(
+        metadata={"obj": unique}, limit=2, offset=2, response_format="object"
+    )
+    assert len(rest["assistants"]) == 1
+    assert rest["next"] is None
