@@ -270,7 +270,9 @@ async def test_sse_resume_after_a_dropped_connection(http: httpx.AsyncClient) ->
     await start_run(http, thread_id, "stream100", {})
     body = {"channels": ["custom", "lifecycle"]}
     # The first connection drops after 30 events.
-    first = await sse_events(http, thread_id, body, until=lambda d: d.get("seq", 0) >= 30)
+    count = itertools.count(1)
+    first = await sse_events(http, thread_id, body, until=lambda d: next(count) >= 30)
+    assert len(first) == 30
     last = first[-1][2]["seq"]
     rest = await sse_events(http, thread_id, {**body, "since": last})
     assert rest[0][2]["seq"] > last
@@ -784,7 +786,8 @@ def test_conversion_is_deterministic_and_complete() -> None:
     b = [e for s in tape() for e in second.convert(s, graph_name="g")]
     strip = [{**e, "params": {**e["params"], "timestamp": 0}} for e in a]
     assert strip == [{**e, "params": {**e["params"], "timestamp": 0}} for e in b]
-    assert [e["seq"] for e in a] == list(range(1, len(a) + 1))
+    seqs = [e["seq"] for e in a]
+    assert seqs == sorted(set(seqs)) and seqs[0] == 1000  # from the first id's milliseconds
     assert len({e["event_id"] for e in a}) == len(a)
     kinds = [
         (e["method"], e["params"]["namespace"], (e["params"]["data"] or {}).get("event")) for e in a
@@ -902,3 +905,31 @@ async def test_js_sdk_reconnects_a_cut_stream(live_server: LiveServer, transport
     assert payloads == list(range(100))
     ends = [e["params"]["data"]["event"] for e in events if is_root_end(e)]
     assert ends == ["completed"]  # once, though replayed to two subscriptions
+
+
+def test_numbers_hold_when_older_events_expired() -> None:
+    """A reconnect's `since` still lets a newer run through when the thread's older events
+    expired between the two connections (a counter from 1 would hide the new run's first
+    events behind the old cursor); events both connections read carry the same numbers."""
+    meta = {"langgraph_node": "agent"}
+    old_run = [
+        Source("1796000000000-0", "r1", "metadata", {}),
+        *(
+            Source(f"1796000000001-{i}", "r1", "messages", [chunk(f"t{i}"), meta])
+            for i in range(50)
+        ),
+        Source("1796000000002-0", "r1", "end", {"status": "success"}),
+    ]
+    new_run = [
+        Source("1796000300000-0", "r2", "metadata", {}),
+        Source("1796000300001-0", "r2", "values", {"x": 1}),
+        Source("1796000300002-0", "r2", "end", {"status": "success"}),
+    ]
+    before, after = ProtocolEvents(), ProtocolEvents()
+    seen = [e for s in old_run + new_run for e in before.convert(s)]
+    cursor = max(e["seq"] for e in seen if e["event_id"].startswith("1796000000002"))
+    fresh = [e for s in new_run for e in after.convert(s)]
+    assert all(e["seq"] > cursor for e in fresh)
+    assert [(e["event_id"], e["seq"]) for e in fresh] == [
+        (e["event_id"], e["seq"]) for e in seen if e["event_id"].startswith("17960003")
+    ]

@@ -18,10 +18,15 @@ timestamp, data[, node]}}` with `method` one of
   (or `tool-error`) when the tool's message comes back;
 - `input.requested`: one per interrupt (`{interrupt_id, payload}`), from `__interrupt__`.
 
-Numbering is deterministic: the same stored events give the same `seq` (a counter over every
-envelope, whatever a connection's filter) and the same `event_id` (the stored event's id, with
-`.<n>` for the second and later envelopes made from it), so a client reconnecting with `since`
-(or deduplicating by `event_id`) meets the numbers it saw before. Pure: no I/O.
+Numbering is deterministic: the same stored events give the same `seq` and the same `event_id`
+(the stored event's id, with `.<n>` for the second and later envelopes made from it), whatever a
+connection's filter, so a client reconnecting with `since` (or deduplicating by `event_id`) meets
+the numbers it saw before. `seq` is anchored on the stored event's time: at least its id's
+milliseconds times 1000 (`SEQ_PER_MS`), and one more than the envelope before. A connection that
+starts reading later in the thread's stream (its older runs expired or were trimmed meanwhile)
+gives the same numbers from the first pause of a millisecond on, and a `since` from before the
+expiry still lets every newer event through (a plain counter would start again at 1). The
+numbers stay below 2^53 (JavaScript's exact integers) for centuries. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ CHANNELS = frozenset(
         "custom",
     }
 )
+
+#: `seq` of the first envelope made from a stored event is at least its id's ms times this.
+SEQ_PER_MS = 1000
 
 #: What a run started by `run.start` streams: everything the channels are made from.
 RUN_STREAM_MODES = ["values", "updates", "messages-tuple", "custom", "tasks", "checkpoints"]
@@ -309,6 +317,7 @@ class ProtocolEvents:
         self._runs: dict[str, _Run] = {}
         self._current: _Run | None = None
         self._source_id = ""
+        self._floor = 0
         self._made = 0
 
     # --- what a connection may ask about --------------------------------------------------
@@ -343,6 +352,8 @@ class ProtocolEvents:
         """The envelopes `source` makes (none for what the protocol does not carry).
         `graph_name` names the root graph when `source` starts a run (`metadata`)."""
         self._source_id = source.id
+        ms = source.id.split("-", 1)[0]
+        self._floor = int(ms) * SEQ_PER_MS if ms.isdigit() else 0
         self._made = 0
         out: list[dict[str, Any]] = []
         name = source.event
@@ -383,7 +394,7 @@ class ProtocolEvents:
         *,
         node: str | None = None,
     ) -> dict[str, Any]:
-        self.seq += 1
+        self.seq = max(self.seq + 1, self._floor)
         event_id = self._source_id if self._made == 0 else f"{self._source_id}.{self._made}"
         self._made += 1
         params: dict[str, Any] = {
