@@ -91,6 +91,7 @@ class RunRunner:
             assistant_context=assistant["context"] or {},
             metadata=run.metadata_,
             options=RunOptions.from_kwargs(run.kwargs),
+            fresh_thread=claimed.thread_fresh,
         )
 
     async def _execute(self, run: RunRecord, spec: RunSpec | Exception) -> None:

@@ -203,14 +203,15 @@ _CLAIM = "SELECT * FROM lgql_claim_run($1, $2, $3)"
 
 async def claim(
     conn: asyncpg.Connection, run_id: uuid.UUID, *, worker_id: str, lease_seconds: float
-) -> tuple[Run, dict[str, Any] | None] | None:
+) -> tuple[Run, dict[str, Any] | None, bool] | None:
     """pending → running for the oldest pending run of an idle thread, with its assistant's
-    `graph_id`, `config` and `context` (None if the assistant is gone); None if not claimable.
-    Takes the thread's lock itself (and, outside a transaction, commits at once)."""
+    `graph_id`, `config` and `context` (None if the assistant is gone) and whether the thread
+    has no checkpoint yet; None if not claimable. Takes the thread's lock itself (and, outside
+    a transaction, commits at once)."""
     row = await conn.fetchrow(_CLAIM, run_id, worker_id, float(lease_seconds))
     if row is None:
         return None
-    return run_of(row), _loads(row["assistant"])
+    return run_of(row), _loads(row["assistant"]), bool(row["thread_fresh"])
 
 
 _RENEW = """

@@ -147,7 +147,7 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
         for row in rows:
             yield self._load_tuple(row)
 
-    def _load_tuple(self, row: asyncpg.Record) -> CheckpointTuple:
+    def _load_tuple(self, row: asyncpg.Record | Mapping[str, Any]) -> CheckpointTuple:
         loads = self.serde.loads_typed
         checkpoint = orjson.loads(row["checkpoint"])
         checkpoint["channel_values"] = {
@@ -194,15 +194,23 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
         return result
 
     def fenced(
-        self, run_id: str, attempt: int, *, write_behind: bool = False
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        write_behind: bool = False,
+        fresh_thread: str | None = None,
     ) -> FencedCheckpointer:
         """A view on the same pool and serializer whose `aput` and `aput_writes` save only while
         run `run_id` is 'running' at `attempt`, checked in the saving statement itself, and raise
         `LostOwnership` (having saved nothing) otherwise. Reads and maintenance are not fenced.
-        `write_behind`: saves are batched in the background (`FencedCheckpointer`)."""
+        `write_behind`: saves are batched in the background; `fresh_thread`: the id of the run's
+        thread when it had no checkpoint at the claim (`FencedCheckpointer`)."""
         from app.persistence.fenced_checkpointer import FencedCheckpointer
 
-        return FencedCheckpointer(self, run_id, attempt, write_behind=write_behind)
+        return FencedCheckpointer(
+            self, run_id, attempt, write_behind=write_behind, fresh_thread=fresh_thread
+        )
 
     # -- writes --------------------------------------------------------------------------------
 

@@ -32,11 +32,12 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import CheckpointTuple, DeltaChannelHistory
+from langgraph.checkpoint.base import CheckpointTuple, DeltaChannelHistory, get_checkpoint_id
 
 from app import faults
 from app.observability import metrics, tracing
 from app.persistence import checkpoint_sql as sql
+from app.persistence.checkpoint_mirror import UNKNOWN, CheckpointMirror
 from app.persistence.checkpointer import LostOwnership, PostgresCheckpointer
 
 T = TypeVar("T")
@@ -49,10 +50,18 @@ BATCH_SECONDS = 0.05
 
 class FencedCheckpointer(PostgresCheckpointer):
     """`PostgresCheckpointer.fenced`: saves fenced on (`run_id`, `attempt`); with `write_behind`,
-    queued and sent in batches by one background flush at a time."""
+    queued and sent in batches by one background flush at a time. With `fresh_thread` (a thread
+    that had no checkpoint when the attempt claimed the run), reads of that thread's latest
+    checkpoints are answered from this attempt's own saves (`checkpoint_mirror`)."""
 
     def __init__(
-        self, base: PostgresCheckpointer, run_id: str, attempt: int, *, write_behind: bool
+        self,
+        base: PostgresCheckpointer,
+        run_id: str,
+        attempt: int,
+        *,
+        write_behind: bool,
+        fresh_thread: str | None = None,
     ) -> None:
         super().__init__(base.pool, serde=base.serde)
         self.run_id = str(run_id)
@@ -64,8 +73,10 @@ class FencedCheckpointer(PostgresCheckpointer):
         # Set while someone waits for the queued saves: the flush goes at once.
         self._wanted = asyncio.Event()
         self._failure: BaseException | None = None
-        #: Statements sent, for tests and benchmarks.
+        self._mirror = CheckpointMirror(fresh_thread) if fresh_thread is not None else None
+        #: Statements sent, and reads answered from the mirror, for tests and benchmarks.
         self.statements = 0
+        self.mirrored_reads = 0
 
     async def _save(self, query: str, args: list[Any]) -> None:
         self._raise_failure()
@@ -77,6 +88,11 @@ class FencedCheckpointer(PostgresCheckpointer):
             else _WRITES_KEPT
         )
         self._queued.append((kind, args))
+        if self._mirror is not None:
+            if kind == _CHECKPOINT:
+                self._mirror.record_checkpoint(args)
+            else:
+                self._mirror.record_writes(args, replaces=kind == _WRITES_REPLACED)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_queued())
         if not self._write_behind:
@@ -151,6 +167,15 @@ class FencedCheckpointer(PostgresCheckpointer):
     # failure) -------------------------------------------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        mirror = self._mirror
+        if mirror is not None and self._failure is None:
+            conf = config["configurable"]
+            row = mirror.row(
+                str(conf["thread_id"]), conf.get("checkpoint_ns") or "", get_checkpoint_id(config)
+            )
+            if row is not UNKNOWN:
+                self.mirrored_reads += 1
+                return None if row is None else self._load_tuple(row)
         await self._drained()
         return await self._read(super().aget_tuple(config))
 

@@ -33,7 +33,14 @@ class RunCheckpointer(Protocol):
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None: ...
 
-    def fenced(self, run_id: str, attempt: int, *, write_behind: bool = False) -> FencedSaver: ...
+    def fenced(
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        write_behind: bool = False,
+        fresh_thread: str | None = None,
+    ) -> FencedSaver: ...
 
 
 #: Receives every event of the run, named and shaped as LangGraph Server sends them.
@@ -53,6 +60,9 @@ class RunSpec:
     assistant_context: dict[str, Any]
     metadata: dict[str, Any]
     options: RunOptions
+    #: The thread had no checkpoint when this attempt claimed the run: the checkpointer answers
+    #: the thread's reads from this attempt's own saves (app.persistence.checkpoint_mirror).
+    fresh_thread: bool = False
 
 
 def build_config(spec: RunSpec, *, resuming: bool) -> RunnableConfig:
@@ -175,7 +185,12 @@ async def execute(
     context = build_context(spec)
     run = spec.options
     # `sync` waits for each save before the next step; the others may batch them.
-    fenced = checkpointer.fenced(spec.run_id, spec.attempt, write_behind=run.durability != "sync")
+    fenced = checkpointer.fenced(
+        spec.run_id,
+        spec.attempt,
+        write_behind=run.durability != "sync",
+        fresh_thread=spec.thread_id if spec.fresh_thread else None,
+    )
     requested = list(run.stream_mode)
     shaper = EventShaper(requested)
     subgraphs = run.stream_subgraphs

@@ -104,10 +104,12 @@ class ThreadState:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A run just started by this worker, with the assistant it runs (None if deleted)."""
+    """A run just started by this worker, with the assistant it runs (None if deleted), and
+    whether its thread had no checkpoint yet."""
 
     run: Run
     assistant: dict[str, Any] | None
+    thread_fresh: bool = False
 
 
 @dataclass(frozen=True)
