@@ -166,7 +166,7 @@ def _announce(settings: Settings, sock: socket.socket, *, dev: bool) -> Callable
     def listening() -> None:
         port = sock.getsockname()[1]
         base = f"http://{settings.host}:{port}"
-        if dev or settings.graphiql:
+        if dev:
             log.info("GraphiQL: %s/graphql, run console: %s/console/", base, base)
         else:
             log.info("listening on %s (GraphQL at %s/graphql)", base, base)

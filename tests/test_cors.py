@@ -1,10 +1,13 @@
-"""CORS: off unless configured; `LGQL_CORS_*` and langgraph.json `http.cors` turn it on, the
-environment winning key by key."""
+"""Cross-origin pages: off unless configured; `LGQL_ALLOWED_ORIGINS` (and
+`LGQL_CORS_ALLOW_CREDENTIALS`) and langgraph.json `http.cors` turn it on, the environment winning
+key by key, for HTTP (CORS) and WebSocket handshakes alike; under `lgql dev`, local frontends
+(`http://localhost:*`, `http://127.0.0.1:*`) are let in by default."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,16 +15,22 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import websockets
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin, Subprotocol
 
 from app.runtime.langgraph_config import ConfigError
 from app.server import CorsConfig, cors_config
+from app.settings import Settings
 from tests.conftest import (
     FIXTURE_GRAPHS,
     EngineUrls,
     LiveServer,
+    free_port,
     make_settings,
     start_server,
 )
+from tests.dev_project import DevProject, LgqlCommand, child_env
 
 UI = "http://ui.example"
 OTHER_UI = "https://other.example"
@@ -222,3 +231,109 @@ async def test_langgraph_json_configured_cors(file_cors_server: LiveServer) -> N
     assert simple.headers["access-control-expose-headers"] == "x-request-id"
     assert refused.status_code == 400
     assert "access-control-allow-origin" not in refused.headers
+
+
+# --- One policy for HTTP and WebSocket; localhost under `lgql dev` (issue 13.5) ----------------
+
+
+def test_one_setting_for_both_under_either_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LGQL_ALLOWED_ORIGINS", UI)
+    assert Settings().allowed_origins == UI
+    monkeypatch.delenv("LGQL_ALLOWED_ORIGINS")
+    monkeypatch.setenv("LGQL_CORS_ALLOW_ORIGINS", OTHER_UI)  # its former name still works
+    assert Settings().allowed_origins == OTHER_UI
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("http://localhost:5173", True),
+        ("http://localhost", True),
+        ("http://127.0.0.1:3000", True),
+        ("http://localhost.evil.example", False),
+        ("http://evil.example", False),
+        ("https://localhost:5173", False),
+        ("http://localhost:5173/path", False),
+    ],
+)
+def test_dev_allows_local_frontends_by_default(origin: str, allowed: bool) -> None:
+    config = cors_config(make_settings("unused", dev=True), None)
+
+    assert config is not None
+    assert config.allows(origin) is allowed
+
+
+def test_dev_adds_local_frontends_to_the_projects_policy() -> None:
+    http = {"cors": {"allow_origin_regex": r"https://.*\.example"}}
+
+    config = cors_config(make_settings("unused", dev=True), http)
+
+    assert config is not None
+    assert config.allows("https://app.example")
+    assert config.allows("http://localhost:8080")
+    assert not config.allows(EVIL)
+    # Outside dev, the project's policy alone.
+    production = cors_config(make_settings("unused"), http)
+    assert production is not None and not production.allows("http://localhost:8080")
+
+
+async def websocket_allowed(url: str, origin: str) -> bool:
+    """Whether a browser page of `origin` may open a GraphQL WebSocket to `url`."""
+    ws_url = url.replace("http://", "ws://")
+    try:
+        async with websockets.connect(
+            ws_url, origin=Origin(origin), subprotocols=[Subprotocol("graphql-transport-ws")]
+        ) as socket:
+            await socket.send(json.dumps({"type": "connection_init"}))
+            return bool(json.loads(await socket.recv())["type"] == "connection_ack")
+    except InvalidStatus as refused:
+        assert refused.response.status_code == 403
+        return False
+
+
+async def test_websocket_origins_follow_lgql_allowed_origins(env_cors_server: LiveServer) -> None:
+    url = env_cors_server.graphql_url
+
+    assert await websocket_allowed(url, UI)
+    assert await websocket_allowed(url, OTHER_UI)
+    assert not await websocket_allowed(url, EVIL)
+    assert not await websocket_allowed(url, "http://localhost:5173")  # not under dev
+
+
+async def test_websocket_origins_follow_langgraph_json(file_cors_server: LiveServer) -> None:
+    assert await websocket_allowed(file_cors_server.graphql_url, UI)
+    assert not await websocket_allowed(file_cors_server.graphql_url, OTHER_UI)
+
+
+async def test_no_policy_means_same_origin_websockets_only(live_server: LiveServer) -> None:
+    assert not await websocket_allowed(live_server.graphql_url, UI)
+
+
+async def test_lgql_dev_lets_local_frontends_in_over_http_and_websocket(
+    tmp_path: Path, engines: EngineUrls, database_uri: str
+) -> None:
+    project = DevProject.create(tmp_path / "project")
+    port = free_port()
+    env = child_env(
+        DATABASE_URI=database_uri,
+        REDIS_URI=engines.redis_uri,
+        REDIS_KEY_PREFIX=f"lgql_test_{uuid.uuid4().hex[:12]}",
+    )
+    async with LgqlCommand.start(
+        ["dev", "--no-reload", "--port", str(port)], cwd=project.root, env=env, log=tmp_path / "log"
+    ) as lgql:
+        await lgql.wait_for_log("GraphiQL:")
+        url = f"http://127.0.0.1:{port}/graphql"
+        local = "http://localhost:5173"
+        async with httpx.AsyncClient(timeout=30) as http:
+            preflight = await http.options(url, headers=preflight_headers(local))
+            simple = await http.post(url, json=QUERY, headers={"origin": local})
+            refused = await http.options(url, headers=preflight_headers(EVIL))
+
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == local
+        assert simple.headers["access-control-allow-origin"] == local
+        assert refused.status_code == 400
+        assert await websocket_allowed(url, local)
+        assert await websocket_allowed(url, "http://127.0.0.1:3000")
+        assert not await websocket_allowed(url, EVIL)
