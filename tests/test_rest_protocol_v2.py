@@ -933,3 +933,18 @@ def test_numbers_hold_when_older_events_expired() -> None:
     assert [(e["event_id"], e["seq"]) for e in fresh] == [
         (e["event_id"], e["seq"]) for e in seen if e["event_id"].startswith("17960003")
     ]
+
+
+async def test_sdk_values_projection(live_server: LiveServer) -> None:
+    client = get_client(url=live_server.url)
+    async with client.threads.stream(assistant_id="steps") as thread:
+        await thread.run.start(input={"count": 0})
+        async with asyncio.timeout(HANG_GUARD):
+            snapshots = [snapshot async for snapshot in thread.values]
+            output = await thread.output
+    # The state read first (over REST), then each step's values; the last is the output.
+    counts = [s.get("count") for s in snapshots]
+    assert counts[-1] == 5 and output == {"count": 5}
+    assert [c for c in counts[1:] if c is not None] == sorted(
+        c for c in counts[1:] if c is not None
+    )
