@@ -240,6 +240,13 @@ async def test_runs_go_on_after_a_failover(engines: EngineUrls, database: str) -
                 cancelled = (await client.data(CANCEL, {"r": run_id}))["cancelRun"]
                 assert cancelled["status"] == "INTERRUPTED", cancelled
 
+                # The worker's heartbeat reaches the new primary: the API is ready again.
+                async def ready() -> bool:
+                    answer = await client.http.get(f"{cluster.api_urls[0]}/ready")
+                    return answer.status_code == 200
+
+                await _until(ready, what="/ready after the failover")
+
                 # The library's own client follows the promotion too.
                 direct = redis_client(s.uri)
                 try:
