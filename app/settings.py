@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -169,6 +169,11 @@ class Settings(BaseSettings):
         validation_alias="LGQL_LOG_FORMAT",
         description="`text` (one line: time level logger: message) or `json` (one object a line).",
     )
+    log_json: bool = Field(
+        default=False,
+        validation_alias="LOG_JSON",
+        description="LangGraph Server's switch for JSON logs: true means `LGQL_LOG_FORMAT=json`.",
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         validation_alias="LGQL_METRICS_TOKEN",
@@ -184,6 +189,12 @@ class Settings(BaseSettings):
         validation_alias="LGQL_WORKER_METRICS_HOST",
         description="Interface a worker's `/metrics` listener binds (all, for a scraper on another host).",
     )
+
+    @model_validator(mode="after")
+    def _log_json(self) -> Settings:
+        if self.log_json:
+            self.log_format = "json"
+        return self
 
 
 @lru_cache

@@ -190,3 +190,11 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     scrub = ("DATABASE_URI", "REDIS_URI", "REDIS_KEY_PREFIX", "LGQL_CONFIG", "LGQL_LOG_FORMAT")
     env = {k: v for k, v in os.environ.items() if k not in scrub and not k.startswith("OTEL_")}
     return {**env, "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def test_langgraph_servers_log_json_switch_is_read() -> None:
+    from app.settings import Settings
+
+    assert Settings.model_validate({"LOG_JSON": "true"}).log_format == "json"
+    assert Settings.model_validate({"LGQL_LOG_FORMAT": "json"}).log_format == "json"
+    assert Settings.model_validate({}).log_format == "text"
