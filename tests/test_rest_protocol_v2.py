@@ -482,6 +482,16 @@ async def test_http_interrupt_respond_with_update_and_the_state(http: httpx.Asyn
         http, thread_id, "input.respond", {"interrupt_id": interrupt_id, "response": "twice"}
     )
     assert again["error"] == "no_such_interrupt"
+    # lgql's state.update, between runs.
+    written = await command(
+        http, thread_id, "state.update", {"values": {"answer": "edited"}, "as_node": "done"}
+    )
+    assert written["type"] == "success" and uuid.UUID(written["result"]["checkpoint"]["id"])
+    edited = await command(http, thread_id, "state.get", {"keys": ["answer"]})
+    assert edited["result"]["values"] == {"answer": "edited"}
+    bad = await command(http, thread_id, "state.update", {"values": {}, "as_node": "nope"})
+    assert bad["error"] == "invalid_argument" and "nope" in bad["message"]
+    assert (await command(http, thread_id, "state.update", {}))["error"] == "invalid_argument"
     checkpoints = await command(http, thread_id, "state.listCheckpoints", {"limit": 2})
     assert len(checkpoints["result"]["checkpoints"]) == 2
     tree = await command(http, thread_id, "agent.getTree", {})

@@ -9,7 +9,8 @@ SDK's `client.threads.stream(...)` and the newer `useStream`), over the same ser
 - `POST /threads/{id}/commands`: `{id, method, params}` → `{type: "success", id, result, meta}`
   or `{type: "error", id, error, message}` (200 both; 400 for an envelope that is not one).
   Methods: `run.start`, `input.respond`, `agent.getTree`, `state.get`, `state.listCheckpoints`,
-  `state.fork`, and lgql's `run.cancel` (`{run_id?, action?}`: the protocol has no cancel).
+  `state.fork`, and lgql's own `run.cancel` (`{run_id?, action?}`) and `state.update`
+  (`{values, as_node?, checkpoint_id?}`): the protocol has neither.
 - WebSocket at the stream's path: `app.rest.protocol_v2_ws`.
 
 A run started here is an ordinary run (`RunService.create`, all its rules, auth and
@@ -476,6 +477,22 @@ class Commands:
         result = await self._created(request)
         return {**result, "thread_id": self.thread_id}
 
+    async def state_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        """lgql's `state.update` `{values, as_node?, checkpoint_id?}`: the thread's state
+        written as if `as_node` had run (`POST /threads/{id}/state`), between runs."""
+        if "values" not in params:
+            raise ProtocolFailure("invalid_argument", "state.update requires `values`")
+        as_node = params.get("as_node")
+        checkpoint_id = params.get("checkpoint_id")
+        for name, value in (("as_node", as_node), ("checkpoint_id", checkpoint_id)):
+            if value is not None and not isinstance(value, str):
+                raise ProtocolFailure("invalid_argument", f"`{name}` must be a string")
+        written = await self.svc.threads.update_state(
+            self.thread_id, values=params["values"], as_node=as_node, checkpoint_id=checkpoint_id
+        )
+        checkpoint = written.get("checkpoint") or {}
+        return {"checkpoint": {"id": checkpoint.get("checkpoint_id")}}
+
     async def subscription(self, params: dict[str, Any]) -> dict[str, Any]:
         raise ProtocolFailure(
             "not_supported",
@@ -492,6 +509,7 @@ _METHODS = {
     "state.get": Commands.state_get,
     "state.listCheckpoints": Commands.state_list_checkpoints,
     "state.fork": Commands.state_fork,
+    "state.update": Commands.state_update,
     "subscription.subscribe": Commands.subscription,
     "subscription.unsubscribe": Commands.subscription,
     "subscription.reconnect": Commands.subscription,
