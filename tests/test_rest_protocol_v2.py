@@ -958,3 +958,32 @@ async def test_sdk_values_projection(live_server: LiveServer) -> None:
     assert [c for c in counts[1:] if c is not None] == sorted(
         c for c in counts[1:] if c is not None
     )
+
+
+async def test_run_start_double_texting(http: httpx.AsyncClient) -> None:
+    thread_id = str(uuid.uuid4())
+    first = await start_run(http, thread_id, "slow", {"seconds": 60})
+    refused = await command(
+        http,
+        thread_id,
+        "run.start",
+        {"assistant_id": "slow", "input": {"seconds": 0}, "multitaskStrategy": "reject"},
+    )
+    assert refused["type"] == "error" and refused["error"] == "invalid_argument"
+    assert "busy" in refused["message"].lower() or "running" in refused["message"].lower()
+    second = await command(
+        http,
+        thread_id,
+        "run.start",
+        {"assistant_id": "slow", "input": {"seconds": 0}, "multitask_strategy": "interrupt"},
+    )
+    assert second["type"] == "success" and second["result"]["run_id"] != first
+    ends: list[str] = []
+
+    def both_ended(data: dict[str, Any]) -> bool:
+        if is_root_end(data):
+            ends.append(data["params"]["data"]["event"])
+        return len(ends) == 2
+
+    await sse_events(http, thread_id, {"channels": ["lifecycle"]}, until=both_ended)
+    assert ends == ["failed", "completed"]  # the first interrupted by the second
