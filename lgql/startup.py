@@ -8,10 +8,10 @@ import socket
 from urllib.parse import urlsplit
 
 import asyncpg
-import redis.asyncio as aioredis
 import redis.exceptions
 
 from app.db.engine import asyncpg_url
+from app.messaging.redis_client import redis_client
 
 #: How long a start-up check waits for Postgres or Redis to answer.
 CHECK_TIMEOUT_SECONDS = 10.0
@@ -47,8 +47,11 @@ def bind(host: str, port: int) -> socket.socket:
 def _where(url: str) -> str:
     """host:port/path of a URL, without its credentials."""
     parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        host = parts.hostname or "localhost"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # several hosts: redis+sentinel://h1:p1,h2:p2/service
+        return parts.netloc.rpartition("@")[2] + parts.path
     return f"{host}{port}{parts.path}"
 
 
@@ -111,7 +114,7 @@ async def check_postgres(database_uri: str) -> None:
 
 async def check_redis(redis_uri: str) -> None:
     """PING once. Raises StartupError with one line when that fails."""
-    client = aioredis.from_url(
+    client = redis_client(
         redis_uri,
         socket_connect_timeout=CHECK_TIMEOUT_SECONDS,
         socket_timeout=CHECK_TIMEOUT_SECONDS,

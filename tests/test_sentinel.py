@@ -157,6 +157,19 @@ def test_sentinel_uri_format() -> None:
             sentinel_target(bad)
 
 
+async def test_start_up_check_names_unreachable_sentinels() -> None:
+    """`lgql serve`'s start-up check speaks Sentinel, and says which Sentinels it could not reach
+    (a list of hosts once made it fail on the URL itself)."""
+    from lgql.startup import StartupError, check_redis
+
+    down = f"redis+sentinel://:pw@127.0.0.1:{free_port()},127.0.0.1:{free_port()}/{SERVICE}"
+    with pytest.raises(StartupError) as failed:
+        await check_redis(down)
+    where = down.partition("@")[2]
+    assert f"cannot reach Redis at {where}" in str(failed.value)
+    assert ":pw@" not in str(failed.value)
+
+
 RUN = """mutation($t: ID!, $input: JSON!) { runAndWait(input: {assistantId: "steps",
   threadId: $t, input: $input}) { run { status } values } }"""
 CREATE_RUN = """mutation($t: ID!) { createRun(input: {assistantId: "slow", threadId: $t,
