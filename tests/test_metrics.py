@@ -110,6 +110,8 @@ async def test_runs_and_operations_move_their_metrics(
             PUT_ITEM, {"input": {"namespace": ["metrics", "test"], "key": "k", "value": {"a": 1}}}
         )
         assert (await client.execute("{ nope }")).get("errors")
+        missing = 'query { run(id: "00000000-0000-0000-0000-000000000000") { id } }'
+        assert await client.error_code(missing) == "NOT_FOUND"
 
         def moved(after: Samples) -> bool:
             return (
@@ -140,6 +142,7 @@ async def test_runs_and_operations_move_their_metrics(
 
     assert delta("lgql_graphql_operations_total", operation_type="mutation", outcome="success") >= 3
     assert delta("lgql_graphql_operations_total", operation_type="query", outcome="rejected") >= 1
+    assert delta("lgql_graphql_operations_total", operation_type="query", outcome="error") >= 1
     assert delta("lgql_graphql_operation_duration_seconds_count", operation_type="mutation") >= 3
     assert delta("lgql_stream_events_written_total") >= 8  # metadata, six values, end (steps)
     assert delta("lgql_checkpointer_operation_seconds_count", operation="write") >= 1

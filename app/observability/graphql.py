@@ -29,9 +29,18 @@ def _transport(context: Any) -> str:
     return "http"
 
 
+# Strawberry asks every extension for its results at each subscription event: one shared empty
+# answer, not a new dict per event.
+_NO_RESULTS: dict[str, Any] = {}
+
+
 class GraphQLMetrics(SchemaExtension):
     def __init__(self) -> None:
+        self._executed = False
         self._subscription: str | None = None
+
+    def get_results(self) -> dict[str, Any]:
+        return _NO_RESULTS
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
@@ -43,9 +52,11 @@ class GraphQLMetrics(SchemaExtension):
                 kind = ctx.operation_type.value
             except Exception:  # no document (a parse error), or no operation to choose
                 kind = "unknown"
-            if ctx.pre_execution_errors:
+            if not self._executed:
+                # Refused before execution (parse, validation, limits, a missing operation).
                 outcome = "rejected"
-            elif ctx.result is not None and ctx.result.errors:
+            elif ctx.pre_execution_errors or (ctx.result is not None and ctx.result.errors):
+                # (Strawberry files an executed operation's errors as `pre_execution_errors` too.)
                 outcome = "error"
             else:
                 outcome = "success"
@@ -56,6 +67,7 @@ class GraphQLMetrics(SchemaExtension):
                 metrics.graphql_operation(kind, outcome, time.perf_counter() - started)
 
     def on_execute(self) -> Iterator[None]:
+        self._executed = True
         ctx = self.execution_context
         if ctx.operation_type is OperationType.SUBSCRIPTION:
             self._subscription = _transport(ctx.context)
