@@ -41,14 +41,19 @@ DOCUMENTS = [
 
 def _fake_services(events: list[StreamEvent]) -> Any:
     class RunStreams:
-        async def stream_new_run(self, request: Any) -> tuple[None, AsyncIterator[StreamEvent]]:
+        async def stream_new_run(self, request: Any) -> tuple[Any, AsyncIterator[StreamEvent]]:
             async def gen() -> AsyncIterator[StreamEvent]:
                 for event in events:
                     yield event
 
-            return None, gen()
+            return types.SimpleNamespace(run_id="r1"), gen()
 
-    return types.SimpleNamespace(services=types.SimpleNamespace(run_streams=RunStreams()))
+    class Workers:  # a worker is alive: no notice before the events
+        async def notice(self, run_id: str | None = None) -> None:
+            return None
+
+    services = types.SimpleNamespace(run_streams=RunStreams(), workers=Workers())
+    return types.SimpleNamespace(services=services)
 
 
 async def _results(
