@@ -177,7 +177,6 @@ def carry(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-@contextlib.contextmanager
 def run_span(
     *,
     run_id: str,
@@ -186,12 +185,11 @@ def run_span(
     graph_id: str,
     attempt: int,
     trace_context: Any,
-) -> Iterator[None]:
+) -> contextlib.AbstractContextManager[Any]:
     """The worker's span of one attempt at a run, current while the attempt executes; a child
     of the span that created the run (`trace_context`, as `carry` stored it)."""
     if _tracer is None:
-        yield
-        return
+        return _NOTHING
     from opentelemetry import propagate, trace
 
     parent = propagate.extract(trace_context) if isinstance(trace_context, dict) else None
@@ -202,10 +200,9 @@ def run_span(
         "lgql.graph_id": graph_id,
         "lgql.run.attempt": attempt,
     }
-    with _tracer.start_as_current_span(
+    return _tracer.start_as_current_span(
         "lgql.run", context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes
-    ):
-        yield
+    )
 
 
 def run_status(status: str) -> None:
