@@ -6,6 +6,7 @@ a deadline; none is a fixed sleep."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import tempfile
@@ -69,10 +70,12 @@ async def test_reload_new_runs_use_new_code_while_a_started_run_finishes_on_the_
     project = DevProject.create(folder / "project")
     port = free_port()
     data_dir = folder / "data"
+    env = child_env()
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as users run it: with bytecode caching
     lgql = LgqlCommand.start(
         ["dev", "--port", str(port), "--data-dir", str(data_dir)],
         cwd=project.root,
-        env=child_env(),
+        env=env,
         log=folder / "lgql.log",
     )
     client = GraphQLClient(f"http://127.0.0.1:{port}/graphql")
@@ -124,11 +127,19 @@ async def test_reload_new_runs_use_new_code_while_a_started_run_finishes_on_the_
             project.set_version("v3")
             at = await lgql.wait_for_log(r"reloaded graphs agent", after=at)
             assert await answer(client) == {"version": "v3", "env": "one"}
+            # Saved again within the same second, at the same size: Python's bytecode cache
+            # (which trusts a source of the same size and mtime second) must not hide it.
+            helper = project.root / "helper.py"
+            before = helper.stat()
+            project.set_version("v4")
+            os.utime(helper, ns=(before.st_atime_ns, before.st_mtime_ns))
+            at = await lgql.wait_for_log(r"reloaded graphs agent", after=at)
+            assert await answer(client) == {"version": "v4", "env": "one"}
 
             # The env file is watched too.
             project.write(".env", "FOO=two\n")
             at = await lgql.wait_for_log(r"reloaded graphs agent \(\.env changed\)", after=at)
-            assert await answer(client) == {"version": "v3", "env": "two"}
+            assert await answer(client) == {"version": "v4", "env": "two"}
 
             # A new graph in langgraph.json gets its assistant, as at start-up.
             project.write("second.py", "from agent import graph\n")
@@ -136,7 +147,7 @@ async def test_reload_new_runs_use_new_code_while_a_started_run_finishes_on_the_
             at = await lgql.wait_for_log(r"reloaded graphs agent, second", after=at)
             edges = (await client.data(ASSISTANT_GRAPHS))["assistants"]["edges"]
             assert {e["node"]["graphId"] for e in edges} == {"agent", "second"}
-            assert await answer(client, "second") == {"version": "v3", "env": "two"}
+            assert await answer(client, "second") == {"version": "v4", "env": "two"}
 
             # Nothing was restarted or lost: one start of the engines, the thread still there.
             assert lgql.text().count("embedded engines ready") == 1

@@ -11,6 +11,7 @@ folder holds libraries, not project code) nor in lgql's own packages.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import site
 import sys
@@ -33,7 +34,9 @@ __all__ = [
 
 #: lgql's own packages: never the project's, even when langgraph.json sits in lgql's checkout.
 _OWN_ROOT = Path(__file__).resolve().parents[2]
-_OWN_PACKAGES = tuple(_OWN_ROOT / name for name in ("app", "schema", "workers", "lgql"))
+_OWN_PACKAGES = tuple(
+    _OWN_ROOT / name for name in ("app", "schema", "workers", "lgql", "migrations")
+)
 
 
 def _library_roots() -> tuple[Path, ...]:
@@ -125,10 +128,23 @@ def forget_project_modules(*configs: LanggraphConfig) -> ModuleSnapshot:
     for config in configs:
         roots.extend(r for r in project_roots(config) if r not in roots)
     modules = project_modules(roots)
-    for name in modules:
+    for name, module in modules.items():
         del sys.modules[name]
+        _drop_bytecode(module)
     importlib.invalidate_caches()  # files created since the last import must be found
     return ModuleSnapshot(roots, modules)
+
+
+def _drop_bytecode(module: ModuleType) -> None:
+    """Python trusts a cached .pyc whose source has the same size and mtime (to the second): an
+    edit saved within the second of the last import would not be seen. Recompile instead."""
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(".py"):
+        return
+    try:
+        os.remove(importlib.util.cache_from_source(file))
+    except (OSError, NotImplementedError, ValueError):
+        pass
 
 
 def watched_files(config: LanggraphConfig) -> set[Path]:
