@@ -211,7 +211,7 @@ async def test_sweeping_a_backlog_does_not_grow_the_queue(
 
     from app.services.run_request import RunRequest
     from tests.conftest import scratch_database
-    from workers.sweeper import sweep_once
+    from workers.schedules import sweep_once
 
     settings = make_settings(f"{redis_prefix}_sweep")
     async with scratch_database(engines.database_uri) as url:

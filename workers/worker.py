@@ -2,7 +2,10 @@
 
 Tasks are plain async functions taking `ctx`; shared resources (services: database, Redis,
 graphs) are opened in `on_startup` and put on `ctx`, never created at import time. arq only
-wakes workers: which run may start, who owns it and how it ended live in Postgres.
+wakes workers: which run may start, who owns it and how it ended live in Postgres. The
+cluster's periodic duties (firing crons, sweeping the queue, TTL sweeps) are arq cron jobs
+(`workers.schedules`), one worker per tick; a worker's own duty (its heartbeat) is a task of
+its own.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import os
 import socket
 import uuid
 from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
 from typing import Any
 
 from arq import func
 from arq.connections import create_pool
+from arq.cron import CronJob
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
@@ -28,15 +33,18 @@ from app.observability.exposition import serve_worker_metrics
 from app.runtime.langgraph_config import ConfigError, load_langgraph_config
 from app.services.container import Services, open_services
 from app.settings import Settings, get_settings
-from workers.cron_scheduler import schedule_crons_forever
+from workers import schedules
 from workers.heartbeat import Reachability, report_heartbeats
 from workers.runner import RunRunner
-from workers.sweeper import sweep_forever
 from workers.tasks import wake_run
-from workers.ttl_sweeper import sweep_store_forever, sweep_threads_forever
 from workers.webhooks import send_webhook
 
 log = logging.getLogger("lgql.worker")
+
+
+#: Slots beyond the runs' for arq's own jobs: a worker whose runs fill their slots still does
+#: the cluster's schedule ticks and delivers webhooks.
+ARQ_JOB_SLOTS = 4
 
 
 def worker_id() -> str:
@@ -52,8 +60,15 @@ class DoorbellWorker(Worker):
     wake-up, with two Redis commands per run instead of arq's job protocol. Runs count against
     the same `max_jobs` slots as arq's jobs and live in arq's `tasks`, so a SIGTERM waits for
     them (`job_completion_wait`) and then cancels them like any job: the runner hands the run
-    back.
+    back. Runs take at most `run_slots` of them: the rest (`ARQ_JOB_SLOTS`) keep arq's own jobs
+    going (schedule ticks, webhooks, delayed wake-ups) on a worker whose runs fill its slots.
     """
+
+    def __init__(self, *args: Any, run_slots: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.run_slots = run_slots
+        self._runs = 0
+        self._run_ended = asyncio.Event()
 
     async def main(self) -> None:
         await self._start_up()
@@ -64,7 +79,7 @@ class DoorbellWorker(Worker):
             "worker %s ready: graphs %s; %d slots; queue %s (Postgres and Redis reachable)",
             self.ctx["worker_id"],
             ", ".join(services.graphs.graph_ids) or "(none)",
-            self.max_jobs,
+            self.run_slots,
             self.queue_name,
         )
         keys = [services.wakeups.key, services.broker.doorbell_key]
@@ -84,6 +99,14 @@ class DoorbellWorker(Worker):
                         return
                 if not self.allow_pick_jobs:  # shutting down: arq cancels us once jobs are done
                     await asyncio.sleep(self.poll_delay_s)
+                    continue
+                if self._runs >= self.run_slots:
+                    # Every run slot is taken: wait for a run to end, looking at arq's queue
+                    # (schedule ticks, webhooks) at each poll meanwhile.
+                    self._run_ended.clear()
+                    wait = max(0.0, polled_at + self.poll_delay_s - loop.time())
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._run_ended.wait(), wait)
                     continue
                 await self.sem.acquire()
                 try:
@@ -153,13 +176,35 @@ class DoorbellWorker(Worker):
                     self.sem.release()
                 raise
 
+    def schedule(self, jobs: list[CronJob]) -> None:
+        """Add cron jobs once their intervals are known (some come from langgraph.json, read
+        with the services at start-up); arq looks at them at every poll."""
+        self.cron_jobs.extend(jobs)
+        self.functions.update({job.name: job for job in jobs})
+
+    async def run_cron(self, n: datetime, delay: float, num_windows: int = 2) -> None:
+        # A worker that fell behind (its loop busy, or stopped in a debugger) skips the ticks
+        # it missed instead of enqueuing each of them late: other workers took them, and a
+        # tick's job id would be free again once its result expired.
+        stale = n - timedelta(seconds=delay * num_windows)
+        for job in self.cron_jobs:
+            if job.next_run is not None and job.next_run < stale:
+                job.calculate_next(n)
+        await super().run_cron(n, delay, num_windows)
+
     def _start_run(self, runner: RunRunner, run_id: str) -> None:
         self.job_counter += 1
+        self._runs += 1
         task = asyncio.create_task(_execute_quietly(runner, run_id))
-        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        task.add_done_callback(lambda _: self._run_done())
         # A key of its own per task: two wake-ups of one run may run at once (one of them finds
         # the run claimed and returns at once).
         self.tasks[f"run:{run_id}:{id(task)}"] = task
+
+    def _run_done(self) -> None:
+        self._runs -= 1
+        self._run_ended.set()
+        self._release_sem_dec_counter_on_complete()
 
     async def _work_left(self, services: Services) -> bool:
         queued = await self.pool.zcard(self.queue_name)
@@ -245,11 +290,14 @@ def build_worker(
         if services is None:  # a worker process of its own: its start-up is done
             await _expose_metrics(ctx, settings, opened)
             process_tuning.freeze_startup_objects()
+        worker.schedule(
+            schedules.cron_jobs(
+                settings,
+                thread_sweep_seconds=opened.threads.ttl_config.sweep_interval_seconds,
+                store_sweep_seconds=opened.store.backend.sweep_interval_seconds,
+            )
+        )
         ctx["background"] = [
-            asyncio.create_task(sweep_forever(opened), name="lgql-sweeper"),
-            asyncio.create_task(schedule_crons_forever(opened), name="lgql-crons"),
-            asyncio.create_task(sweep_threads_forever(opened), name="lgql-thread-ttl"),
-            asyncio.create_task(sweep_store_forever(opened), name="lgql-store-ttl"),
             asyncio.create_task(
                 report_heartbeats(
                     opened.redis,
@@ -273,7 +321,7 @@ def build_worker(
             metrics.worker_stopped(settings.n_jobs_per_worker)
         await stack.aclose()
 
-    return DoorbellWorker(
+    worker = DoorbellWorker(
         functions=[
             # Delayed runs' wake-ups (the name is the one such jobs were always queued under).
             func(wake_run, name=EXECUTE_RUN, timeout=60),
@@ -284,7 +332,8 @@ def build_worker(
         redis_settings=redis_settings(redis_uri),
         on_startup=on_startup,
         on_shutdown=on_shutdown,
-        max_jobs=settings.n_jobs_per_worker,
+        max_jobs=settings.n_jobs_per_worker + ARQ_JOB_SLOTS,
+        run_slots=settings.n_jobs_per_worker,
         keep_result=0,
         poll_delay=0.5,
         handle_signals=handle_signals,
@@ -294,6 +343,7 @@ def build_worker(
         retry_jobs=False,
         allow_abort_jobs=False,
     )
+    return worker
 
 
 def worker_from_env() -> Worker:

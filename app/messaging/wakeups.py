@@ -6,7 +6,7 @@ which may refuse (the thread is busy, another worker was first). So the queue ca
 about fifteen commands a job on ids, results and retries that Postgres already covers. `NX`
 collapses repeated wake-ups of a run that is still waiting (a sweep during a burst), and the score
 (the time of the first wake-up) keeps them first in, first out. A wake-up lost with Redis or with
-a worker that died holding it is made again by the sweeper (`workers.sweeper`).
+a worker that died holding it is made again by the sweeper (`workers.schedules`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,97 @@
+"""What many test files share: waiting for something to happen, and the GraphQL documents and
+calls of the run and thread basics.
+
+Waits poll the thing itself (a row, a status, a log line) and fail after a deadline that only
+guards against hangs: under load a deadline is an upper bound, never an expectation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from tests.conftest import GraphQLClient
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], T | Awaitable[T]],
+    *,
+    within: float = 30.0,
+    what: str = "the condition",
+    interval: float = 0.05,
+) -> T:
+    """Call `probe` (plain or async) until it returns something truthy, and return that; fail
+    after `within` seconds, naming `what`."""
+    deadline = time.monotonic() + within
+    while True:
+        value = probe()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        assert time.monotonic() < deadline, f"gave up after {within:g} s waiting for {what}"
+        await asyncio.sleep(interval)
+
+
+# --- GraphQL documents -------------------------------------------------------------------------
+
+RUN_FIELDS = (
+    "id threadId assistantId status attempt metadata multitaskStrategy output "
+    "error { type message } createdAt"
+)
+CREATE_RUN = f"mutation($input: RunInput!) {{ createRun(input: $input) {{ {RUN_FIELDS} }} }}"
+RUN_AND_WAIT = f"""
+mutation($input: RunInput!) {{
+  runAndWait(input: $input) {{
+    run {{ {RUN_FIELDS} }} values interrupts {{ id value }} error {{ type message }}
+  }}
+}}
+"""
+GET_RUN = f"query($id: ID!) {{ run(id: $id) {{ {RUN_FIELDS} }} }}"
+GET_THREAD = "query($id: ID!) { thread(id: $id) { status values interrupts { id value } } }"
+
+
+# --- calls -------------------------------------------------------------------------------------
+
+
+async def new_thread(client: GraphQLClient, **fields: Any) -> str:
+    data = await client.data(
+        "mutation($input: CreateThreadInput) { createThread(input: $input) { id } }",
+        {"input": fields},
+    )
+    return str(data["createThread"]["id"])
+
+
+async def run_and_wait(client: GraphQLClient, **fields: Any) -> dict[str, Any]:
+    return (await client.data(RUN_AND_WAIT, {"input": fields}))["runAndWait"]
+
+
+async def create_run(client: GraphQLClient, **fields: Any) -> dict[str, Any]:
+    return (await client.data(CREATE_RUN, {"input": fields}))["createRun"]
+
+
+async def get_run(client: GraphQLClient, run_id: str) -> dict[str, Any] | None:
+    body = await client.execute(GET_RUN, {"id": run_id})
+    run: dict[str, Any] | None = (body.get("data") or {}).get("run")
+    return run
+
+
+async def wait_status(
+    client: GraphQLClient, run_id: str, statuses: set[str], *, within: float = 30
+) -> dict[str, Any]:
+    """The run once its status is one of `statuses`."""
+
+    async def reached() -> dict[str, Any] | None:
+        run = await get_run(client, run_id)
+        return run if run is not None and run["status"] in statuses else None
+
+    return await eventually(reached, within=within, what=f"run {run_id} to reach {statuses}")
+
+
+async def thread_of(client: GraphQLClient, thread_id: str) -> dict[str, Any]:
+    return (await client.data(GET_THREAD, {"id": thread_id}))["thread"]
