@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -99,7 +100,14 @@ def dumps(data: Any) -> bytes:
         return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:
         # Integers past 64 bits (a graph's own values) go out as JSON still.
-        return json.dumps(data, separators=(",", ":"), default=str).encode()
+        return json.dumps(data, separators=(",", ":"), default=_plain).encode()
+
+
+def _plain(value: Any) -> Any:
+    """What orjson writes for the values the standard encoder does not know."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
 
 
 def json_response(
