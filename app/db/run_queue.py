@@ -72,44 +72,79 @@ def run_of(row: asyncpg.Record) -> Run:
 
 
 @dataclass(frozen=True)
-class RunTarget:
-    """What creating a run needs of its assistant, and of its thread (None: no such thread),
-    whose row is now locked."""
+class RunCreation:
+    """What `lgql_create_run` decided: `outcome` is `created` (then `run` is the new run),
+    `no_assistant`, `no_thread` or `conflict` (nothing written); the assistant's graph and
+    metadata, the thread's metadata if it existed before (its row is now locked), and its oldest
+    active run other than the new one."""
 
-    graph_id: str
-    assistant_metadata: dict[str, Any]
+    outcome: str
+    graph_id: str | None
+    assistant_metadata: dict[str, Any] | None
     thread_metadata: dict[str, Any] | None
+    active_run_id: uuid.UUID | None
+    run: Run | None
 
 
-_ASSISTANT_AND_THREAD = """
-SELECT a.graph_id, a.metadata::text AS assistant_metadata,
-       (SELECT t.metadata::text FROM threads t WHERE t.thread_id = $2 FOR UPDATE)
-           AS thread_metadata
-  FROM assistants a WHERE a.assistant_id = $1
-"""
+# Creation is a plpgsql function (migration 0011): the assistant, the thread's lock (inserting
+# a new thread), its active runs and the run's insert, each statement with a snapshot taken
+# after the lock, in one round trip.
+_CREATE = (
+    "SELECT * FROM lgql_create_run($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11,"
+    " $12::jsonb, $13::jsonb, $14, $15, $16)"
+)
 
 
-async def assistant_and_locked_thread(
-    conn: asyncpg.Connection, assistant_id: uuid.UUID, thread_id: uuid.UUID
-) -> RunTarget | None:
-    """The assistant (None when there is none) and the thread, locked: one round trip."""
-    row = await conn.fetchrow(_ASSISTANT_AND_THREAD, assistant_id, thread_id)
-    if row is None:
-        return None
-    return RunTarget(
-        graph_id=row["graph_id"],
-        assistant_metadata=orjson.loads(row["assistant_metadata"]),
-        thread_metadata=_loads(row["thread_metadata"]),
+async def create_run(
+    conn: asyncpg.Connection,
+    *,
+    run_id: uuid.UUID,
+    thread_id: uuid.UUID,
+    assistant_id: uuid.UUID,
+    graphs: list[str],
+    create_thread: bool,
+    thread_metadata: dict[str, Any],
+    now: datetime,
+    ttl: dict[str, Any],
+    reject: bool,
+    metadata: dict[str, Any],
+    kwargs: dict[str, Any],
+    multitask_strategy: str,
+    webhook: str | None,
+    after_seconds: float,
+) -> RunCreation:
+    """Insert a pending run of `assistant_id` (of one of `graphs`) on `thread_id`, marking the
+    thread busy and stamping its metadata with the graph and assistant; with `create_thread`, a
+    missing thread is inserted (`thread_metadata`, `ttl`'s columns, busy); with `reject`, not
+    while the thread has an active run. Outside a transaction, commits at once."""
+    row = await conn.fetchrow(
+        _CREATE,
+        run_id,
+        thread_id,
+        assistant_id,
+        graphs,
+        create_thread,
+        _json(thread_metadata),
+        now,
+        ttl.get("ttl_minutes"),
+        ttl.get("ttl_strategy"),
+        ttl.get("expires_at"),
+        reject,
+        _json(metadata),
+        _json(kwargs),
+        multitask_strategy,
+        webhook,
+        float(after_seconds),
     )
-
-
-_LOCK_THREAD = "SELECT metadata::text FROM threads WHERE thread_id = $1 FOR UPDATE"
-
-
-async def lock_thread(conn: asyncpg.Connection, thread_id: uuid.UUID) -> dict[str, Any] | None:
-    """Lock the thread's row; its metadata, or None when there is no such thread."""
-    found = await conn.fetchval(_LOCK_THREAD, thread_id)
-    return None if found is None else dict(orjson.loads(found))
+    assert row is not None  # the function always answers one row
+    return RunCreation(
+        outcome=row["outcome"],
+        graph_id=row["graph_id"],
+        assistant_metadata=_loads(row["assistant_metadata"]),
+        thread_metadata=_loads(row["thread_metadata"]),
+        active_run_id=row["active_run_id"],
+        run=run_of(row) if row["outcome"] == "created" else None,
+    )
 
 
 _ACTIVE_RUNS = f"""
@@ -122,55 +157,6 @@ SELECT {_RUN_COLUMNS} FROM runs
 async def active_runs(conn: asyncpg.Connection, thread_id: uuid.UUID) -> list[Run]:
     """The thread's pending and running runs, oldest first."""
     return [run_of(r) for r in await conn.fetch(_ACTIVE_RUNS, thread_id)]
-
-
-# `created_at` is the clock when this statement runs, under the thread's lock (not when the
-# request came in): the order of creation times is the order of the double-texting decisions,
-# so the run that wins an interrupt or rollback race is the newest.
-_INSERT_RUN = f"""
-WITH clock AS (SELECT clock_timestamp() AS now), run AS (
-    INSERT INTO runs (run_id, thread_id, assistant_id, status, metadata, kwargs,
-                      multitask_strategy, webhook, created_at, updated_at, available_at)
-    SELECT $1, $2, $3, 'pending', $4::jsonb, $5::jsonb, $6, $7, clock.now, clock.now,
-           clock.now + make_interval(secs => $8::float8)
-      FROM clock
-    RETURNING {_RUN_COLUMNS}
-), thread AS (
-    UPDATE threads SET status = 'busy', metadata = metadata || $9::jsonb,
-           updated_at = (SELECT now FROM clock)
-     WHERE thread_id = $2
-)
-SELECT * FROM run
-"""
-
-
-async def insert_run(
-    conn: asyncpg.Connection,
-    *,
-    run_id: uuid.UUID,
-    thread_id: uuid.UUID,
-    assistant_id: uuid.UUID,
-    metadata: dict[str, Any],
-    kwargs: dict[str, Any],
-    multitask_strategy: str,
-    webhook: str | None,
-    after_seconds: float,
-    thread_stamp: dict[str, Any],
-) -> Run:
-    """Insert a pending run and mark its thread busy (its metadata gains `thread_stamp`)."""
-    row = await conn.fetchrow(
-        _INSERT_RUN,
-        run_id,
-        thread_id,
-        assistant_id,
-        _json(metadata),
-        _json(kwargs),
-        multitask_strategy,
-        webhook,
-        float(after_seconds),
-        _json(thread_stamp),
-    )
-    return run_of(row)
 
 
 _GET = f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = $1"
@@ -453,10 +439,8 @@ async def startable_runs(conn: asyncpg.Connection, *, grace_seconds: float) -> l
 
 #: Every statement above, for the test that plans each against the migrated schema.
 STATEMENTS = (
-    _ASSISTANT_AND_THREAD,
-    _LOCK_THREAD,
+    _CREATE,
     _ACTIVE_RUNS,
-    _INSERT_RUN,
     _GET,
     _LOCK_THREAD_OF_RUN,
     _CLAIM,

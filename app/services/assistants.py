@@ -90,6 +90,10 @@ class AssistantService:
         """Whether this server serves `graph_id` (an assistant of another graph is hidden)."""
         return graph_id in self._graphs
 
+    def served_graphs(self) -> list[str]:
+        """The graphs this server serves (`serves`), as a list."""
+        return list(self._graphs.graph_ids)
+
     def _check_graph(self, graph_id: str) -> None:
         if graph_id not in self._graphs.graph_ids:
             raise NotFound(f"Graph '{graph_id}' not found", graph_id=graph_id)

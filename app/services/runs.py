@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -60,6 +61,14 @@ class _CreateVisibility:
     thread: AuthFilter | None = None
     assistant: AuthFilter | None = None
 
+    @property
+    def filtered(self) -> bool:
+        return self.thread is not None or self.assistant is not None
+
+
+#: The strategies whose new run supersedes the thread's active runs (cancels them).
+_SUPERSEDING = (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK)
+
 
 class RunService:
     def __init__(
@@ -116,7 +125,15 @@ class RunService:
             thread_record = await self._threads.get(request.thread_id)
             await self._threads.require_checkpoint(thread_record, request.checkpoint_id)
         run_id = new_id()
-        async with self._db.pool.acquire() as conn, conn.transaction():
+        # Without a key, filters or runs to supersede, the creation is one call that commits by
+        # itself; otherwise all of it is one transaction.
+        atomic = (
+            key is not None or visibility.filtered or request.multitask_strategy in _SUPERSEDING
+        )
+        async with (
+            self._db.pool.acquire() as conn,
+            conn.transaction() if atomic else contextlib.nullcontext(),
+        ):
             tx = RunTx(conn)
             # The key first: a concurrent repeat waits here for this transaction to end.
             earlier = await key.claim(conn, run_id) if key is not None else None
@@ -184,64 +201,56 @@ class RunService:
         now = utcnow()
         stateless = request.thread_id is None
         thread_id = new_id() if stateless else parse_uuid(request.thread_id or "", "thread")
-        conn = tx.conn
-        # The assistant and the thread's lock in one round trip.
-        found = await queue_db.assistant_and_locked_thread(conn, assistant_id, thread_id)
-        if found is None or not self._assistants.serves(found.graph_id):
-            raise NotFound(f"Assistant {assistant_id} not found", assistant_id=str(assistant_id))
-        require_visible(
-            seen.assistant,
-            found.assistant_metadata,
-            NotFound(f"Assistant {assistant_id} not found", assistant_id=str(assistant_id)),
-        )
-        thread_metadata = found.thread_metadata
-        if thread_metadata is not None:
-            require_visible(
-                seen.thread,
-                thread_metadata,
-                NotFound(f"Thread {thread_id} not found", thread_id=str(thread_id)),
-            )
-        stamp = {"graph_id": found.graph_id, "assistant_id": str(assistant_id)}
-        if thread_metadata is None:
-            if not stateless and request.if_not_exists is not IfNotExists.CREATE:
-                raise NotFound(f"Thread {thread_id} not found", thread_id=str(thread_id))
-            inserted = await threads_db.insert_if_absent(
-                conn,
-                thread_id=thread_id,
-                metadata={**(request.metadata or {}), **stamp},
-                now=now,
-                status="busy",
-                ttl=self._threads.default_ttl_fields(now),
-            )
-            if inserted is not None:
-                thread_metadata = inserted.metadata_
-            else:  # created concurrently by another request: lock it
-                thread_metadata = await queue_db.lock_thread(conn, thread_id)
-            assert thread_metadata is not None
-        active = await queue_db.active_runs(conn, thread_id)
         strategy = request.multitask_strategy
-        if active and strategy is MultitaskStrategy.REJECT:
-            raise Conflict(
-                "Thread is already running a task. Wait for it to finish or choose a "
-                "different multitask strategy.",
-                thread_id=str(thread_id),
-                active_run_id=str(active[0].run_id),
-            )
-        run = await queue_db.insert_run(
-            conn,
+        made = await queue_db.create_run(
+            tx.conn,
             run_id=run_id or new_id(),
             thread_id=thread_id,
             assistant_id=assistant_id,
+            graphs=self._assistants.served_graphs(),
+            create_thread=stateless or request.if_not_exists is IfNotExists.CREATE,
+            thread_metadata=dict(request.metadata or {}),
+            now=now,
+            ttl=self._threads.default_ttl_fields(now),
+            reject=strategy is MultitaskStrategy.REJECT,
             metadata=dict(request.metadata or {}),
             kwargs=carry_trace(kwargs if kwargs is not None else request.kwargs()),
             multitask_strategy=strategy.value,
             webhook=request.webhook,
             after_seconds=request.after_seconds,
-            thread_stamp=stamp,
         )
-        metrics.run_created(found.graph_id)
+        # What the caller may not see is not found: with filters, the caller's transaction
+        # rolls back what the call wrote (`_needs_transaction`).
+        no_assistant = NotFound(
+            f"Assistant {assistant_id} not found", assistant_id=str(assistant_id)
+        )
+        if made.outcome == "no_assistant":
+            raise no_assistant
+        require_visible(seen.assistant, made.assistant_metadata, no_assistant)
+        if made.thread_metadata is not None:
+            require_visible(
+                seen.thread,
+                made.thread_metadata,
+                NotFound(f"Thread {thread_id} not found", thread_id=str(thread_id)),
+            )
+        if made.outcome == "no_thread":
+            raise NotFound(f"Thread {thread_id} not found", thread_id=str(thread_id))
+        if made.outcome == "conflict":
+            raise Conflict(
+                "Thread is already running a task. Wait for it to finish or choose a "
+                "different multitask strategy.",
+                thread_id=str(thread_id),
+                active_run_id=str(made.active_run_id),
+            )
+        run = made.run
+        assert run is not None and made.graph_id is not None
+        metrics.run_created(made.graph_id)
         cancel_running: list[uuid.UUID] = []
-        if active and strategy in (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK):
+        if made.active_run_id is not None and strategy in _SUPERSEDING:
+            # The thread's lock is held: its active runs are those the call saw, and this one.
+            active = [
+                r for r in await queue_db.active_runs(tx.conn, thread_id) if r.run_id != run.run_id
+            ]
             await lifecycle.cancel_pending(tx, active, strategy.value)
             cancel_running = [r.run_id for r in active if r.status == "running"]
             await lifecycle.request_cancel(tx, cancel_running, strategy.value)
