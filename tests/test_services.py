@@ -256,3 +256,61 @@ async def test_cancelling_a_pending_run_announces_its_end_and_wakes_the_next(
         assert outcome is not None and outcome["run"]["status"] == "interrupted"
         queued = [m.decode() for m in await services.redis.zrange(services.wakeups.key, 0, -1)]
         assert queued == [str(second.run_id)]
+
+
+async def test_a_refused_run_creation_writes_nothing(services: Services) -> None:
+    """lgql_create_run reports instead of raising: a missing thread, an unknown assistant and a
+    thread busy under REJECT leave no thread, run or stamp behind; two creations of one new
+    thread (if_not_exists=create) make one thread and two runs."""
+    import uuid
+
+    from app.db import run_queue
+    from app.services.run_request import IfNotExists, MultitaskStrategy, RunRequest
+
+    async def counts(thread_id: str) -> tuple[int, int]:
+        async with services.db.pool.acquire() as conn:
+            threads = await conn.fetchval(
+                "SELECT count(*) FROM threads WHERE thread_id = $1", uuid.UUID(thread_id)
+            )
+            runs = await conn.fetchval(
+                "SELECT count(*) FROM runs WHERE thread_id = $1", uuid.UUID(thread_id)
+            )
+        return threads, runs
+
+    missing = str(uuid.uuid4())
+    with pytest.raises(NotFound):
+        await services.runs.create(RunRequest(assistant_id="echo", thread_id=missing))
+    assert await counts(missing) == (0, 0)
+    with pytest.raises(NotFound):
+        await services.runs.create(
+            RunRequest(
+                assistant_id=str(uuid.uuid4()),
+                thread_id=missing,
+                if_not_exists=IfNotExists.CREATE,
+            )
+        )
+    assert await counts(missing) == (0, 0)
+
+    fresh = str(uuid.uuid4())
+    made = await asyncio.gather(
+        *(
+            services.runs.create(
+                RunRequest(assistant_id="echo", thread_id=fresh, if_not_exists=IfNotExists.CREATE)
+            )
+            for _ in range(2)
+        )
+    )
+    assert len({r.run_id for r in made}) == 2
+    assert await counts(fresh) == (1, 2)
+    thread = await services.threads.get(fresh)
+    assert thread.metadata_["graph_id"] == "echo"  # stamped by the creation
+    async with services.db.pool.acquire() as conn:
+        active = await run_queue.active_runs(conn, uuid.UUID(fresh))
+    with pytest.raises(Conflict) as refused:
+        await services.runs.create(
+            RunRequest(
+                assistant_id="echo", thread_id=fresh, multitask_strategy=MultitaskStrategy.REJECT
+            )
+        )
+    assert refused.value.details["active_run_id"] == str(active[0].run_id)
+    assert await counts(fresh) == (1, 2)
