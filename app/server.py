@@ -163,6 +163,7 @@ def create_app(
             if embedded_worker is not None:
                 worker = embedded_worker(settings, services)
                 worker_task = asyncio.create_task(worker.async_run(), name="lgql-embedded-worker")
+                services.workers.running_here(worker_task)
             process_tuning.freeze_startup_objects()
             try:
                 yield

@@ -8,6 +8,7 @@ most, never one per run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -46,10 +47,18 @@ class WorkerPresence:
         self._max_age = max_age
         self._checked_at = -max_age
         self._alive = True
+        self._here: asyncio.Task[None] | None = None
+
+    def running_here(self, task: asyncio.Task[None]) -> None:
+        """A worker runs in this process (`lgql dev`) as long as `task` does: alive without
+        asking Redis (its first heartbeat may come after the first request)."""
+        self._here = task
 
     async def alive(self) -> bool:
         """Whether a worker's heartbeat is in Redis (cached for `max_age`). Unknown (Redis
         unreachable) counts as alive: the outage is reported elsewhere, not as this."""
+        if self._here is not None and not self._here.done():
+            return True
         now = time.monotonic()
         if now - self._checked_at < self._max_age:
             return self._alive
