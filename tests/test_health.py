@@ -98,7 +98,7 @@ async def test_ready_needs_a_worker_with_a_fresh_heartbeat(
             answer = await http.get(url)
             assert answer.status_code == 503
             assert answer.json()["workers"] == {"live": 1, "ready": 0}
-            assert answer.json()["problems"][0].startswith("no worker is ready")
+            assert answer.json()["problems"] == ["no worker has a fresh heartbeat (stuck workers?)"]
 
             # A fresh one that cannot reach Postgres: alive, not ready.
             cut_off = heartbeat_key(prefix, "cut-off:2")
@@ -107,6 +107,7 @@ async def test_ready_needs_a_worker_with_a_fresh_heartbeat(
             answer = await http.get(url)
             assert answer.status_code == 503
             assert answer.json()["workers"] == {"live": 2, "ready": 0}
+            assert answer.json()["problems"] == ["no worker reaches Postgres"]
 
             fresh = heartbeat_key(prefix, "fine:3")
             beat = json.dumps({"at": time.time(), "ready": True, "unreachable": {}})

@@ -32,6 +32,8 @@ class WorkerCensus:
     live: int
     #: Of those, the ones that reach Postgres and beat within `HEARTBEAT_FRESH_SECONDS`.
     ready: int
+    #: Live workers that beat within `HEARTBEAT_FRESH_SECONDS`, whether they reach Postgres or not.
+    fresh: int = 0
 
 
 #: A heartbeat written longer ago than this is stale: its worker is not counted ready (a worker
@@ -45,23 +47,25 @@ async def worker_census(redis: aioredis.Redis, prefix: str) -> WorkerCensus:
     bare timestamp) counts as ready when fresh."""
     keys = [k async for k in redis.scan_iter(match=f"{prefix}:workers:*", count=500)]
     if not keys:
-        return WorkerCensus(0, 0)
+        return WorkerCensus(0, 0, 0)
     async with redis.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.get(key)
             pipe.pttl(key)
         replies = await pipe.execute()
-    live = ready = 0
+    live = ready = fresh = 0
     stale_below_ms = (HEARTBEAT_TTL_SECONDS - HEARTBEAT_FRESH_SECONDS) * 1000
     for raw, ttl_ms in zip(replies[::2], replies[1::2], strict=True):
         if raw is None:  # expired between the scan and the read
             continue
         live += 1
+        if ttl_ms is not None and 0 <= ttl_ms < stale_below_ms:
+            continue
+        fresh += 1
         try:
             beat = json.loads(raw)
         except ValueError:
             beat = None
-        fit = not isinstance(beat, dict) or bool(beat.get("ready", True))
-        if fit and (ttl_ms is None or ttl_ms < 0 or ttl_ms >= stale_below_ms):
+        if not isinstance(beat, dict) or beat.get("ready", True):
             ready += 1
-    return WorkerCensus(live, ready)
+    return WorkerCensus(live, ready, fresh)

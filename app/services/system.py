@@ -92,12 +92,12 @@ class SystemService:
             except Exception as exc:  # reported, not raised, as in /ok
                 problems.append(f"workers unknown: {type(exc).__name__}")
             else:
-                if workers.ready == 0:
-                    problems.append(
-                        "no worker is reachable"
-                        if workers.live == 0
-                        else "no worker is ready (none reaches Postgres with a fresh heartbeat)"
-                    )
+                if workers.live == 0:
+                    problems.append("no worker is reachable")
+                elif workers.fresh == 0:
+                    problems.append("no worker has a fresh heartbeat (stuck workers?)")
+                elif workers.ready == 0:
+                    problems.append("no worker reaches Postgres")
         return Readiness(services=health, workers=workers, problems=problems)
 
     async def workers(self) -> WorkerCensus:
