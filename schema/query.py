@@ -6,6 +6,7 @@ import strawberry
 
 from schema.fields.assistants import AssistantQueries
 from schema.fields.crons import CronQueries
+from schema.fields.nodes import NodeQueries
 from schema.fields.runs import RunQueries
 from schema.fields.server import ServerQueries
 from schema.fields.store import StoreQueries
@@ -13,5 +14,13 @@ from schema.fields.threads import ThreadQueries
 
 
 @strawberry.type
-class Query(CronQueries, StoreQueries, AssistantQueries, ThreadQueries, RunQueries, ServerQueries):
+class Query(
+    CronQueries,
+    StoreQueries,
+    AssistantQueries,
+    ThreadQueries,
+    RunQueries,
+    ServerQueries,
+    NodeQueries,
+):
     pass

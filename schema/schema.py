@@ -37,7 +37,6 @@ from schema.errors import ErrorCodes
 from schema.event_execution import EventExecutionContext
 from schema.mutation import Mutation
 from schema.operation_name import RequireOperationName
-from schema.operation_name import RequireOperationName
 from schema.query import Query
 from schema.scalars import JSON, json_scalar
 from schema.subscription import Subscription
@@ -185,7 +184,6 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: DocumentCache(maxsize=1024),
         lambda: DocumentValidationCache(maxsize=1024),
         RefuseNul,
-        RequireOperationName,
         RequireOperationName,
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: AddValidationRules(limits),

@@ -47,6 +47,14 @@ class RunOutput:
         return {"values": self.values, "interrupts": self.interrupts}
 
 
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def _from_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
 @dataclass(slots=True, frozen=True)
 class EndedRun:
     """A run as it ended."""
@@ -63,6 +71,8 @@ class EndedRun:
     error: RunError | None
     created_at: datetime
     updated_at: datetime
+    started_at: datetime | None = None  # None: it never started
+    ended_at: datetime | None = None
 
     @classmethod
     def of(cls, run: RunRecord, *, status: str | None = None) -> EndedRun:
@@ -79,6 +89,8 @@ class EndedRun:
             error=RunError.from_json(run.error),
             created_at=run.created_at,
             updated_at=run.updated_at,
+            started_at=run.started_at,
+            ended_at=run.ended_at,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -95,6 +107,8 @@ class EndedRun:
             "error": None if self.error is None else self.error.to_json(),
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "started_at": _iso(self.started_at),
+            "ended_at": _iso(self.ended_at),
         }
 
     @classmethod
@@ -112,6 +126,8 @@ class EndedRun:
             error=RunError.from_json(data["error"]),
             created_at=datetime.fromisoformat(data["created_at"]),
             updated_at=datetime.fromisoformat(data["updated_at"]),
+            started_at=_from_iso(data.get("started_at")),
+            ended_at=_from_iso(data.get("ended_at")),
         )
 
 

@@ -384,6 +384,63 @@ class RunService:
             await self.wait(run)
         return await self._maybe_get(rid)
 
+    async def cancel_many(
+        self,
+        *,
+        thread_id: str | None = None,
+        run_ids: list[str] | None = None,
+        status: str | None = None,
+        action: str = "interrupt",
+    ) -> list[uuid.UUID]:
+        """Cancel several runs at once (LangGraph's `/runs/cancel`), without waiting for them to
+        stop: those of `run_ids`, or the active runs of `status` (`pending`, `running` or `all`),
+        either within `thread_id` when given; or `thread_id` alone: its active runs. Runs that
+        ended (or went) meanwhile, and runs not the user's to update, are skipped. Returns the
+        ids of the runs cancelled. Raises BadUserInput (nothing chosen, an unknown status)."""
+        if status is not None and status not in ("pending", "running", "all"):
+            raise BadUserInput(
+                f"Unknown status {status!r}; expected pending, running or all", field="status"
+            )
+        if status is not None and run_ids:
+            raise BadUserInput("Give `runIds` or `status`, not both", field="status")
+        if thread_id is None and not run_ids and status is None:
+            raise BadUserInput("Say which runs to cancel: a thread, run ids or a status")
+        if run_ids:
+            tid = parse_uuid(thread_id, "thread") if thread_id is not None else None
+            chosen: list[uuid.UUID] = []
+            for rid in dict.fromkeys(parse_uuid(r, "run") for r in run_ids):
+                run = await self._maybe_get(rid)
+                if run is not None and (tid is None or run.thread_id == tid):
+                    chosen.append(rid)
+        else:
+            statuses = ("pending", "running") if status in (None, "all") else (status,)
+            chosen = [
+                run.run_id
+                for state in statuses
+                for run in await self._all_of(thread_id=thread_id, status=state)
+            ]
+        cancelled: list[uuid.UUID] = []
+        for rid in chosen:
+            try:
+                await self.cancel(str(rid), action, wait=False)
+            except (Conflict, NotFound):
+                continue
+            cancelled.append(rid)
+        return cancelled
+
+    async def _all_of(self, *, thread_id: str | None, status: str) -> list[RunRecord]:
+        """Every run the user may see with `status` (of `thread_id` when given)."""
+        found: list[RunRecord] = []
+        after = None
+        while True:
+            page = await self.search(
+                PageRequest(first=100, after=after), thread_id=thread_id, status=status
+            )
+            found += page.items
+            if not page.has_next_page or not page.cursors:
+                return found
+            after = page.cursors[-1]
+
     async def _locked_run(self, conn: asyncpg.Connection, rid: uuid.UUID) -> RunRecord:
         """The run, with its thread's row locked (no run of it starts or ends meanwhile)."""
         if await queue_db.lock_thread_of_run(conn, rid) is None:

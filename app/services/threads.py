@@ -280,6 +280,25 @@ class ThreadService:
             await self.delete_in(await driver_connection(session), tid)
         return tid
 
+    async def delete_of_assistant(self, assistant_id: uuid.UUID) -> int:
+        """Delete the threads whose metadata names `assistant_id` (its runs stamp it there), as
+        LangGraph Server's `delete_threads` does with an assistant; each through `delete`'s
+        checks. Returns how many went."""
+        flt = ThreadFilter(metadata={"assistant_id": str(assistant_id)})
+        deleted = 0
+        while True:
+            page = await self.search(flt, PageRequest(first=100))
+            before = deleted
+            for thread in page.items:
+                try:
+                    await self.delete(str(thread.thread_id))
+                except NotFound:
+                    continue  # went meanwhile, or one the user may see but not delete
+                deleted += 1
+            # The next page is the first one again; a page with nothing deletable ends it.
+            if not page.has_next_page or deleted == before:
+                return deleted
+
     async def delete_in(self, conn: asyncpg.Connection, thread_id: uuid.UUID) -> bool:
         """`delete`, inside the caller's transaction on `conn` (a stateless run's thread goes in
         the transaction that ends the run). False if there was no such thread."""

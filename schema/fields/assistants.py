@@ -90,6 +90,15 @@ class AssistantMutations:
             await services(info).assistants.set_latest_version(str(id), version)
         )
 
-    @strawberry.mutation(description="Delete an assistant and all its versions. Returns its id.")
-    async def delete_assistant(self, info: Info, id: strawberry.ID) -> strawberry.ID:
-        return strawberry.ID(str(await services(info).assistants.delete(str(id))))
+    @strawberry.mutation(
+        description="Delete an assistant and all its versions. Returns its id. With "
+        "`deleteThreads`, also the threads its runs stamped with its id (`metadata.assistant_id`), "
+        "as LangGraph Server's `delete_threads`."
+    )
+    async def delete_assistant(
+        self, info: Info, id: strawberry.ID, delete_threads: bool = False
+    ) -> strawberry.ID:
+        aid = await services(info).assistants.delete(str(id))
+        if delete_threads:
+            await services(info).threads.delete_of_assistant(aid)
+        return strawberry.ID(str(aid))

@@ -16,7 +16,15 @@ from app.services.run_request import OnDisconnect
 from app.services.runs import RunService
 from schema.context import Context, services
 from schema.pagination import Connection, connection, page_request
-from schema.types.run import CancelAction, Run, RunError, RunInput, RunResult, RunStatus
+from schema.types.run import (
+    CancelAction,
+    CancelRunsStatus,
+    Run,
+    RunError,
+    RunInput,
+    RunResult,
+    RunStatus,
+)
 from schema.types.state import Interrupt
 
 Info = strawberry.Info[Context, Any]
@@ -42,6 +50,14 @@ class RunQueries:
         state = status.name.lower() if status else None
         page = await svc.search(page_request(first, after), thread_id=tid, status=state)
         return connection(page, Run.from_record, lambda: svc.count(thread_id=tid, status=state))
+
+    @strawberry.field(
+        description="Wait for an existing run to end and return its outcome, as `runAndWait` does "
+        "(LangGraph `runs.join`); at once when it has ended."
+    )
+    async def join_run(self, info: Info, run_id: strawberry.ID) -> RunResult:
+        svc = services(info).runs
+        return run_result(await svc.wait(await svc.get(str(run_id))))
 
 
 @strawberry.type
@@ -86,6 +102,28 @@ class RunMutations:
     ) -> Run | None:
         record = await services(info).runs.cancel(str(id), action.name.lower(), wait=wait)
         return Run.from_record(record) if record is not None else None
+
+    @strawberry.mutation(
+        description="Cancel several active runs without waiting for them to stop (LangGraph "
+        "`runs.cancel_many`): those of `runIds`, or of `status`, within `threadId` when given; or "
+        "`threadId` alone: all its active runs. Returns the ids of the runs cancelled (ended or "
+        "unknown ones are skipped)."
+    )
+    async def cancel_runs(
+        self,
+        info: Info,
+        thread_id: strawberry.ID | None = None,
+        run_ids: list[strawberry.ID] | None = None,
+        status: CancelRunsStatus | None = None,
+        action: CancelAction = CancelAction.INTERRUPT,
+    ) -> list[strawberry.ID]:
+        cancelled = await services(info).runs.cancel_many(
+            thread_id=str(thread_id) if thread_id is not None else None,
+            run_ids=[str(r) for r in run_ids] if run_ids is not None else None,
+            status=status.name.lower() if status is not None else None,
+            action=action.name.lower(),
+        )
+        return [strawberry.ID(str(r)) for r in cancelled]
 
     @strawberry.mutation(description="Delete an ended run and its checkpoints. Returns its id.")
     async def delete_run(self, info: Info, id: strawberry.ID) -> strawberry.ID:

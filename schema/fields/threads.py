@@ -3,19 +3,22 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import strawberry
 
+from app.errors import BadUserInput, ServiceError
 from app.services.common import UNSET, Unset
 from app.services.thread_ttl import ThreadTTL
 from schema.context import Context, services
 from schema.pagination import Connection, connection, page_request
 from schema.scalars import JSON
-from schema.types.common import SortOrder
+from schema.types.common import IfExists, SortOrder
 from schema.types.state import Checkpoint
 from schema.types.thread import (
     CreateThreadInput,
+    PruneStrategy,
     Thread,
     ThreadFilter,
     ThreadSortBy,
@@ -52,10 +55,18 @@ class ThreadQueries:
 
 @strawberry.type
 class ThreadMutations:
-    @strawberry.mutation(description="Create a thread (idle, no state yet).")
+    @strawberry.mutation(
+        description="Create a thread (idle, no state yet; with `supersteps`, their state)."
+    )
     async def create_thread(self, info: Info, input: CreateThreadInput | None = None) -> Thread:
         data = input or CreateThreadInput()
-        record = await services(info).threads.create(
+        svc = services(info).threads
+        if data.supersteps and data.if_exists is IfExists.DO_NOTHING:
+            raise BadUserInput(
+                "`supersteps` seed a new thread: they cannot go with `ifExists: DO_NOTHING`",
+                field="supersteps",
+            )
+        record = await svc.create(
             thread_id=str(data.thread_id) if data.thread_id else None,
             metadata=data.metadata,
             if_exists=data.if_exists.to_service(),
@@ -63,7 +74,32 @@ class ThreadMutations:
             ttl=data.ttl.to_service() if data.ttl else None,
             idempotency_key=data.idempotency_key,
         )
+        if data.supersteps:
+            steps = [[w.to_service() for w in step.updates] for step in data.supersteps]
+            try:
+                await svc.bulk_update_state(str(record.thread_id), steps)
+            except ServiceError:
+                # All or nothing (LangGraph Server keeps the thread and says what failed).
+                with contextlib.suppress(ServiceError):
+                    await svc.delete(str(record.thread_id))
+                raise
+            record = await svc.get(record.thread_id)
         return Thread.from_record(record)
+
+    @strawberry.mutation(
+        description="Prune threads (LangGraph `threads.prune`): DELETE removes each with its runs, "
+        "crons and checkpoints; KEEP_LATEST keeps each thread with only its latest checkpoint. "
+        "Returns how many were pruned (absent ones, or not yours, are skipped)."
+    )
+    async def prune_threads(
+        self,
+        info: Info,
+        thread_ids: list[strawberry.ID],
+        strategy: PruneStrategy = PruneStrategy.DELETE,
+    ) -> int:
+        return await services(info).threads.prune(
+            [str(t) for t in thread_ids], strategy=strategy.name.lower()
+        )
 
     @strawberry.mutation(description="Update a thread's metadata (merged) and time-to-live.")
     async def update_thread(

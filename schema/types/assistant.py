@@ -14,6 +14,7 @@ from schema.context import Context, services
 from schema.pagination import Connection, connection, page_request
 from schema.scalars import JSON
 from schema.types.common import IfExists
+from schema.types.node import Node
 
 Info = strawberry.Info[Context, Any]
 
@@ -22,6 +23,9 @@ Info = strawberry.Info[Context, Any]
 class AssistantSortBy(enum.Enum):
     CREATED_AT = "created_at"
     UPDATED_AT = "updated_at"
+    ASSISTANT_ID = "assistant_id"
+    NAME = "name"
+    GRAPH_ID = "graph_id"
 
 
 @strawberry.type(description="One saved version of an assistant.")
@@ -95,7 +99,7 @@ class Subgraph:
     description="An assistant: a graph (from langgraph.json) with a saved config, context and metadata. "
     "Every update makes a new version."
 )
-class Assistant:
+class Assistant(Node):
     id: strawberry.ID = strawberry.field(description="The assistant id (a UUID).")
     graph_id: str = strawberry.field(description="The graph id from langgraph.json.")
     name: str

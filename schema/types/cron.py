@@ -14,6 +14,7 @@ from app.services.crons import CronRecord
 from schema.context import Context, services
 from schema.pagination import Connection, connection, page_request
 from schema.scalars import JSON
+from schema.types.node import Node
 from schema.types.run import Durability, MultitaskStrategy, OnCompletion, Run, StreamMode
 
 Info = strawberry.Info[Context, Any]
@@ -24,12 +25,14 @@ class CronSortBy(enum.Enum):
     CREATED_AT = "created_at"
     UPDATED_AT = "updated_at"
     NEXT_RUN_AT = "next_run_at"
+    CRON_ID = "cron_id"
+    ASSISTANT_ID = "assistant_id"
 
 
 @strawberry.type(
     description="A cron: a run started on a schedule, on one thread or on a new thread each time."
 )
-class Cron:
+class Cron(Node):
     id: strawberry.ID = strawberry.field(description="The cron id (a UUID).")
     assistant_id: strawberry.ID = strawberry.field(description="The assistant its runs execute.")
     thread_id: strawberry.ID | None = strawberry.field(

@@ -27,6 +27,7 @@ from schema.context import Context
 from schema.enums import graphql_enum
 from schema.pagination import Connection
 from schema.scalars import JSON
+from schema.types.node import Node
 from schema.types.state import Interrupt
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class RunError:
 
 
 @strawberry.type(description="A run: one execution of an assistant's graph on a thread.")
-class Run:
+class Run(Node):
     id: strawberry.ID
     thread_id: strawberry.ID
     assistant_id: strawberry.ID
@@ -113,6 +114,14 @@ class Run:
     multitask_strategy: MultitaskStrategy
     created_at: datetime
     updated_at: datetime
+    started_at: datetime | None = strawberry.field(
+        description="When a worker first started it; null while pending (LangGraph "
+        "`run_started_at`)."
+    )
+    ended_at: datetime | None = strawberry.field(
+        description="When it ended (success, error, timeout, interrupted); null while active "
+        "(LangGraph `run_ended_at`)."
+    )
     output: JSON | None = strawberry.field(
         description="When ended: `{values, interrupts}` of the state it stopped in."
     )
@@ -133,6 +142,8 @@ class Run:
             multitask_strategy=MultitaskStrategy(row.multitask_strategy),
             created_at=row.created_at,
             updated_at=row.updated_at,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
             output=row.output,
             error=RunError.of(ServiceRunError.from_json(row.error)),
             kwargs=public_kwargs(row.kwargs),
@@ -151,6 +162,8 @@ class Run:
             multitask_strategy=MultitaskStrategy(run.multitask_strategy),
             created_at=run.created_at,
             updated_at=run.updated_at,
+            started_at=run.started_at,
+            ended_at=run.ended_at,
             output=None if run.output is None else run.output.to_json(),
             error=RunError.of(run.error),
             kwargs=public_kwargs(run.kwargs),
@@ -173,6 +186,13 @@ class Run:
 
         record = await info.context.loaders.assistant.load(str(self.assistant_id))
         return Assistant.from_record(record) if record is not None else None
+
+
+@strawberry.enum(description="Which active runs `cancelRuns` cancels by status.")
+class CancelRunsStatus(enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    ALL = strawberry.enum_value("all", description="Pending and running.")
 
 
 @strawberry.type(description="How a run ended, for `runAndWait`.")

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
 from app.services import thread_ttl
 from app.services.run_lifecycle import ThreadStatus
 from app.services.thread_ttl import ThreadTTLStrategy
+from app.services.threads import StateWrite, ThreadRecord
 from app.services.threads import ThreadFilter as ServiceThreadFilter
-from app.services.threads import ThreadRecord
 from schema.context import Context, services
 from schema.enums import graphql_enum
 from schema.pagination import Connection, connection, page_request
 from schema.scalars import JSON
 from schema.types.common import IfExists
-from schema.types.run import Run, RunStatus
+from schema.types.node import Node
+from schema.types.run import CommandInput, Run, RunStatus
 from schema.types.state import Checkpoint, Interrupt, ThreadState
 
 Info = strawberry.Info[Context, Any]
@@ -67,10 +68,12 @@ class ThreadSortBy(enum.Enum):
     CREATED_AT = "created_at"
     UPDATED_AT = "updated_at"
     STATE_UPDATED_AT = "state_updated_at"
+    THREAD_ID = "thread_id"
+    STATUS = "status"
 
 
 @strawberry.type(description="A thread: a conversation whose state LangGraph checkpoints.")
-class Thread:
+class Thread(Node):
     id: strawberry.ID = strawberry.field(description="The thread id (a UUID).")
     status: ThreadStatus
     metadata: JSON
@@ -115,12 +118,22 @@ class Thread:
             for item in items
         ]
 
-    @strawberry.field(description="The state at the latest checkpoint, or at `checkpointId`.")
+    @strawberry.field(
+        description="The state at the latest checkpoint, or at `checkpointId`; a subgraph's with "
+        "`checkpointNs` (its namespace, as in a task's `checkpoint.checkpointNs`)."
+    )
     async def state(
-        self, info: Info, checkpoint_id: str | None = None, subgraphs: bool = False
+        self,
+        info: Info,
+        checkpoint_id: str | None = None,
+        subgraphs: bool = False,
+        checkpoint_ns: str = "",
     ) -> ThreadState:
         data = await services(info).threads.state(
-            self._record, checkpoint_id=checkpoint_id, subgraphs=subgraphs
+            self._record,
+            checkpoint_id=checkpoint_id,
+            subgraphs=subgraphs,
+            checkpoint_ns=checkpoint_ns,
         )
         return ThreadState.from_dict(data)
 
@@ -134,12 +147,16 @@ class Thread:
         limit: int = 10,
         before: str | None = None,
         metadata: JSON | None = None,
+        checkpoint_ns: Annotated[
+            str, strawberry.argument(description="A subgraph's namespace: its history.")
+        ] = "",
     ) -> list[ThreadState]:
         states = await services(info).threads.history(
             self._record,
             limit=min(limit, services(info).settings.max_page_size),
             before=before,
             metadata=metadata,
+            checkpoint_ns=checkpoint_ns,
         )
         return [ThreadState.from_dict(s) for s in states]
 
@@ -178,6 +195,41 @@ class ThreadFilter:
         )
 
 
+@strawberry.input(
+    description="One write of a superstep: `values` (or a `command`) as if `asNode` ran."
+)
+class StateWriteInput:
+    as_node: str = strawberry.field(
+        description="The node that writes (or `__input__`, `__copy__`, `__end__`)."
+    )
+    values: JSON | None = None
+    command: CommandInput | None = None
+
+    def to_service(self) -> StateWrite:
+        command: dict[str, Any] | None = None
+        if self.command is not None:
+            command = {"update": self.command.update, "goto": self.command.goto}
+            if self.command.resume is not None:
+                command["resume"] = self.command.resume.value
+            command = {k: v for k, v in command.items() if v is not None or k == "resume"}
+        return StateWrite(as_node=self.as_node, values=self.values, command=command)
+
+
+@strawberry.input(description="One step of a thread's history: writes applied together.")
+class ThreadSuperstepInput:
+    updates: list[StateWriteInput]
+
+
+@strawberry.enum(description="What `pruneThreads` does to each thread.")
+class PruneStrategy(enum.Enum):
+    DELETE = strawberry.enum_value(
+        "delete", description="Delete the thread with its runs, crons and checkpoints."
+    )
+    KEEP_LATEST = strawberry.enum_value(
+        "keep_latest", description="Keep the thread and its latest checkpoint; delete the older."
+    )
+
+
 @strawberry.input(description="A new thread.")
 class CreateThreadInput:
     thread_id: strawberry.ID | None = strawberry.field(
@@ -199,6 +251,12 @@ class CreateThreadInput:
         "failure (a timeout, a lost connection, SERVICE_UNAVAILABLE) never creates a second thread: "
         "a repeat with the same key and input returns the thread the first request made; the same "
         "key with a different input is a CONFLICT. Keys are kept 24 hours, per user.",
+    )
+    supersteps: list[ThreadSuperstepInput] | None = strawberry.field(
+        default=None,
+        description="Seed the new thread's history (LangGraph `supersteps`, e.g. to import a "
+        "conversation): each superstep's updates apply together, in order. Needs `graphId`. All "
+        "or nothing: when they fail the thread is not created.",
     )
 
 

@@ -1,0 +1,319 @@
+"""The operations LangGraph Server has that the schema lacked (issue 13, item 7), over GraphQL:
+`joinRun`, `cancelRuns`, `pruneThreads`, `Run.startedAt`/`endedAt`, more sort fields,
+`createThread(supersteps:)`, `deleteAssistant(deleteThreads:)`, `checkpointNs` on state and
+history, and Relay's `Node` with `node(id:)`/`nodes(ids:)`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from tests.conftest import GraphQLClient
+from tests.test_runs_api import GET_RUN, create_run, new_thread, run_and_wait, wait_status
+
+JOIN = """query($id: ID!) { joinRun(runId: $id) {
+  run { id status startedAt endedAt } values error { type message } } }"""
+CANCEL_RUNS = """mutation($t: ID, $ids: [ID!], $s: CancelRunsStatus) {
+  cancelRuns(threadId: $t, runIds: $ids, status: $s) }"""
+TIMES = "query($id: ID!) { run(id: $id) { status startedAt endedAt createdAt } }"
+HISTORY = """query($id: ID!, $ns: String! = "") { thread(id: $id) {
+  history(checkpointNs: $ns) { values checkpoint { checkpointId checkpointNs } } } }"""
+NODE = """query($id: ID!) { node(id: $id) { __typename id
+  ... on Thread { threadStatus: status } ... on Run { runStatus: status }
+  ... on Assistant { graphId } ... on Cron { schedule } } }"""
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+async def delayed_run(client: GraphQLClient, thread_id: str) -> str:
+    """A run that stays PENDING (it may start in an hour)."""
+    run = await create_run(
+        client, assistantId="steps", threadId=thread_id, input={"count": 0}, afterSeconds=3600
+    )
+    return str(run["id"])
+
+
+# --- Run.startedAt / endedAt ----------------------------------------------------------------------
+
+
+async def test_runs_say_when_they_started_and_ended(gql_client: GraphQLClient) -> None:
+    tid = await new_thread(gql_client)
+    pending = await delayed_run(gql_client, tid)
+    still = (await gql_client.data(TIMES, {"id": pending}))["run"]
+    assert still["status"] == "PENDING"
+    assert still["startedAt"] is None and still["endedAt"] is None
+
+    await gql_client.data(CANCEL_RUNS, {"t": tid})
+
+    other = await new_thread(gql_client)
+    result = await run_and_wait(gql_client, assistantId="steps", threadId=other, input={"count": 0})
+    run = (await gql_client.data(TIMES, {"id": result["run"]["id"]}))["run"]
+    assert run["status"] == "SUCCESS"
+    assert ts(run["createdAt"]) <= ts(run["startedAt"]) <= ts(run["endedAt"])
+
+
+# --- joinRun --------------------------------------------------------------------------------------
+
+
+async def test_join_run_waits_for_its_outcome(gql_client: GraphQLClient) -> None:
+    tid = await new_thread(gql_client)
+    run = await create_run(gql_client, assistantId="steps", threadId=tid, input={"count": 1})
+    joined = (await gql_client.data(JOIN, {"id": run["id"]}))["joinRun"]
+    assert joined["run"]["id"] == run["id"]
+    assert joined["run"]["status"] == "SUCCESS"
+    assert joined["values"] == {"count": 6}
+    assert joined["error"] is None
+    assert joined["run"]["startedAt"] is not None and joined["run"]["endedAt"] is not None
+    # Once ended, joining answers at once with the same outcome.
+    again = (await gql_client.data(JOIN, {"id": run["id"]}))["joinRun"]
+    assert again["values"] == {"count": 6} and again["run"]["status"] == "SUCCESS"
+
+
+async def test_join_run_of_an_unknown_run_is_not_found(gql_client: GraphQLClient) -> None:
+    assert await gql_client.error_code(JOIN, {"id": str(uuid.uuid4())}) == "NOT_FOUND"
+
+
+# --- cancelRuns -----------------------------------------------------------------------------------
+
+
+async def test_cancel_runs_of_a_thread(gql_client: GraphQLClient) -> None:
+    tid = await new_thread(gql_client)
+    first, second = await delayed_run(gql_client, tid), await delayed_run(gql_client, tid)
+    cancelled = (await gql_client.data(CANCEL_RUNS, {"t": tid}))["cancelRuns"]
+    assert sorted(cancelled) == sorted([first, second])
+    for rid in (first, second):
+        assert (await wait_status(gql_client, rid, {"INTERRUPTED"}))["status"] == "INTERRUPTED"
+    # Nothing active is left: a second call cancels nothing.
+    assert (await gql_client.data(CANCEL_RUNS, {"t": tid}))["cancelRuns"] == []
+
+
+async def test_cancel_runs_by_id_and_by_status(gql_client: GraphQLClient) -> None:
+    tid = await new_thread(gql_client)
+    kept, chosen = await delayed_run(gql_client, tid), await delayed_run(gql_client, tid)
+    by_id = (await gql_client.data(CANCEL_RUNS, {"ids": [chosen]}))["cancelRuns"]
+    assert by_id == [chosen]
+    assert (await gql_client.data(GET_RUN, {"id": kept}))["run"]["status"] == "PENDING"
+
+    by_status = await gql_client.data(CANCEL_RUNS, {"t": tid, "s": "PENDING"})
+    assert by_status["cancelRuns"] == [kept]
+    await wait_status(gql_client, kept, {"INTERRUPTED"})
+
+
+async def test_cancel_runs_needs_a_choice(gql_client: GraphQLClient) -> None:
+    assert await gql_client.error_code(CANCEL_RUNS, {}) == "BAD_USER_INPUT"
+    both = {"ids": [str(uuid.uuid4())], "s": "ALL"}
+    assert await gql_client.error_code(CANCEL_RUNS, both) == "BAD_USER_INPUT"
+
+
+# --- pruneThreads ---------------------------------------------------------------------------------
+
+PRUNE = (
+    """mutation($ids: [ID!]!, $s: PruneStrategy!) { pruneThreads(threadIds: $ids, strategy: $s) }"""
+)
+
+
+async def test_prune_threads_keep_latest_and_delete(gql_client: GraphQLClient) -> None:
+    tid = await new_thread(gql_client)
+    await run_and_wait(gql_client, assistantId="steps", threadId=tid, input={"count": 0})
+    before = (await gql_client.data(HISTORY, {"id": tid}))["thread"]["history"]
+    assert len(before) > 1
+
+    kept = await gql_client.data(PRUNE, {"ids": [tid, str(uuid.uuid4())], "s": "KEEP_LATEST"})
+    assert kept["pruneThreads"] == 1, "an unknown thread is skipped"
+    after = (await gql_client.data(HISTORY, {"id": tid}))["thread"]["history"]
+    assert len(after) == 1
+    assert after[0]["values"] == before[0]["values"] == {"count": 5}
+
+    deleted = await gql_client.data(PRUNE, {"ids": [tid], "s": "DELETE"})
+    assert deleted["pruneThreads"] == 1
+    assert (await gql_client.data(NODE, {"id": tid}))["node"] is None
+
+
+# --- sorting --------------------------------------------------------------------------------------
+
+
+async def test_sorting_on_the_fields_langgraph_server_sorts_by(
+    gql_client: GraphQLClient, unique: str
+) -> None:
+    names = [f"{unique}-b", f"{unique}-a", f"{unique}-c"]
+    for name in names:
+        await gql_client.data(
+            'mutation($n: String!) { createAssistant(input: {graphId: "echo", name: $n}) { id } }',
+            {"n": name},
+        )
+    by_name = await gql_client.data(
+        """query($n: String!) { assistants(filter: {name: $n}, sortBy: NAME, sortOrder: ASC) {
+          edges { node { name } } } }""",
+        {"n": unique},
+    )
+    assert [e["node"]["name"] for e in by_name["assistants"]["edges"]] == sorted(names)
+    for field in ("ASSISTANT_ID", "GRAPH_ID"):
+        body = await gql_client.data(
+            f"{{ assistants(sortBy: {field}, sortOrder: ASC, first: 50) {{ edges {{ node {{ id graphId }} }} }} }}"
+        )
+        nodes = [e["node"] for e in body["assistants"]["edges"]]
+        key = "id" if field == "ASSISTANT_ID" else "graphId"
+        assert [n[key] for n in nodes] == sorted(n[key] for n in nodes), field
+
+    marker = {"sort": unique}
+    ids = [await new_thread(gql_client, metadata=marker) for _ in range(3)]
+    by_id = await gql_client.data(
+        """query($m: JSON) { threads(filter: {metadata: $m}, sortBy: THREAD_ID, sortOrder: ASC) {
+          edges { node { id } } } }""",
+        {"m": marker},
+    )
+    assert [e["node"]["id"] for e in by_id["threads"]["edges"]] == sorted(ids)
+    by_status = await gql_client.data(
+        """query($m: JSON) { threads(filter: {metadata: $m}, sortBy: STATUS, first: 2) {
+          edges { node { id status } } pageInfo { hasNextPage endCursor } } }""",
+        {"m": marker},
+    )
+    assert by_status["threads"]["pageInfo"]["hasNextPage"] is True
+
+    cron_ids = []
+    for _ in range(2):
+        made = await gql_client.data(
+            """mutation { createCron(input: {assistantId: "steps", schedule: "0 0 1 1 *",
+              input: {count: 0}}) { id } }"""
+        )
+        cron_ids.append(made["createCron"]["id"])
+    crons = await gql_client.data(
+        "{ crons(sortBy: CRON_ID, sortOrder: ASC, first: 100) { edges { node { id } } } }"
+    )
+    listed = [e["node"]["id"] for e in crons["crons"]["edges"]]
+    assert listed == sorted(listed) and set(cron_ids) <= set(listed)
+    by_assistant = await gql_client.data(
+        "{ crons(sortBy: ASSISTANT_ID, first: 100) { edges { node { id } } } }"
+    )
+    assert set(cron_ids) <= {e["node"]["id"] for e in by_assistant["crons"]["edges"]}
+    for cid in cron_ids:
+        await gql_client.data("mutation($id: ID!) { deleteCron(id: $id) }", {"id": cid})
+
+
+# --- createThread(supersteps:) ---------------------------------------------------------------------
+
+CREATE_WITH_STEPS = """mutation($input: CreateThreadInput) { createThread(input: $input) {
+  id values history { values } } }"""
+
+
+async def test_create_thread_with_supersteps_seeds_its_history(gql_client: GraphQLClient) -> None:
+    steps = [
+        {"updates": [{"asNode": "__input__", "values": {"count": 1}}]},
+        {"updates": [{"asNode": "step_1", "values": {"count": 2}}]},
+    ]
+    made = (
+        await gql_client.data(
+            CREATE_WITH_STEPS, {"input": {"graphId": "steps", "supersteps": steps}}
+        )
+    )["createThread"]
+    assert made["values"] == {"count": 2}
+    # One checkpoint per superstep at least, the last one's values on top.
+    assert len(made["history"]) >= 2 and made["history"][0]["values"] == {"count": 2}
+
+
+async def test_create_thread_with_failing_supersteps_creates_nothing(
+    gql_client: GraphQLClient,
+) -> None:
+    tid = str(uuid.uuid4())
+    steps = [{"updates": [{"asNode": "no_such_node", "values": {"count": 1}}]}]
+    body = await gql_client.execute(
+        CREATE_WITH_STEPS, {"input": {"threadId": tid, "graphId": "steps", "supersteps": steps}}
+    )
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
+    assert (await gql_client.data(NODE, {"id": tid}))["node"] is None
+
+
+# --- deleteAssistant(deleteThreads:) -----------------------------------------------------------
+
+
+async def test_delete_assistant_with_its_threads(gql_client: GraphQLClient, unique: str) -> None:
+    DELETE = "mutation($id: ID!, $t: Boolean!) { deleteAssistant(id: $id, deleteThreads: $t) }"
+    CREATE = 'mutation($n: String!) { createAssistant(input: {graphId: "steps", name: $n}) { id } }'
+    keep_threads = (await gql_client.data(CREATE, {"n": f"{unique}-keep"}))["createAssistant"]["id"]
+    drop_threads = (await gql_client.data(CREATE, {"n": f"{unique}-drop"}))["createAssistant"]["id"]
+    kept_tid, dropped_tid = await new_thread(gql_client), await new_thread(gql_client)
+    await run_and_wait(gql_client, assistantId=keep_threads, threadId=kept_tid, input={"count": 0})
+    await run_and_wait(
+        gql_client, assistantId=drop_threads, threadId=dropped_tid, input={"count": 0}
+    )
+
+    await gql_client.data(DELETE, {"id": keep_threads, "t": False})
+    await gql_client.data(DELETE, {"id": drop_threads, "t": True})
+
+    assert (await gql_client.data(NODE, {"id": kept_tid}))["node"]["id"] == kept_tid
+    assert (await gql_client.data(NODE, {"id": dropped_tid}))["node"] is None
+    assert (await gql_client.data(NODE, {"id": drop_threads}))["node"] is None
+
+
+# --- checkpointNs ---------------------------------------------------------------------------------
+
+
+async def test_state_and_history_of_a_subgraph_by_checkpoint_ns(gql_client: GraphQLClient) -> None:
+    tid = await new_thread(gql_client)
+    await run_and_wait(gql_client, assistantId="subgraph_parent", threadId=tid, input={"value": ""})
+    history = (await gql_client.data(HISTORY, {"id": tid}))["thread"]["history"]
+    assert {h["checkpoint"]["checkpointNs"] for h in history} == {""}, "the parent's own"
+    # The child subgraph checkpoints under `child:<its task id>`.
+    child_ns = await _child_namespace(gql_client, tid)
+    SUB = """query($id: ID!, $ns: String!) { thread(id: $id) {
+      state(checkpointNs: $ns) { values checkpoint { checkpointNs } } } }"""
+    sub = (await gql_client.data(SUB, {"id": tid, "ns": child_ns}))["thread"]["state"]
+    assert sub["values"] == {"value": "ab"}, sub
+    assert sub["checkpoint"]["checkpointNs"] == child_ns
+    sub_history = (await gql_client.data(HISTORY, {"id": tid, "ns": child_ns}))["thread"]["history"]
+    assert len(sub_history) > 1
+    assert {h["checkpoint"]["checkpointNs"] for h in sub_history} == {child_ns}
+
+
+async def _child_namespace(client: GraphQLClient, thread_id: str) -> str:
+    """The `child` subgraph's checkpoint namespace, from its task in the parent's history."""
+    body = await client.data(
+        """query($id: ID!) { thread(id: $id) { history(limit: 20) { tasks { id name } } } }""",
+        {"id": thread_id},
+    )
+    for state in body["thread"]["history"]:
+        for task in state["tasks"]:
+            if task["name"] == "child":
+                return f"child:{task['id']}"
+    raise AssertionError(f"no child task in {body}")
+
+
+# --- Node -----------------------------------------------------------------------------------------
+
+
+async def test_node_refetches_every_kind_by_its_id(gql_client: GraphQLClient) -> None:
+    tid = await new_thread(gql_client)
+    result = await run_and_wait(gql_client, assistantId="steps", threadId=tid, input={"count": 0})
+    rid, aid = result["run"]["id"], result["run"]["assistantId"]
+    cron = await gql_client.data(
+        """mutation { createCron(input: {assistantId: "steps", schedule: "0 0 1 1 *",
+          input: {count: 0}}) { id } }"""
+    )
+    cid = cron["createCron"]["id"]
+
+    kinds = {}
+    for oid in (tid, rid, aid, cid):
+        node = (await gql_client.data(NODE, {"id": oid}))["node"]
+        assert node["id"] == oid
+        kinds[node["__typename"]] = node
+    assert set(kinds) == {"Thread", "Run", "Assistant", "Cron"}
+    assert kinds["Run"]["runStatus"] == "SUCCESS" and kinds["Assistant"]["graphId"] == "steps"
+
+    many = await gql_client.data(
+        "query($ids: [ID!]!) { nodes(ids: $ids) { __typename id } }",
+        {"ids": [cid, str(uuid.uuid4()), "steps", tid]},
+    )
+    assert [n and n["__typename"] for n in many["nodes"]] == ["Cron", None, None, "Thread"]
+    await gql_client.data("mutation($id: ID!) { deleteCron(id: $id) }", {"id": cid})
+
+
+async def test_every_kind_implements_node(gql_client: GraphQLClient) -> None:
+    body: dict[str, Any] = await gql_client.data(
+        '{ __type(name: "Node") { kind possibleTypes { name } } }'
+    )
+    assert body["__type"]["kind"] == "INTERFACE"
+    names = {t["name"] for t in body["__type"]["possibleTypes"]}
+    assert names == {"Assistant", "Thread", "Run", "Cron"}
