@@ -102,7 +102,10 @@ def cors_config(settings: Settings, http_config: Mapping[str, Any] | None) -> Co
     try:
         config = CorsConfig.model_validate(file_cors or {})
     except ValidationError as exc:
-        raise ConfigError(f"langgraph.json http.cors: {exc}") from exc
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"langgraph.json http.cors: {problems}") from exc
     updates: dict[str, Any] = {}
     if env_origins:
         updates["allow_origins"] = env_origins

@@ -111,7 +111,7 @@ def main() -> None:
     """lgql: a GraphQL-first server for LangGraph agents."""
 
 
-def _load_config(settings: Settings, *, dev: bool) -> LanggraphConfig:
+def _load_config(settings: Settings, *, dev: bool, api: bool = True) -> LanggraphConfig:
     """langgraph.json, read before anything starts; fails in one line."""
     from app.runtime.langgraph_config import (
         ConfigError,
@@ -130,6 +130,13 @@ def _load_config(settings: Settings, *, dev: bool) -> LanggraphConfig:
     if dev and missing is not None:
         # As `langgraph dev`: a project's variables missing would fail later, less clearly.
         _fail(f"{missing}: env file named in {config.config_path} not found")
+    if api:
+        from app.server import cors_config
+
+        try:
+            cors_config(settings, config.http)  # a malformed `http.cors`, now rather than later
+        except ConfigError as exc:
+            _fail(str(exc))
     return config
 
 
@@ -390,7 +397,7 @@ def worker(config: Path | None, log_level: str | None, metrics_port: int | None)
     if config is not None:
         os.environ["LGQL_CONFIG"] = str(config)
         get_settings.cache_clear()
-    _load_config(settings, dev=False)
+    _load_config(settings, dev=False, api=False)
     from app.db.migrate import DatabaseBehindError
     from app.runtime.graphs import GraphLoadError
     from app.runtime.langgraph_config import ConfigError

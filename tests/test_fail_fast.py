@@ -111,6 +111,22 @@ async def test_missing_env_file_is_an_error_under_dev(tmp_path: Path) -> None:
     assert not data.exists()
 
 
+async def test_malformed_http_cors_before_any_engine(tmp_path: Path) -> None:
+    project = DevProject.create(tmp_path / "project")
+    project.write_config({"agent": "./agent.py:graph"}, http={"cors": {"allow_orgins": ["x"]}})
+    data = tmp_path / "data"
+
+    line = await run_lgql(
+        ["dev", "--port", str(free_port()), "--data-dir", str(data)],
+        cwd=project.root,
+        env=child_env(),
+        log=tmp_path / "log",
+    )
+
+    assert "http.cors" in line and "allow_orgins" in line
+    assert not data.exists()
+
+
 async def test_port_in_use_says_so_with_a_port_hint(tmp_path: Path) -> None:
     project = DevProject.create(tmp_path / "project")
     data = tmp_path / "data"
