@@ -64,7 +64,10 @@ async def reload_graphs(services: Services, changed: list[str] | None = None) ->
         )
         return False
     services.langgraph_config = config
-    await services.assistants.ensure_default_assistants()
+    try:
+        await services.assistants.ensure_default_assistants()
+    except Exception as exc:  # the graphs are reloaded; their assistants come at the next one
+        log.error("reloaded graphs, but their default assistants could not be saved: %s", exc)
     log.info("reloaded graphs %s%s", ", ".join(services.graphs.graph_ids), what)
     if old is not None:
         ignored = _restart_keys(old, config)
@@ -79,10 +82,24 @@ async def reload_graphs(services: Services, changed: list[str] | None = None) ->
 
 async def watch_and_reload(services: Services, *, stop: asyncio.Event | None = None) -> None:
     """Reload the graphs whenever a watched file changes, until `stop` is set (or cancelled).
-
-    One watcher stays open across reloads, so a change made while a reload runs is seen next;
-    it is replaced only when a reload brings files in other folders."""
+    Never raises: a watcher that fails says so and starts again, `lgql dev` goes on."""
     stop = stop or asyncio.Event()
+    while not stop.is_set():
+        try:
+            await _watch(services, stop)
+            return
+        except Exception as exc:
+            log.error(
+                "watching the project's files failed (%s: %s); watching again",
+                type(exc).__name__,
+                exc,
+            )
+            await asyncio.sleep(1)
+
+
+async def _watch(services: Services, stop: asyncio.Event) -> None:
+    """One watcher stays open across reloads, so a change made while a reload runs is seen next;
+    it is replaced only when a reload brings files in other folders."""
     while not stop.is_set():
         config = services.graphs.config
         if config is None or config.config_path is None:
