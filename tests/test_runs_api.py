@@ -2,58 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from typing import Any
+from datetime import datetime, timedelta
+
+import asyncpg
 
 from app.runtime.graphs import default_assistant_id
 from tests.conftest import GraphQLClient
-
-RUN_FIELDS = "id threadId assistantId status attempt metadata multitaskStrategy output error { type message } createdAt"
-CREATE_RUN = f"mutation($input: RunInput!) {{ createRun(input: $input) {{ {RUN_FIELDS} }} }}"
-RUN_AND_WAIT = f"""
-mutation($input: RunInput!) {{
-  runAndWait(input: $input) {{
-    run {{ {RUN_FIELDS} }} values interrupts {{ id value }} error {{ type message }}
-  }}
-}}
-"""
-GET_RUN = f"query($id: ID!) {{ run(id: $id) {{ {RUN_FIELDS} }} }}"
-GET_THREAD = "query($id: ID!) { thread(id: $id) { status values interrupts { id value } } }"
-
-
-async def new_thread(client: GraphQLClient, **fields: Any) -> str:
-    data = await client.data(
-        "mutation($input: CreateThreadInput) { createThread(input: $input) { id } }",
-        {"input": fields},
-    )
-    return str(data["createThread"]["id"])
-
-
-async def run_and_wait(client: GraphQLClient, **fields: Any) -> dict[str, Any]:
-    return (await client.data(RUN_AND_WAIT, {"input": fields}))["runAndWait"]
-
-
-async def create_run(client: GraphQLClient, **fields: Any) -> dict[str, Any]:
-    return (await client.data(CREATE_RUN, {"input": fields}))["createRun"]
-
-
-async def wait_status(
-    client: GraphQLClient, run_id: str, statuses: set[str], *, within: float = 30
-) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
-        body = await client.execute(GET_RUN, {"id": run_id})
-        run = (body.get("data") or {}).get("run")
-        if run is not None and run["status"] in statuses:
-            return run
-        assert time.monotonic() < deadline, f"run {run_id} never reached {statuses}: {body}"
-        await asyncio.sleep(0.05)
-
-
-async def thread_of(client: GraphQLClient, thread_id: str) -> dict[str, Any]:
-    return (await client.data(GET_THREAD, {"id": thread_id}))["thread"]
+from tests.helpers import (
+    CREATE_RUN,
+    GET_RUN,
+    GET_THREAD,
+    RUN_FIELDS,
+    create_run,
+    new_thread,
+    run_and_wait,
+    thread_of,
+    wait_status,
+)
 
 
 async def test_run_and_wait_returns_final_values(gql_client: GraphQLClient) -> None:
@@ -112,16 +78,35 @@ async def test_assistant_config_and_context_reach_the_graph(gql_client: GraphQLC
     assert ctx["values"]["greeting"] == "Hello, Ada!"
 
 
-async def test_stateless_runs_delete_or_keep_their_thread(gql_client: GraphQLClient) -> None:
+async def test_stateless_runs_delete_or_keep_their_thread(
+    gql_client: GraphQLClient, database_uri: str
+) -> None:
     gone = await run_and_wait(gql_client, assistantId="steps", input={"count": 0})
     assert gone["values"] == {"count": 5}
     body = await gql_client.execute(GET_THREAD, {"id": gone["run"]["threadId"]})
     assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    conn = await asyncpg.connect(database_uri)
+    try:  # its checkpoints went with it, in the call that ended the run
+        for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+            left = await conn.fetchval(
+                f"SELECT count(*) FROM {table} WHERE thread_id = $1", gone["run"]["threadId"]
+            )
+            assert left == 0, table
+    finally:
+        await conn.close()
     kept = await run_and_wait(
         gql_client, assistantId="steps", input={"count": 0}, onCompletion="KEEP"
     )
     thread = await thread_of(gql_client, kept["run"]["threadId"])
     assert thread["values"] == {"count": 5} and thread["status"] == "IDLE"
+    conn = await asyncpg.connect(database_uri)
+    try:  # the kept one keeps them (the count above is not empty by construction)
+        kept_checkpoints = await conn.fetchval(
+            "SELECT count(*) FROM checkpoints WHERE thread_id = $1", kept["run"]["threadId"]
+        )
+        assert kept_checkpoints > 0
+    finally:
+        await conn.close()
 
 
 async def test_create_runs_batch(gql_client: GraphQLClient) -> None:
@@ -272,14 +257,22 @@ async def test_delete_run(gql_client: GraphQLClient) -> None:
 
 async def test_after_seconds_delays_the_start(gql_client: GraphQLClient) -> None:
     tid = await new_thread(gql_client)
-    began = time.monotonic()
     run = await create_run(
         gql_client, assistantId="steps", threadId=tid, input={"count": 0}, afterSeconds=1.0
     )
-    await asyncio.sleep(0.5)
-    assert (await gql_client.data(GET_RUN, {"id": run["id"]}))["run"]["status"] == "PENDING"
     await wait_status(gql_client, run["id"], {"SUCCESS"})
-    assert time.monotonic() - began >= 1.0
+    # Its first checkpoint (written once a worker started it) is a second or more younger than
+    # the run: both times as the server recorded them.
+    history = await gql_client.data(
+        "query($id: ID!) { thread(id: $id) { history(limit: 50) { createdAt metadata } } }",
+        {"id": tid},
+    )
+    started = min(
+        datetime.fromisoformat(h["createdAt"])
+        for h in history["thread"]["history"]
+        if h["metadata"].get("run_id") == run["id"]
+    )
+    assert started - datetime.fromisoformat(run["createdAt"]) >= timedelta(seconds=1)
 
 
 async def test_checkpoint_id_forks_from_an_earlier_checkpoint(gql_client: GraphQLClient) -> None:

@@ -216,7 +216,8 @@ async def renew_lease(
 
 
 _FINISH = """
-SELECT * FROM lgql_finish_run($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7::jsonb, $8, $9)
+SELECT * FROM lgql_finish_run($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7::jsonb, $8, $9,
+                              $10)
 """
 
 
@@ -232,13 +233,16 @@ async def finish(
     interrupts: dict[str, Any] | None,
     waiting: bool | None,
     has_state: bool,
+    delete_thread: bool = False,
 ) -> tuple[Run, tuple[uuid.UUID, datetime] | None] | None:
     """running → `status` for the attempt we hold, the thread's status (and, with `has_state`,
     its values and interrupts) refreshed; returns the ended run and the thread's next pending run
     (id, available at), or None when the attempt is no longer ours (nothing written). Takes the
     thread's lock itself (and, outside a transaction, commits at once). The thread is busy while
     another run is pending or running; else error if this run failed; else interrupted if the
-    latest checkpoint waits on a node (`waiting`; None: keep what the thread says); else idle."""
+    latest checkpoint waits on a node (`waiting`; None: keep what the thread says); else idle.
+    With `delete_thread` (a stateless run's), the thread and its checkpoints are deleted with
+    the run's end."""
     row = await conn.fetchrow(
         _FINISH,
         run_id,
@@ -250,6 +254,7 @@ async def finish(
         _json(interrupts or {}),
         waiting,
         has_state,
+        delete_thread,
     )
     if row is None:
         return None

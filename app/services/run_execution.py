@@ -154,20 +154,21 @@ class RunExecution:
         while True:
             try:
                 async with self._db.pool.acquire() as conn:
-                    # The end alone is one call that commits by itself; with a webhook to record
-                    # or a stateless run's thread to delete, all of it is one transaction: no one
-                    # ever sees the run ended without its webhook, or with its temporary thread
-                    # still there.
-                    atomic = (
-                        conn.transaction() if run.webhook or temporary else contextlib.nullcontext()
-                    )
+                    # The end (with a stateless run's thread, deleted in the same call) is one
+                    # call that commits by itself; with a webhook to record, all of it is one
+                    # transaction: no one ever sees the run ended without its webhook.
+                    atomic = conn.transaction() if run.webhook else contextlib.nullcontext()
                     async with atomic:
                         tx = RunTx(conn)
                         ended = await lifecycle.end(
-                            tx, run, status=status, output=output, error=error, state=state
+                            tx,
+                            run,
+                            status=status,
+                            output=output,
+                            error=error,
+                            state=state,
+                            delete_thread=temporary,
                         )
-                        if ended is not None and temporary:
-                            await self._threads.delete_in(conn, run.thread_id)
                     if ended is None and faulted:
                         # A first try whose commit went through but whose answer was lost.
                         row = await run_queue.get(conn, run.run_id)

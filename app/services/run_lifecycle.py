@@ -136,8 +136,10 @@ async def end(
     output: RunOutput | None,
     error: RunError | None,
     state: ThreadState | None,
+    delete_thread: bool = False,
 ) -> Ended | None:
-    """running → `status` (success, error, timeout or interrupted) for the attempt we hold.
+    """running → `status` (success, error, timeout or interrupted) for the attempt we hold;
+    with `delete_thread` (a stateless run), its thread and checkpoints go with it.
 
     None when the attempt is no longer ours (then nothing is written).
     """
@@ -153,6 +155,7 @@ async def end(
         interrupts=state.interrupts if state is not None else None,
         waiting=state.waiting if state is not None else None,
         has_state=state is not None,
+        delete_thread=delete_thread,
     )
     if finished is None:
         return None
