@@ -26,7 +26,6 @@ from app.rest.http import (
 )
 from app.services.assistants import AssistantFilter, AssistantRecord, AssistantVersionRecord
 from app.services.common import UNSET, IfExists
-from app.services.threads import ThreadFilter
 
 AssistantField = Literal[
     "assistant_id",
@@ -139,15 +138,7 @@ async def delete_assistant(request: Request) -> Response:
     svc = services(request)
     aid = await svc.assistants.delete(_id(request))
     if query_bool(request, "delete_threads"):
-        # As LangGraph Server: the threads an assistant's runs stamped with its id go with it
-        # (those this user may delete; each through the thread service's own checks).
-        flt = ThreadFilter(metadata={"assistant_id": str(aid)})
-        while True:
-            page = await svc.threads.search(flt, page_request(request, 100, 0))
-            for thread in page.items:
-                await svc.threads.delete(str(thread.thread_id))
-            if not page.has_next_page:
-                break
+        await svc.threads.delete_of_assistant(aid)
     return no_content()
 
 
