@@ -433,7 +433,13 @@ def migrate() -> None:
     if not url:
         _fail("`lgql migrate` needs DATABASE_URI (or LGQL_MIGRATION_DATABASE_URI)")
     assert url
-    before, after = asyncio.run(upgrade(url))
+    try:
+        before, after = asyncio.run(upgrade(url))
+    except Exception as exc:
+        problem = postgres_problem(exc, url)
+        if problem is None:
+            raise
+        _fail(problem)
     if before == after:
         click.echo(f"database already at {after}")
     else:

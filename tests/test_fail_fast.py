@@ -162,12 +162,12 @@ def _env(database_uri: str, redis_uri: str) -> dict[str, str]:
     )
 
 
-@pytest.mark.parametrize("command", ["serve", "worker", "dev"])
+@pytest.mark.parametrize("command", ["serve", "worker", "dev", "migrate"])
 async def test_database_that_does_not_exist(
     command: str, project: DevProject, tmp_path: Path, engines: EngineUrls
 ) -> None:
     missing = f"lgql_missing_{uuid.uuid4().hex[:8]}"
-    args = [command] if command == "worker" else [command, "--port", str(free_port())]
+    args = [command] if command in ("worker", "migrate") else [command, "--port", str(free_port())]
 
     line = await run_lgql(
         args,
