@@ -389,12 +389,10 @@ class Commands:
                 raise ProtocolFailure("no_such_run", f"Run {run_id} is not on this thread")
             run_ids = [run_id]
         else:
-            run_ids = []
-            for status in ("running", "pending"):
-                page = await self.svc.runs.search(
-                    PageRequest(first=100), thread_id=self.thread_id, status=status
-                )
-                run_ids += [str(r.run_id) for r in page.items]
+            # One look at the thread's runs (newest first: active runs are its latest), not one
+            # per status: a run going from pending to running between two looks is in neither.
+            page = await self.svc.runs.search(PageRequest(first=100), thread_id=self.thread_id)
+            run_ids = [str(r.run_id) for r in page.items if r.status in ("pending", "running")]
             if not run_ids:
                 raise ProtocolFailure("no_such_run", "No active run on this thread")
         for rid in run_ids:

@@ -12,7 +12,8 @@
 //   interrupt  run.start on `interrupt`, wait for `interrupted`, input.respond, wait for the end,
 //              then `thread.state.get`
 // With `reconnect` (the URL being a proxy that cuts the stream once, tests/test_rest_protocol_v2.py):
-//   run.start on `stream100`, a subscription to `custom` and `lifecycle` until the root's end,
+//   run.start on `ticker` (100 custom events over about 2 s), a subscription to `custom` and
+//   `lifecycle` until the root's end,
 //   through the cut: the SDK reconnects by itself (SSE: `since`; WebSocket: a new socket that
 //   subscribes again), and prints the events it delivered.
 // Exit codes: 0 done, 1 a call failed (its error on stderr).
@@ -31,12 +32,19 @@ if (!apiUrl) {
 
 const client = new Client({ apiUrl });
 
+// What the SDK reported along the way (reconnects, errors): printed with the results, so that a
+// failed assertion on the pytest side says what happened.
+const notes = [];
+
 function open(assistantId, transport) {
-  return client.threads.stream({
+  const thread = client.threads.stream({
     assistantId,
     transport,
     webSocketFactory: (url) => new WebSocket(url),
+    onReconnect: ({ attempt, cause }) => notes.push(`reconnect ${attempt}: ${cause}`),
   });
+  thread.onError((err) => notes.push(`error: ${err}`));
+  return thread;
 }
 
 function rootEnd(event) {
@@ -104,7 +112,7 @@ async function interruptCall(transport) {
 }
 
 async function reconnectCall(transport) {
-  const thread = open('stream100', transport);
+  const thread = open('ticker', transport);
   try {
     await thread.run.start({ input: {} });
     const subscription = await thread.subscribe(['custom', 'lifecycle']);
@@ -118,7 +126,7 @@ async function reconnectCall(transport) {
       custom += e.method === 'custom' ? 1 : 0;
       return ended && custom >= 100;
     });
-    return { events };
+    return { events, notes };
   } finally {
     await thread.close();
   }
