@@ -153,6 +153,17 @@ async def test_reload_new_runs_use_new_code_while_a_started_run_finishes_on_the_
             assert {e["node"]["graphId"] for e in edges} == {"agent", "second"}
             assert await answer(client, "second") == {"version": "v4", "env": "two"}
 
+            # A new local import in a folder not watched yet is watched from then on.
+            (project.root / "words").mkdir()
+            project.write("words/__init__.py", "")
+            project.write("words/word.py", "WORD = 'a'\n")
+            project.set_version("v5", extra="from words.word import WORD\nVERSION += WORD\n")
+            at = await lgql.wait_for_log(r"reloaded graphs agent, second \(helper\.py", after=at)
+            assert await answer(client) == {"version": "v5a", "env": "two"}
+            project.write("words/word.py", "WORD = 'b'\n")
+            at = await lgql.wait_for_log(r"reloaded graphs .*words/word\.py changed", after=at)
+            assert await answer(client) == {"version": "v5b", "env": "two"}
+
             # Nothing was restarted or lost: one start of the engines, the thread still there.
             assert lgql.text().count("embedded engines ready") == 1
             still = (await client.data(THREAD_VALUES, {"id": thread}))["thread"]
