@@ -9,6 +9,7 @@ import strawberry
 
 from app.services.run_lifecycle import ACTIVE_STATUSES
 from schema.context import Context, services
+from schema.fields.runs import configurable_headers
 from schema.types.run import RunInput, StreamMode
 from schema.types.run_event import RunEvent
 
@@ -36,7 +37,7 @@ class Subscription:
         stream_mode: list[StreamMode] | None = None,
         stream_subgraphs: bool | None = None,
     ) -> AsyncGenerator[RunEvent, None]:
-        request = input.to_request()
+        request = input.to_request(configurable_headers(info))
         if stream_mode:
             request.stream_mode = [m.value for m in stream_mode]
         if stream_subgraphs is not None:

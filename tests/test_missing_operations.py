@@ -5,12 +5,24 @@ history, and Relay's `Node` with `node(id:)`/`nodes(ids:)`."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from tests.conftest import GraphQLClient
-from tests.test_runs_api import GET_RUN, create_run, new_thread, run_and_wait, wait_status
+from gql import Client, gql
+from gql.transport.websockets import WebsocketsTransport
+
+from tests.conftest import (
+    ROOT,
+    EngineUrls,
+    GraphQLClient,
+    make_settings,
+    scratch_database,
+    start_server,
+)
+from tests.helpers import GET_RUN, create_run, new_thread, run_and_wait, wait_status
 
 JOIN = """query($id: ID!) { joinRun(runId: $id) {
   run { id status startedAt endedAt } values error { type message } } }"""
@@ -317,3 +329,79 @@ async def test_every_kind_implements_node(gql_client: GraphQLClient) -> None:
     assert body["__type"]["kind"] == "INTERFACE"
     names = {t["name"] for t in body["__type"]["possibleTypes"]}
     assert names == {"Assistant", "Thread", "Run", "Cron"}
+
+
+# --- http.configurable_headers --------------------------------------------------------------------
+
+
+async def test_headers_named_in_langgraph_json_reach_the_runs_config_over_graphql(
+    engines: EngineUrls, redis_prefix: str, tmp_path: Path
+) -> None:
+    from app.db.migrate import upgrade
+
+    graphs = ROOT / "tests" / "fixtures" / "graphs"
+    config = tmp_path / "langgraph.json"
+    config.write_text(
+        json.dumps(
+            {
+                "dependencies": [str(graphs)],
+                "graphs": {"factory": f"{graphs}/agents/factory.py:make_graph"},
+                "http": {
+                    "configurable_headers": {"includes": ["prefix", "x-*"], "excludes": ["x-no-*"]}
+                },
+            }
+        )
+    )
+    headers = {
+        "prefix": "hey:",  # the factory graph builds its reply from configurable.prefix
+        "x-team": "blue",
+        "x-no-thanks": "hidden",
+        "x-service-key": "secret",
+        "x-request-id": "req-1",
+    }
+    run_and_wait_doc = """mutation($input: RunInput!) { runAndWait(input: $input) {
+      values run { kwargs } } }"""
+    async with scratch_database(engines.database_uri, prefix="lgql_gql_headers") as url:
+        await upgrade(url)
+        server = await start_server(
+            make_settings(f"{redis_prefix}_gql_headers", config=config),
+            database_uri=url,
+            redis_uri=engines.redis_uri,
+        )
+        client = GraphQLClient(server.graphql_url, headers=headers)
+        try:
+            tid = await new_thread(client)
+            answer = (
+                await client.data(
+                    run_and_wait_doc,
+                    {"input": {"assistantId": "factory", "threadId": tid, "input": {"value": "v"}}},
+                )
+            )["runAndWait"]
+            assert answer["values"] == {"value": "v", "reply": "hey:v"}
+            configurable = answer["run"]["kwargs"]["config"]["configurable"]
+            assert configurable["x-team"] == "blue"
+            assert configurable["langgraph_request_id"] == "req-1"
+            assert "x-no-thanks" not in configurable and "x-service-key" not in configurable
+
+            # Over a WebSocket, the handshake's headers.
+            transport = WebsocketsTransport(
+                url=server.graphql_url.replace("http", "ws"), headers={"prefix": "ws:"}
+            )
+            async with Client(transport=transport) as session:
+                events = [
+                    e["runStream"]
+                    async for e in session.subscribe(
+                        gql(
+                            """subscription($input: RunInput!) {
+                              runStream(input: $input, streamMode: [VALUES]) { event data } }"""
+                        ),
+                        variable_values={
+                            "input": {"assistantId": "factory", "input": {"value": "w"}}
+                        },
+                    )
+                ]
+            values = [e["data"] for e in events if e["event"] == "values"]
+            assert values[-1] == {"value": "w", "reply": "ws:w"}, events
+        finally:
+            await client.close()
+            await server.stop()

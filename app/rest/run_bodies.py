@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -84,41 +83,6 @@ class RunsCancel(Body):
 
 def _nodes(value: Literal["*"] | list[str] | None) -> list[str] | None:
     return ["*"] if value == "*" else value
-
-
-#: Never copied into a run's config, whatever langgraph.json says (credentials).
-_NEVER_COPIED = frozenset({"authorization", "x-api-key", "x-service-key", "x-tenant-id"})
-
-
-def _patterns(values: Any) -> list[re.Pattern[str]]:
-    """langgraph.json header patterns: literals with `*` wildcards (no other regex syntax)."""
-    if not isinstance(values, list):
-        return []
-    return [
-        re.compile("".join(".*" if c == "*" else re.escape(c) for c in str(v).lower()) + r"\Z")
-        for v in values
-    ]
-
-
-def configurable_headers(
-    headers: Mapping[str, str], http_config: Mapping[str, Any] | None
-) -> dict[str, str]:
-    """The request headers LangGraph Server copies into a run's `config.configurable`: those
-    langgraph.json `http.configurable_headers` `includes` and does not `excludes` (none without
-    it; never credentials), and `x-request-id` as `langgraph_request_id`."""
-    rules = (http_config or {}).get("configurable_headers") or {}
-    includes = _patterns(rules.get("includes") or rules.get("include"))
-    excludes = _patterns(rules.get("excludes") or rules.get("exclude"))
-    copied: dict[str, str] = {}
-    for key, value in headers.items():
-        name = key.lower()
-        if name in _NEVER_COPIED or any(p.match(name) for p in excludes):
-            continue
-        if any(p.match(name) for p in includes):
-            copied[name] = value
-    if (request_id := headers.get("x-request-id")) is not None:
-        copied["langgraph_request_id"] = request_id
-    return copied
 
 
 def run_request(

@@ -39,7 +39,6 @@ from app.rest.run_bodies import (
     RunCreateStateful,
     RunCreateStateless,
     RunsCancel,
-    configurable_headers,
     run_json,
     run_path,
     run_request,
@@ -55,7 +54,7 @@ from app.rest.sse import (
     thread_frames,
 )
 from app.services.container import Services
-from app.services.run_request import OnDisconnect, RunRequest
+from app.services.run_request import OnDisconnect, RunRequest, headers_for_configurable
 from app.services.run_streams import StreamEvent, check_cursor
 from app.services.runs import RunRecord
 
@@ -64,7 +63,7 @@ from app.services.runs import RunRecord
 
 def _request(request: Request, data: RunCreate, thread_id: str | None) -> RunRequest:
     http_config = services(request).langgraph_config.http
-    headers = configurable_headers(request.headers, http_config)
+    headers = headers_for_configurable(request.headers, http_config)
     return run_request(data, thread_id=thread_id, headers=headers)
 
 

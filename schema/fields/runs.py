@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from app.errors import ServiceError
 from app.services.run_outcome import RunOutcome
-from app.services.run_request import OnDisconnect
+from app.services.run_request import OnDisconnect, headers_for_configurable
 from app.services.runs import RunService
 from schema.context import Context, services
 from schema.pagination import Connection, connection, page_request
@@ -64,14 +64,15 @@ class RunQueries:
 class RunMutations:
     @strawberry.mutation(description="Start a run in the background; returns it at once (PENDING).")
     async def create_run(self, info: Info, input: RunInput) -> Run:
-        return Run.from_record(await services(info).runs.create(input.to_request()))
+        request = input.to_request(configurable_headers(info))
+        return Run.from_record(await services(info).runs.create(request))
 
     @strawberry.mutation(
         description="Start a run and wait for it to end: its final values, its interrupts, or its error."
     )
     async def run_and_wait(self, info: Info, input: RunInput) -> RunResult:
         svc = services(info).runs
-        request = input.to_request()
+        request = input.to_request(configurable_headers(info))
         run = await svc.create(request)
         notice = await services(info).workers.notice(str(run.run_id))
         if notice is not None:  # the client is told, in `extensions.warnings`
@@ -86,7 +87,8 @@ class RunMutations:
 
     @strawberry.mutation(description="Start a batch of stateless runs in the background.")
     async def create_runs(self, info: Info, inputs: list[RunInput]) -> list[Run]:
-        records = await services(info).runs.create_many([i.to_request() for i in inputs])
+        headers = configurable_headers(info)
+        records = await services(info).runs.create_many([i.to_request(headers) for i in inputs])
         return [Run.from_record(r) for r in records]
 
     @strawberry.mutation(
@@ -128,6 +130,15 @@ class RunMutations:
     @strawberry.mutation(description="Delete an ended run and its checkpoints. Returns its id.")
     async def delete_run(self, info: Info, id: strawberry.ID) -> strawberry.ID:
         return strawberry.ID(str(await services(info).runs.delete(str(id))))
+
+
+def configurable_headers(info: Info) -> dict[str, str]:
+    """The headers of the request (HTTP, or a WebSocket's handshake) a new run's config carries,
+    as langgraph.json `http.configurable_headers` says (LangGraph Server's rule)."""
+    headers = getattr(info.context.request, "headers", None)
+    if headers is None:
+        return {}
+    return headers_for_configurable(headers, services(info).langgraph_config.http)
 
 
 def run_result(outcome: RunOutcome) -> RunResult:

@@ -273,7 +273,9 @@ class RunInput:
         "key with a different input is a CONFLICT. Keys are kept 24 hours, per user.",
     )
 
-    def to_request(self) -> RunRequest:
+    def to_request(self, configurable_headers: dict[str, str] | None = None) -> RunRequest:
+        """The service's request; `configurable_headers`: the request headers its config carries
+        (`schema.fields.runs.configurable_headers`)."""
         command = None
         if self.command is not None:
             command = RunCommand(
@@ -304,6 +306,7 @@ class RunInput:
             after_seconds=self.after_seconds,
             durability=self.durability,
             idempotency_key=self.idempotency_key,
+            configurable_headers=dict(configurable_headers or {}),
         )
 
 
