@@ -312,6 +312,8 @@ async def test_state_select(
     assert at == {"checkpoint": state["checkpoint"]}
     refused = await http.get(f"/threads/{tid}/state", params={"select": "nope"})
     assert refused.status_code == 422
+    history = await http.post(f"/threads/{tid}/history", json={"limit": 2, "select": ["next"]})
+    assert history.json() == [{"next": []}, {"next": ["echo"]}]
 
 
 async def test_remote_graph_reads_and_writes_state(

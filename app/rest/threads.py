@@ -121,6 +121,7 @@ class ThreadStateSearch(Body):
     before: str | CheckpointConfig | None = None
     metadata: dict[str, Any] | None = None
     checkpoint: CheckpointConfig | None = None
+    select: list[str] | None = None
 
 
 #: Where a search's `extract` paths may start, and how many it may have (LangGraph's limits).
@@ -369,19 +370,25 @@ async def _history(
     before: str | None,
     metadata: dict[str, Any] | None = None,
     checkpoint_ns: str = "",
+    select: list[str] | None = None,
 ) -> Response:
     threads = services(request).threads
     thread = await threads.get(_id(request))
     states = await threads.history(
         thread, limit=limit, before=before, metadata=metadata, checkpoint_ns=checkpoint_ns
     )
-    return json_response(states)
+    return json_response([state_select(s, select or []) for s in states])
 
 
 async def get_history(request: Request) -> Response:
     limit = query_int(request, "limit", 1)
     assert limit is not None
-    return await _history(request, limit=limit, before=request.query_params.get("before"))
+    return await _history(
+        request,
+        limit=limit,
+        before=request.query_params.get("before"),
+        select=request.query_params.getlist("select"),
+    )
 
 
 async def post_history(request: Request) -> Response:
@@ -395,6 +402,7 @@ async def post_history(request: Request) -> Response:
         before=before,
         metadata=req.metadata,
         checkpoint_ns=(req.checkpoint.checkpoint_ns or "") if req.checkpoint else "",
+        select=req.select,
     )
 
 
