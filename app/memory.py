@@ -27,7 +27,8 @@ __all__ = ["MemoryGiveBack"]
 log = logging.getLogger("lgql.memory")
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
+def malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, or None where the C library is not glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         trim = libc.malloc_trim
@@ -46,7 +47,7 @@ class MemoryGiveBack:
         self.quiet_seconds = quiet_seconds
         self.min_interval = min_interval
         self.trims = 0
-        self._trim = _malloc_trim()
+        self._trim = malloc_trim()
         self._due = 0.0
         self._last = -min_interval
         self._task: asyncio.Task[None] | None = None
