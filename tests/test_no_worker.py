@@ -7,6 +7,7 @@ own (so no other test's worker counts)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -17,8 +18,10 @@ from typing import Any
 import httpx
 import pytest_asyncio
 import websockets
+from websockets.typing import Subprotocol
 
-from tests.conftest import EngineUrls, free_port
+from app.db.migrate import upgrade
+from tests.conftest import EngineUrls, free_port, scratch_database
 from tests.dev_project import DevProject, LgqlCommand, child_env
 
 RUN_AND_WAIT = """
@@ -59,7 +62,16 @@ class Deployment:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def deployment(
+async def deployment(tmp_path: Path, engines: EngineUrls) -> AsyncIterator[Deployment]:
+    # A database of its own: the pending run a test looks for is its own.
+    async with scratch_database(engines.database_uri, prefix="lgql_noworker") as database_uri:
+        await upgrade(database_uri)
+        async with _deployment(tmp_path, engines, database_uri) as deployed:
+            yield deployed
+
+
+@contextlib.asynccontextmanager
+async def _deployment(
     tmp_path: Path, engines: EngineUrls, database_uri: str
 ) -> AsyncIterator[Deployment]:
     project = DevProject.create(tmp_path / "project")
@@ -122,6 +134,46 @@ async def test_run_stream_starts_with_a_warning_event(deployment: Deployment) ->
             events.append(message["payload"]["data"]["runStream"]["event"])
         assert events[-1] == "end"
         assert "warning" not in events
+
+
+async def first_event(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """The first event of a subscription over WebSocket."""
+    async with websockets.connect(
+        url.replace("http://", "ws://"), subprotocols=[Subprotocol("graphql-transport-ws")]
+    ) as socket:
+        await socket.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await socket.recv())["type"] == "connection_ack"
+        payload = {"query": query, "variables": variables}
+        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+        message = json.loads(await asyncio.wait_for(socket.recv(), 60))
+        assert message["type"] == "next", message
+        data: dict[str, Any] = message["payload"]["data"]
+        return next(iter(data.values()))  # type: ignore[no-any-return]
+
+
+async def test_join_and_thread_streams_say_it_too(deployment: Deployment) -> None:
+    thread = (await deployment.post("mutation { createThread { id } }"))["data"]["createThread"]
+    created = await deployment.post(
+        'mutation($t: ID!) { createRun(input: {assistantId: "agent", threadId: $t}) { id } }',
+        {"t": thread["id"]},
+    )
+    run_id = created["data"]["createRun"]["id"]
+
+    joined = await first_event(
+        deployment.url,
+        "subscription($r: ID!) { joinRunStream(runId: $r) { event runId data } }",
+        {"r": run_id},
+    )
+    followed = await first_event(
+        deployment.url,
+        "subscription($t: ID!) { threadStream(threadId: $t) { event data } }",
+        {"t": thread["id"]},
+    )
+
+    assert joined["event"] == "warning" and joined["runId"] == run_id
+    assert joined["data"]["code"] == "NO_LIVE_WORKER"
+    assert followed["event"] == "warning" and followed["data"]["code"] == "NO_LIVE_WORKER"
+    await deployment.cancel_pending_run()
 
 
 async def test_no_warning_once_a_worker_is_alive(deployment: Deployment, tmp_path: Path) -> None:
