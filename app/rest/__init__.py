@@ -4,7 +4,7 @@ is: each route is a thin adapter over `app.services` (see `app.rest.http` for ho
 
 Each module lists its routes in `ROUTES`; `MODULES` names the modules, in the order their routes
 are matched (a module may not exist yet while it is being written: it is skipped, not hidden).
-`/ok` and `/info` are the app's own (`app.server`), and answer as LangGraph Server's do.
+`/ok` and `/info` live in `app.health`, and answer as LangGraph Server's do.
 """
 
 from __future__ import annotations
