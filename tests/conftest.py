@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +29,28 @@ from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_GRAPHS = ROOT / "tests" / "fixtures" / "graphs" / "langgraph.json"
+
+
+@pytest.fixture
+def isolated_process_state() -> Iterator[None]:
+    """Loading a langgraph.json edits os.environ (`env`) and sys.path (`dependencies`); a test
+    that loads one (`pytestmark = pytest.mark.usefixtures("isolated_process_state")`) leaves
+    neither changed for the tests after it."""
+    environ = dict(os.environ)
+    path = list(sys.path)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        sys.path[:] = path
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory unrelated to the fixtures."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
 def free_port() -> int:

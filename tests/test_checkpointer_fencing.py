@@ -22,6 +22,7 @@ from langgraph.graph import END, START, StateGraph
 
 from app.persistence.checkpointer import LostOwnership, PostgresCheckpointer
 from tests.conftest import EngineUrls, migrated_pool
+from tests.helpers import eventually
 
 TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
 
@@ -173,7 +174,16 @@ async def test_write_racing_a_claim_waits_for_it(
         await claim.start()
         await claimer.execute("UPDATE runs SET attempt = 2 WHERE run_id = $1", UUID(run_id))
         write = asyncio.create_task(_put(saver.fenced(run_id, 1), thread_id, None, 1))
-        await asyncio.sleep(0.2)
+
+        async def waiting_for_the_lock() -> bool:
+            return bool(
+                await pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+
+        await eventually(waiting_for_the_lock, what="the write to wait for the claim's row lock")
         assert not write.done()  # held on the claim's row lock
         await claim.commit()
         with pytest.raises(LostOwnership):
@@ -216,7 +226,7 @@ async def test_graph_stops_saving_when_the_run_is_claimed_again(
     config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
     with pytest.raises(LostOwnership):
         await graph.ainvoke({"log": []}, config, durability=durability)
-    await asyncio.sleep(0.1)  # let any write LangGraph left in flight land (or be refused)
+    # No save is in flight now: LangGraph's loop waits for its background saves before it raises.
 
     history = [s async for s in graph.aget_state_history(config)]
     steps = [s.metadata["step"] for s in reversed(history) if s.metadata]

@@ -6,15 +6,15 @@ Each test starts a slow `pipeline` run (first → wait → after), waits until i
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 from tests.conftest import GraphQLClient
-from tests.test_runs_api import (
+from tests.helpers import (
     CREATE_RUN,
     GET_RUN,
     create_run,
+    eventually,
+    get_run,
     new_thread,
     run_and_wait,
     thread_of,
@@ -29,15 +29,15 @@ async def start_slow(
         client, assistantId="pipeline", threadId=tid, input={"tag": tag, "seconds": seconds}
     )
     await wait_status(client, run["id"], {"RUNNING"})
-    deadline = time.monotonic() + 10
-    while True:  # inside `wait`: the checkpoint after `first` is saved
+
+    async def inside_wait() -> bool:  # the checkpoint after `first` is saved
         state = await client.data(
             "query($id: ID!) { thread(id: $id) { state { next } } }", {"id": tid}
         )
-        if state["thread"]["state"]["next"] == ["wait"]:
-            return run
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+        return bool(state["thread"]["state"]["next"] == ["wait"])
+
+    await eventually(inside_wait, what="the run to reach its `wait` node")
+    return run
 
 
 async def test_reject_refuses_the_second_run(gql_client: GraphQLClient) -> None:
@@ -65,7 +65,7 @@ async def test_reject_refuses_the_second_run(gql_client: GraphQLClient) -> None:
 
 async def test_enqueue_runs_after_the_active_one_in_order(gql_client: GraphQLClient) -> None:
     tid = await new_thread(gql_client)
-    first = await start_slow(gql_client, tid, seconds=1)
+    first = await start_slow(gql_client, tid, seconds=2)
     second = await create_run(gql_client, assistantId="pipeline", threadId=tid, input={"tag": "B"})
     third = await create_run(
         gql_client,
@@ -74,8 +74,11 @@ async def test_enqueue_runs_after_the_active_one_in_order(gql_client: GraphQLCli
         input={"tag": "C"},
         multitaskStrategy="ENQUEUE",
     )
-    await asyncio.sleep(0.3)
-    assert (await gql_client.data(GET_RUN, {"id": second["id"]}))["run"]["status"] == "PENDING"
+    # The second waits while the first runs: read it, then the first; if the first was still
+    # running at the second read, it was running at the first read too.
+    waiting = (await gql_client.data(GET_RUN, {"id": second["id"]}))["run"]["status"]
+    if (await gql_client.data(GET_RUN, {"id": first["id"]}))["run"]["status"] == "RUNNING":
+        assert waiting == "PENDING"
     for run in (first, second, third):
         await wait_status(gql_client, run["id"], {"SUCCESS"})
     thread = await thread_of(gql_client, tid)
@@ -128,12 +131,11 @@ async def test_rollback_deletes_the_active_run_and_its_checkpoints(
         input={"tag": "B"},
         multitaskStrategy="ROLLBACK",
     )
-    deadline = time.monotonic() + 5
-    while (await gql_client.execute(GET_RUN, {"id": first["id"]})).get("data", {}).get(
-        "run"
-    ) is not None:
-        assert time.monotonic() < deadline, "the rolled-back run was not deleted"
-        await asyncio.sleep(0.05)
+
+    async def deleted() -> bool:
+        return await get_run(gql_client, first["id"]) is None
+
+    await eventually(deleted, what="the rolled-back run to be deleted")
     await wait_status(gql_client, second["id"], {"SUCCESS"})
     thread = await thread_of(gql_client, tid)
     # The state before A, then B: A's checkpoints are gone.

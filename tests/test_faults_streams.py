@@ -342,7 +342,7 @@ async def test_a_resume_whose_events_are_gone_is_told_so(
     more than a moment ago)."""
     import redis.asyncio as aioredis
 
-    from tests.test_runs_api import create_run, new_thread, wait_status
+    from tests.helpers import create_run, new_thread, wait_status
     from tests.test_streaming import JOIN as JOIN_ALL
     from tests.test_streaming import THREAD, collect
 

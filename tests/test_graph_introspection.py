@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,17 +17,7 @@ SHARED = Path(__file__).resolve().parent / "fixtures" / "graphs" / "langgraph.js
 SCHEMA_KEYS = {"input_schema", "output_schema", "state_schema", "config_schema", "context_schema"}
 
 
-@pytest.fixture(autouse=True)
-def isolated_process_state() -> Iterator[None]:
-    """Loading a config edits os.environ and sys.path; other tests must not see it."""
-    environ = dict(os.environ)
-    path = list(sys.path)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(environ)
-        sys.path[:] = path
+pytestmark = pytest.mark.usefixtures("isolated_process_state")
 
 
 async def load(path: Path) -> GraphRegistry:

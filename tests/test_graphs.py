@@ -6,7 +6,6 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,24 +34,7 @@ BROKEN = FIXTURES / "broken" / "langgraph.json"
 SCHEMA_KEYS = {"input_schema", "output_schema", "state_schema", "config_schema", "context_schema"}
 
 
-@pytest.fixture(autouse=True)
-def isolated_process_state() -> Iterator[None]:
-    """Loading a config edits os.environ and sys.path; other tests must not see it."""
-    environ = dict(os.environ)
-    path = list(sys.path)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(environ)
-        sys.path[:] = path
-
-
-@pytest.fixture
-def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A working directory unrelated to the fixtures."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("isolated_process_state")
 
 
 async def load(path: Path) -> GraphRegistry:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import GraphQLClient
-from tests.test_runs_api import GET_THREAD, new_thread, run_and_wait, thread_of
+from tests.helpers import GET_THREAD, new_thread, run_and_wait, thread_of
 
 STATE = "query($id: ID!) { thread(id: $id) { status state { values next interrupts { id value } tasks { name interrupts { value } } } } }"
 

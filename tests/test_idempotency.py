@@ -11,7 +11,7 @@ from typing import Any
 from app.db import idempotency as keys_db
 from app.services.idempotency import IdempotencyKey, fingerprint
 from tests.conftest import EngineUrls, GraphQLClient, LiveServer, migrated_pool
-from tests.test_runs_api import CREATE_RUN, RUN_AND_WAIT, new_thread
+from tests.helpers import CREATE_RUN, RUN_AND_WAIT, new_thread
 from tests.test_streaming import RUN_STREAM, collect
 
 CREATE_THREAD = (

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,24 +24,7 @@ SHARED = FIXTURES / "langgraph.json"
 FORMS = FIXTURES / "forms" / "langgraph.json"
 
 
-@pytest.fixture(autouse=True)
-def isolated_process_state() -> Iterator[None]:
-    """apply_env and add_dependency_paths edit os.environ and sys.path; undo them."""
-    environ = dict(os.environ)
-    path = list(sys.path)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(environ)
-        sys.path[:] = path
-
-
-@pytest.fixture
-def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A working directory unrelated to the fixtures."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("isolated_process_state")
 
 
 # --- langgraph.json ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import time
 import uuid
 
 from tests.conftest import GraphQLClient, LiveServer
-from tests.test_runs_api import new_thread
+from tests.helpers import new_thread
 
 BURST = 1000
 THREADS = 50

@@ -24,7 +24,7 @@ from strawberry.http.streaming import SSE_HEARTBEAT_INTERVAL
 
 from tests.clients.node_client import TRANSPORTS, run_node_client
 from tests.conftest import GraphQLClient, LiveServer
-from tests.test_runs_api import RUN_AND_WAIT, create_run, new_thread
+from tests.helpers import RUN_AND_WAIT, create_run, new_thread
 
 EVENT_FIELDS = "id runId event mode namespace data"
 RUN_STREAM = f"""subscription($input: RunInput!, $modes: [StreamMode!]) {{

@@ -11,7 +11,7 @@ from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
 
 from tests.conftest import GraphQLClient, LiveServer
-from tests.test_runs_api import create_run, new_thread, wait_status
+from tests.helpers import create_run, eventually, new_thread, wait_status
 
 EVENT_FIELDS = "id runId event mode namespace data"
 RUN_STREAM = gql(
@@ -212,8 +212,9 @@ async def test_thread_stream_follows_runs_in_order(
                 if ends == 2:
                     return
 
+    # A thread stream without a cursor starts at the thread's first retained event: whenever
+    # the listener subscribes, it gets both runs whole.
     listener = asyncio.create_task(listen())
-    await asyncio.sleep(0.5)
     first = await create_run(gql_client, assistantId="steps", threadId=tid, input={"count": 0})
     second = await create_run(gql_client, assistantId="steps", threadId=tid, input={"count": 10})
     await asyncio.wait_for(listener, 60)
@@ -294,9 +295,13 @@ async def test_streams_expire_after_retention(
         await wait_status(client, run["id"], {"SUCCESS"})
         replay = await collect(server, JOIN, {"id": run["id"]}, "joinRunStream")
         assert replay[0]["event"] == "metadata" and replay[-1]["event"] == "end"
-        await asyncio.sleep(2.5)
-        late = await collect(server, JOIN, {"id": run["id"]}, "joinRunStream")
         # Past the retention the events are gone; a late joiner is told how the run ended.
+
+        async def expired() -> list[Any] | None:
+            late = await collect(server, JOIN, {"id": run["id"]}, "joinRunStream")
+            return late if late[0]["event"] != "metadata" else None
+
+        late = await eventually(expired, within=30, what="the run's events to expire")
         assert [(e["event"], e["data"]["status"]) for e in late] == [("end", "success")]
     finally:
         await client.close()

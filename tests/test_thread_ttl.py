@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -31,6 +30,7 @@ from tests.conftest import (
     scratch_database,
     start_server,
 )
+from tests.helpers import eventually
 
 TTL_CONFIG = ROOT / "tests" / "fixtures" / "ttl" / "langgraph.json"
 
@@ -159,7 +159,8 @@ async def ttl_database(engines: EngineUrls) -> AsyncIterator[str]:
 async def ttl_server(
     engines: EngineUrls, ttl_database: str, redis_prefix: str
 ) -> AsyncIterator[LiveServer]:
-    """A server whose langgraph.json gives every thread a 1.2 s TTL, swept every 0.3 s."""
+    """A server whose langgraph.json gives every thread a 1.2 s TTL, swept every second (the
+    configured 0.3 s, rounded up to a schedule's whole second)."""
     server = await start_server(
         make_settings(f"{redis_prefix}_ttl", config=TTL_CONFIG),
         database_uri=ttl_database,
@@ -172,12 +173,10 @@ async def ttl_server(
 
 
 async def _gone(client: GraphQLClient, thread_id: str, *, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await _thread(client, thread_id) is None:
-            return True
-        await asyncio.sleep(0.1)
-    return False
+    async def missing() -> bool:
+        return await _thread(client, thread_id) is None
+
+    return await eventually(missing, within=within, what=f"thread {thread_id} to be swept")
 
 
 async def test_default_ttl_applies_and_the_worker_deletes_expired_threads(
@@ -216,7 +215,10 @@ async def test_explicit_ttl_overrides_the_default(ttl_server: LiveServer) -> Non
     try:
         created = (await client.data(CREATE, {"input": {"ttl": {"minutes": 60}}}))["createThread"]
         assert created["ttl"]["minutes"] == 60
-        await asyncio.sleep(2.5)  # two default TTLs and several sweeps
+        # A thread with the default TTL, made after it, expires and is swept: the sweeps that
+        # removed it left the other alone.
+        default = (await client.data(CREATE, {"input": {}}))["createThread"]
+        assert await _gone(client, default["id"], within=30)
         assert await _thread(client, created["id"]) is not None
     finally:
         await client.close()

@@ -51,7 +51,7 @@ from tests.conftest import (
     scratch_database,
     start_server,
 )
-from tests.test_runs_api import CREATE_RUN, create_run, new_thread, run_and_wait, wait_status
+from tests.helpers import CREATE_RUN, create_run, new_thread, run_and_wait, wait_status
 
 SECRET = "s3cret-for-tests"
 CANCEL = "mutation($id: ID!, $action: CancelAction) { cancelRun(id: $id, action: $action) { id status } }"

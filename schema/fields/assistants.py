@@ -43,7 +43,7 @@ class AssistantQueries:
         svc = services(info).assistants
         flt = (filter or AssistantFilter()).to_service()
         page = await svc.search(
-            flt, page_request(first, after), sort_by=sort_by.value, order=sort_order.to_service()
+            flt, page_request(first, after), sort_by=sort_by.value, order=sort_order
         )
         return connection(page, Assistant.from_record, lambda: svc.count(flt))
 
@@ -60,7 +60,7 @@ class AssistantMutations:
             metadata=input.metadata,
             name=input.name,
             description=input.description,
-            if_exists=input.if_exists.to_service(),
+            if_exists=input.if_exists,
             idempotency_key=input.idempotency_key,
         )
         return Assistant.from_record(record)

@@ -33,7 +33,7 @@ class CronQueries:
         svc = services(info).crons
         flt = (filter or CronFilter()).to_service()
         page = await svc.search(
-            flt, page_request(first, after), sort_by=sort_by.value, order=sort_order.to_service()
+            flt, page_request(first, after), sort_by=sort_by.value, order=sort_order
         )
         return connection(page, Cron.from_record, lambda: svc.count(flt))
 

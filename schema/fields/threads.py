@@ -48,7 +48,7 @@ class ThreadQueries:
         svc = services(info).threads
         flt = (filter or ThreadFilter()).to_service()
         page = await svc.search(
-            flt, page_request(first, after), sort_by=sort_by.value, order=sort_order.to_service()
+            flt, page_request(first, after), sort_by=sort_by.value, order=sort_order
         )
         return connection(page, Thread.from_record, lambda: svc.count(flt))
 
@@ -69,7 +69,7 @@ class ThreadMutations:
         record = await svc.create(
             thread_id=str(data.thread_id) if data.thread_id else None,
             metadata=data.metadata,
-            if_exists=data.if_exists.to_service(),
+            if_exists=data.if_exists,
             graph_id=data.graph_id,
             ttl=data.ttl.to_service() if data.ttl else None,
             idempotency_key=data.idempotency_key,

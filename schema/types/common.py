@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import enum
+from app.pagination import SortOrder
+from app.services.common import IfExists
+from schema.enums import graphql_enum
 
-import strawberry
-
-from app.pagination import SortOrder as ServiceSortOrder
-from app.services.common import IfExists as ServiceIfExists
-
-
-@strawberry.enum(description="What to do when creating something whose id already exists.")
-class IfExists(enum.Enum):
-    RAISE = strawberry.enum_value("raise", description="Fail with a CONFLICT error (default).")
-    DO_NOTHING = strawberry.enum_value(
-        "do_nothing", description="Return the existing one unchanged."
-    )
-
-    def to_service(self) -> ServiceIfExists:
-        return ServiceIfExists(self.name.lower())
-
-
-@strawberry.enum(description="Sort direction.")
-class SortOrder(enum.Enum):
-    ASC = "asc"
-    DESC = "desc"
-
-    def to_service(self) -> ServiceSortOrder:
-        return ServiceSortOrder(self.value)
+graphql_enum(
+    IfExists,
+    description="What to do when creating something whose id already exists.",
+    values={
+        "RAISE": "Fail with a CONFLICT error (default).",
+        "DO_NOTHING": "Return the existing one unchanged.",
+    },
+)
+graphql_enum(SortOrder, description="Sort direction.")
