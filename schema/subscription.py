@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
 from app.services.run_lifecycle import ACTIVE_STATUSES
+from app.services.run_streams import ThreadStreamMode, in_thread_modes
 from schema.context import Context, services
 from schema.fields.runs import configurable_headers
 from schema.types.run import RunInput, StreamMode
@@ -85,14 +86,23 @@ class Subscription:
         thread_id: strawberry.ID,
         last_event_id: str | None = None,
         stream_mode: list[StreamMode] | None = None,
+        thread_modes: Annotated[
+            list[ThreadStreamMode] | None,
+            strawberry.argument(
+                description="What to show: RUN_MODES (the default), LIFECYCLE, STATE_UPDATE."
+            ),
+        ] = None,
     ) -> AsyncGenerator[RunEvent, None]:
         wanted = _wanted(stream_mode)
+        modes = set(thread_modes or [ThreadStreamMode.RUN_MODES])
         notice = await services(info).workers.notice()
         if notice is not None:
             yield RunEvent.warning(notice)
         async for event in services(info).run_streams.follow_thread(
             str(thread_id), last_event_id=last_event_id
         ):
+            if not in_thread_modes(event, modes):
+                continue
             shaped = RunEvent.from_stream(event)
             if _keep(shaped, wanted):
                 yield shaped

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
 
@@ -18,6 +19,7 @@ from tests.conftest import (
     ROOT,
     EngineUrls,
     GraphQLClient,
+    LiveServer,
     make_settings,
     scratch_database,
     start_server,
@@ -405,3 +407,111 @@ async def test_headers_named_in_langgraph_json_reach_the_runs_config_over_graphq
         finally:
             await client.close()
             await server.stop()
+
+
+# --- threadStream modes -----------------------------------------------------------------------
+
+THREAD_STREAM = """subscription($id: ID!, $modes: [ThreadStreamMode!]) {
+  threadStream(threadId: $id, threadModes: $modes) { id runId event data } }"""
+
+
+async def thread_events(
+    client: GraphQLClient, thread_id: str, modes: list[str] | None, until: str, count: int = 1
+) -> list[dict[str, Any]]:
+    """The thread's events over SSE, from its start, until `count` events named `until` came
+    (the thread stream never ends by itself)."""
+    variables: dict[str, Any] = {"id": thread_id, "modes": modes}
+    events: list[dict[str, Any]] = []
+    async with client.http.stream(
+        "POST",
+        client.url,
+        json={"query": THREAD_STREAM, "variables": variables},
+        headers={"accept": "text/event-stream"},
+        timeout=120,
+    ) as response:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:") or not line[5:].strip():
+                continue
+            payload = json.loads(line[5:])
+            assert not payload.get("errors"), payload
+            event = payload["data"]["threadStream"]
+            if event["event"] == "warning":
+                continue
+            events.append(event)
+            if sum(e["event"] == until for e in events) >= count:
+                return events
+    raise AssertionError(f"the stream ended: {events}")
+
+
+async def test_update_thread_state_publishes_a_state_update(gql_client: GraphQLClient) -> None:
+    tid = await new_thread(gql_client, graphId="steps")
+    await gql_client.data(
+        """mutation($id: ID!) { updateThreadState(threadId: $id, values: {count: 41},
+          asNode: "step_1") { checkpoint { checkpointId } } }""",
+        {"id": tid},
+    )
+    await run_and_wait(gql_client, assistantId="steps", threadId=tid)
+    events = await thread_events(gql_client, tid, ["STATE_UPDATE"], "state_update")
+    assert [e["event"] for e in events] == ["state_update"], "only state updates"
+    update = events[0]
+    assert update["runId"] == ""
+    assert update["data"]["thread_id"] == tid
+    assert update["data"]["state"]["values"] == {"count": 41}
+    assert update["data"]["state"]["checkpoint"]["checkpoint_id"]
+
+
+async def test_thread_stream_lifecycle_and_run_modes(gql_client: GraphQLClient) -> None:
+    tid = await new_thread(gql_client, graphId="steps")
+    await gql_client.data(
+        """mutation($id: ID!) { updateThreadState(threadId: $id, values: {count: 1},
+          asNode: "step_1") { checkpoint { checkpointId } } }""",
+        {"id": tid},
+    )
+    first = await run_and_wait(gql_client, assistantId="steps", threadId=tid)
+    second = await run_and_wait(gql_client, assistantId="steps", threadId=tid)
+
+    lifecycle = await thread_events(gql_client, tid, ["LIFECYCLE"], "end", count=2)
+    assert [(e["event"], e["runId"]) for e in lifecycle] == [
+        ("metadata", first["run"]["id"]),
+        ("end", first["run"]["id"]),
+        ("metadata", second["run"]["id"]),
+        ("end", second["run"]["id"]),
+    ]
+
+    # The default: every run event, and no state update.
+    runs = await thread_events(gql_client, tid, None, "end", count=2)
+    names = [e["event"] for e in runs]
+    assert "state_update" not in names and "values" in names
+
+    both = await thread_events(gql_client, tid, ["LIFECYCLE", "STATE_UPDATE"], "end", count=2)
+    assert [e["event"] for e in both] == ["state_update", "metadata", "end", "metadata", "end"]
+
+
+async def test_rest_thread_stream_shows_state_updates_when_asked(
+    gql_client: GraphQLClient, live_server: LiveServer
+) -> None:
+    tid = await new_thread(gql_client, graphId="steps")
+    await gql_client.data(
+        """mutation($id: ID!) { updateThreadState(threadId: $id, values: {count: 7},
+          asNode: "step_1") { checkpoint { checkpointId } } }""",
+        {"id": tid},
+    )
+    seen: list[tuple[str, Any]] = []
+    async with (
+        httpx.AsyncClient(timeout=60) as http,
+        http.stream(
+            "GET",
+            f"{live_server.url}/threads/{tid}/stream",
+            params={"stream_modes": "state_update"},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        name = ""
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:") and name:
+                seen.append((name, json.loads(line[5:])))
+                break
+    assert seen[0][0] == "state_update"
+    assert seen[0][1]["state"]["values"] == {"count": 7}

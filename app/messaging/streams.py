@@ -413,6 +413,25 @@ class EventStreams:
             return None
         return [_text(i) for i in result]
 
+    async def publish_thread_event(self, thread_id: str, event: str, data: bytes) -> str:
+        """Append an event of the thread itself, of no run (`state_update`), to its stream: its
+        `run` is "" (run streams leave it out), and its notice carries only its id (readers read
+        it from the stream). A thread's stream with no run to set its lifetime keeps it for the
+        retention period. Returns the entry id."""
+        key = self.thread_key(thread_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                key,
+                {"event": event, "data": data, "run": ""},
+                maxlen=self.maxlen,
+                approximate=True,
+            )
+            pipe.expire(key, max(1, int(self.retention_seconds)), nx=True)
+            entry_id, _ = await pipe.execute()
+        entry = _text(entry_id)
+        await self.redis.publish(self.notice_channel(thread_id), entry)
+        return entry
+
     async def expire(self, run_id: str, thread_id: str) -> None:
         """After the run: keep its events for the retention period, then let Redis drop them."""
         ttl = max(1, int(self.retention_seconds))

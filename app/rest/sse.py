@@ -31,7 +31,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.errors import ServiceError, unavailable
 from app.rest.http import dumps
-from app.services.run_streams import StreamEvent
+from app.services.run_streams import StreamEvent, in_thread_modes
 
 log = logging.getLogger("lgql.rest.sse")
 
@@ -240,13 +240,17 @@ async def thread_frames(
     """A thread's events (every run, in order) as LangGraph Server's thread stream sends them:
     each run's end (lgql's `end`, or after its `error`) is `metadata {"status": "run_done",
     "run_id"}`. `stream_modes`: `run_modes` (every run event), `lifecycle` (only runs' start
-    `metadata` and `run_done`), `state_update` (state updates: lgql publishes none)."""
+    `metadata` and `run_done`), `state_update` (`{"thread_id", "state"}` after each state
+    update; `app.services.run_streams.in_thread_modes`)."""
     modes = set(stream_modes)
     everything = "run_modes" in modes
     lifecycle = everything or "lifecycle" in modes
     async with closing(events) as source:
         async for event in source:
-            if event.event in ("end", "error"):
+            if event.event == "state_update":
+                if in_thread_modes(event, modes):
+                    yield frame(event.event, event.data, _id(event))
+            elif event.event in ("end", "error"):
                 if everything and event.event == "error":
                     yield frame("error", event.data, _id(event))
                 if lifecycle:

@@ -114,13 +114,13 @@ async def open_services(
             auth=auth,
         )
         assistants = AssistantService(db, graphs, auth)
-        threads = ThreadService(db, graphs, checkpointer, thread_ttl, auth)
         streams = EventStreams(
             redis,
             settings.redis_key_prefix,
             retention_seconds=settings.resumable_stream_ttl_seconds,
             maxlen=settings.stream_max_events,
         )
+        threads = ThreadService(db, graphs, checkpointer, thread_ttl, auth, streams=streams)
         execution = RunExecution(
             db=db,
             broker=broker,

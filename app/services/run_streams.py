@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from app import faults
@@ -110,6 +111,25 @@ class _GapWatch:
         if not lost_after(self.known, first) or self._said:
             return None
         return self.gap(run_id, self.known, "redis lost events")
+
+
+class ThreadStreamMode(enum.StrEnum):
+    """What a thread's follower asks for (LangGraph Server's thread stream `stream_modes`)."""
+
+    RUN_MODES = "run_modes"  # every event of every run
+    LIFECYCLE = "lifecycle"  # each run's start (`metadata`) and end (`end` or `error`)
+    STATE_UPDATE = "state_update"  # the thread's state updates (not by runs)
+
+
+def in_thread_modes(event: StreamEvent, modes: Collection[ThreadStreamMode | str]) -> bool:
+    """Whether a thread stream asking for `modes` shows `event`; a `gap` always shows."""
+    if event.event == "gap":
+        return True
+    if event.event == "state_update":
+        return ThreadStreamMode.STATE_UPDATE in modes
+    if ThreadStreamMode.RUN_MODES in modes:
+        return True
+    return ThreadStreamMode.LIFECYCLE in modes and event.event in ("metadata", "end", "error")
 
 
 class RunStreamService:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import asyncpg
+import orjson
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import EmptyInputError, InvalidUpdateError
 from langgraph.types import StateUpdate
@@ -22,6 +23,7 @@ from app.db.engine import Database, driver_connection
 from app.db.models import Thread as ThreadRecord
 from app.db.pagination import Listing
 from app.errors import BadUserInput, Conflict, NotFound
+from app.messaging.streams import EventStreams
 from app.pagination import Page, PageRequest, SortOrder
 from app.persistence.checkpointer import PostgresCheckpointer
 from app.runtime.commands import command_from_json
@@ -107,12 +109,16 @@ class ThreadService:
         checkpointer: PostgresCheckpointer,
         ttl_config: ThreadTTLConfig | None = None,
         auth: Authorization | None = None,
+        streams: EventStreams | None = None,
     ) -> None:
         self._db = db
         self._graphs = graphs
         self._checkpointer = checkpointer
         self.ttl_config = ttl_config or ThreadTTLConfig()
         self.auth = auth or Authorization(None)
+        # Where a state update is told to the thread's followers (`state_update`); none in
+        # tests that build the service alone.
+        self._streams = streams
 
     async def visible(self, thread_id: uuid.UUID, action: str, **value: Any) -> AuthFilter | None:
         """The filter the current user is held to for `action` on this thread (runs are
@@ -594,7 +600,21 @@ class ThreadService:
             await lifecycle.refresh_thread(
                 await RunTx.of_session(session), tid, state=ThreadState.of_snapshot(snapshot)
             )
-        return {"checkpoint": snapshot_to_dict(snapshot)["checkpoint"]}
+        state = snapshot_to_dict(snapshot)
+        await self._tell_state_update(tid, state)
+        return {"checkpoint": state["checkpoint"]}
+
+    async def _tell_state_update(self, tid: uuid.UUID, state: dict[str, Any]) -> None:
+        """A `state_update` event on the thread's stream, as LangGraph Server publishes one
+        (`{"thread_id", "state"}`). The state is written either way: a stream Redis cannot
+        take misses the event (logged), the update still succeeds."""
+        if self._streams is None:
+            return
+        data = orjson.dumps({"thread_id": str(tid), "state": state}, default=str)
+        try:
+            await self._streams.publish_thread_event(str(tid), "state_update", data)
+        except Exception as exc:  # Redis down or refusing: the update stands, the event is lost
+            log.warning("state_update of thread %s not published: %r", tid, exc)
 
     async def prune(self, thread_ids: Sequence[str], *, strategy: str = "delete") -> int:
         """LangGraph's prune: `delete` removes each thread (runs, crons, checkpoints too),

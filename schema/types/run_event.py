@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import strawberry
 
-from app.services.run_streams import StreamEvent
+from app.services.run_streams import StreamEvent, ThreadStreamMode
 from app.services.worker_presence import NoWorkerNotice
+from schema.enums import graphql_enum
 from schema.scalars import JSON
 from schema.types.run import StreamMode
+
+graphql_enum(
+    ThreadStreamMode,
+    description="What `threadStream` shows (LangGraph Server's thread stream modes).",
+    values={
+        "RUN_MODES": "Every event of every run of the thread (filtered by `streamMode`).",
+        "LIFECYCLE": "Only each run's start (`metadata`) and end (`end` or `error`).",
+        "STATE_UPDATE": "`state_update` events (`{thread_id, state}`): `updateThreadState` "
+        "publishes one (its `runId` is empty).",
+    },
+)
 
 
 @strawberry.type(
