@@ -20,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import Conflict, NotFound
-from app.pagination import PageRequest
 from app.rest.http import (
     HTTPError,
     RestRoute,
@@ -290,54 +289,21 @@ async def cancel_runs(request: Request) -> Response:
     LangGraph Server does not allow). 404 when nothing was cancelled."""
     data = await body(request, RunsCancel)
     action = _action(request)
-    svc = services(request)
-    if data.status is not None:
-        if data.run_ids:
-            raise HTTPError(422, "When providing a 'status', 'run_ids' must be omitted.")
-        statuses = ("pending", "running") if data.status == "all" else (data.status,)
-        run_ids: list[uuid.UUID] = [
-            run.run_id
-            for status in statuses
-            for run in await _all_runs(svc, thread_id=data.thread_id, status=status)
-        ]
-    else:
+    if data.status is not None and data.run_ids:
+        raise HTTPError(422, "When providing a 'status', 'run_ids' must be omitted.")
+    if data.status is None:
         if not data.thread_id or not data.run_ids:
             raise HTTPError(422, "Must provide either a status, or both 'thread_id' and 'run_ids'")
         try:
-            tid = uuid.UUID(data.thread_id)
+            uuid.UUID(data.thread_id)
         except ValueError:
             raise HTTPError(422, "Invalid thread ID: must be a UUID") from None
-        run_ids = []
-        for rid_text in data.run_ids:
-            try:
-                run = await svc.runs.get(rid_text, action="update")
-            except NotFound:
-                continue
-            if run.thread_id == tid:
-                run_ids.append(run.run_id)
-    cancelled = 0
-    for rid in run_ids:
-        try:
-            await svc.runs.cancel(str(rid), action, wait=False)
-            cancelled += 1
-        except (Conflict, NotFound):
-            continue  # ended (or went) meanwhile
-    if cancelled == 0 and data.status is None:
+    cancelled = await services(request).runs.cancel_many(
+        thread_id=data.thread_id, run_ids=data.run_ids, status=data.status, action=action
+    )
+    if not cancelled and data.status is None:
         raise NotFound(_NOTHING_TO_CANCEL)
     return Response(status_code=204)
-
-
-async def _all_runs(svc: Services, *, thread_id: str | None, status: str) -> list[RunRecord]:
-    """Every run the user may see with `status` (in `thread_id` when given)."""
-    found: list[RunRecord] = []
-    after: str | None = None
-    while True:
-        page_req = PageRequest(first=svc.settings.max_page_size, after=after)
-        page = await svc.runs.search(page_req, thread_id=thread_id, status=status)
-        found += page.items
-        if not page.has_next_page or not page.cursors:
-            return found
-        after = page.cursors[-1]
 
 
 ROUTES = [
