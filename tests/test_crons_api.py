@@ -6,8 +6,6 @@ in SQL; deadlines only guard against hangs."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +17,7 @@ from croniter import croniter
 
 from app.db.engine import asyncpg_url
 from tests.conftest import GraphQLClient, LiveServer
+from tests.helpers import eventually, new_thread
 from tests.test_streaming import JOIN, collect
 
 CRON_FIELDS = (
@@ -49,7 +48,6 @@ THREAD = "query($id: ID!) { thread(id: $id) { id status values } }"
 RUNS_OF_THREAD = """
 query($id: ID!) { runs(threadId: $id, first: 50) { totalCount edges { node { id status metadata } } } }
 """
-NEW_THREAD = "mutation { createThread { id } }"
 # Far from now: these crons never come due during a test unless the test makes them due.
 YEARLY = "0 0 1 1 *"
 
@@ -57,10 +55,6 @@ YEARLY = "0 0 1 1 *"
 async def create_cron(client: GraphQLClient, **fields: Any) -> dict[str, Any]:
     values = {"assistantId": "echo", "schedule": YEARLY, **fields}
     return (await client.data(CREATE, {"input": values}))["createCron"]
-
-
-async def new_thread(client: GraphQLClient) -> str:
-    return str((await client.data(NEW_THREAD))["createThread"]["id"])
 
 
 async def default_assistant(client: GraphQLClient, graph_id: str) -> str:
@@ -82,17 +76,6 @@ async def make_due(database_uri: str, cron_id: str, *, ago: timedelta) -> None:
         )
     finally:
         await conn.close()
-
-
-async def wait_for(probe: Any, *, seconds: float, what: str, interval: float = 0.1) -> Any:
-    """Poll `probe` until it returns something truthy; a guard against hangs, not a timing."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = await probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        await asyncio.sleep(interval)
 
 
 # --- create and read -------------------------------------------------------------------------
@@ -406,7 +389,7 @@ async def _first_run(client: GraphQLClient, cron_id: str) -> dict[str, Any]:
         runs = (await client.data(CRON_RUNS, {"id": cron_id}))["cron"]["runs"]
         return runs["edges"][0]["node"] if runs["edges"] else None
 
-    run: dict[str, Any] = await wait_for(probe, seconds=30, what="the cron's first run")
+    run: dict[str, Any] = await eventually(probe, within=30, what="the cron's first run")
     return run
 
 
@@ -415,7 +398,7 @@ async def _ended(client: GraphQLClient, run_id: str) -> dict[str, Any]:
         run = (await client.data(RUN, {"id": run_id}))["run"]
         return run if run["status"] not in ("PENDING", "RUNNING") else None
 
-    ended: dict[str, Any] = await wait_for(probe, seconds=60, what="the run to end")
+    ended: dict[str, Any] = await eventually(probe, within=60, what="the run to end")
     return ended
 
 
@@ -431,8 +414,8 @@ async def test_stateless_cron_deletes_each_runs_thread_afterwards(
     assert run["metadata"]["owner"] == unique
     assert run["kwargs"]["temporary"] is True
     # The run, then its thread, go once it has ended.
-    await wait_for(
-        lambda: _gone(gql_client, THREAD, run["threadId"]), seconds=60, what="the thread to go"
+    await eventually(
+        lambda: _gone(gql_client, THREAD, run["threadId"]), within=60, what="the thread to go"
     )
     assert await gql_client.error_code(RUN, {"id": run["id"]}) == "NOT_FOUND"
     await gql_client.data(DELETE, {"id": cron["id"]})
@@ -481,8 +464,8 @@ async def test_every_minute_cron_fires_by_itself_on_a_live_server(
     due = parse(cron["nextRunAt"])
     assert due.second == 0 and due <= datetime.now(UTC) + timedelta(seconds=60)
     try:
-        run = await wait_for(
-            lambda: _first_of_thread(gql_client, thread_id), seconds=90, what="the minute's run"
+        run = await eventually(
+            lambda: _first_of_thread(gql_client, thread_id), within=90, what="the minute's run"
         )
         assert run["metadata"]["cron_id"] == cron["id"]
         assert run["metadata"]["owner"] == unique

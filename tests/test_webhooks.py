@@ -51,7 +51,14 @@ from tests.conftest import (
     scratch_database,
     start_server,
 )
-from tests.helpers import CREATE_RUN, create_run, new_thread, run_and_wait, wait_status
+from tests.helpers import (
+    CREATE_RUN,
+    create_run,
+    eventually,
+    new_thread,
+    run_and_wait,
+    wait_status,
+)
 
 SECRET = "s3cret-for-tests"
 CANCEL = "mutation($id: ID!, $action: CancelAction) { cancelRun(id: $id, action: $action) { id status } }"
@@ -97,7 +104,9 @@ class Receiver:
         return [r for r in self.requests if r.name == name]
 
     async def wait_for(self, name: str, count: int = 1, within: float = 30) -> list[Received]:
-        await eventually(lambda: len(self.got(name)) >= count, within=within)
+        await eventually(
+            lambda: len(self.got(name)) >= count, within=within, what=f"webhook {name}"
+        )
         return self.got(name)
 
     async def _hook(self, request: Request) -> Response:
@@ -129,13 +138,6 @@ class Receiver:
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
             await self._task
-
-
-async def eventually(condition: Callable[[], Any], *, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.05)
 
 
 # --- servers with their own database and queue -------------------------------------------------
