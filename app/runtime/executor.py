@@ -3,6 +3,7 @@ state it ended in. Knows LangGraph, not the queue: leases, cancel and statuses a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -234,9 +235,15 @@ async def execute(
                 async for item in graph.astream(graph_input, config, **options):
                     deliver(item)
             # Every save made (or its failure raised: LostOwnership, a database error) before the
-            # run can be recorded as ended.
-            await fenced.flush()
-            return await final_state(graph, spec.thread_id)
+            # run can be recorded as ended. The end state is read meanwhile: on a thread this
+            # attempt wrote whole, it comes from its own saves and need not wait for them to land
+            # (otherwise the read waits for the flush itself).
+            flushing = asyncio.ensure_future(fenced.flush())
+            try:
+                state = await final_state(graph, spec.thread_id)
+            finally:
+                await flushing  # its failure first: the state of a lost attempt is moot
+            return state
     except BaseException:
         # However the graph stopped (its error, a cancel), what it handed to the checkpointer
         # is saved before the worker records how the run ended; the graph's own exception is
