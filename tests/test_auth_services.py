@@ -88,8 +88,8 @@ async def test_the_user_reaches_the_graph_but_not_clients_or_webhooks(services: 
     they are in the run's config, never in what the API or a webhook shows."""
     import json
 
+    from app.services.run_outcome import EndedRun
     from app.services.run_request import public_kwargs
-    from app.services.webhooks import run_payload
 
     user = AuthUser(identity="alice", fields={"github_token": "s3cret-token"})
     with acting_as(user):
@@ -102,7 +102,7 @@ async def test_the_user_reaches_the_graph_but_not_clients_or_webhooks(services: 
     shown = public_kwargs(run.kwargs)
     assert shown["config"]["configurable"]["langgraph_auth_user_id"] == "alice"
     assert "s3cret-token" not in json.dumps(shown)
-    assert "s3cret-token" not in json.dumps(run_payload(run, status="success", values=None))
+    assert "s3cret-token" not in json.dumps(EndedRun.of(run, status="success").webhook_json(None))
 
 
 def test_a_store_auth_filter_is_anded_with_the_clients_filter() -> None:

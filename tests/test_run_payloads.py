@@ -96,3 +96,14 @@ def test_options_are_stored_in_langgraph_key_names_and_read_back() -> None:
     assert options.stream_subgraphs and options.stream_mode == ("values", "messages-tuple")
     # A row written before an option existed reads as LangGraph's default.
     assert RunOptions.from_kwargs({}) == RunOptions()
+
+
+def test_the_webhook_body_is_langgraphs() -> None:
+    run = _run()
+    failed = EndedRun.of(run).webhook_json({"x": 2})
+    assert failed["status"] == "error" and failed["values"] == {"x": 2}
+    assert failed["error"] == {"error": "ValueError", "message": "boom"}
+    assert failed["run_started_at"] is None and failed["run_ended_at"]  # never stamped: now
+    assert failed["kwargs"] == run.kwargs and failed["metadata"] == {"k": "v"}
+    # A run rolled back is told as such, with no error even if its row had one.
+    assert "error" not in EndedRun.of(run, status="rollback").webhook_json(None)

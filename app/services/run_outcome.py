@@ -1,8 +1,9 @@
 """How a run ended, as told to whoever waits for it (`runAndWait`, A2A's `message/send`, MCP
 tools): the run as it ended, the values and interrupts of the state it stopped in, or its error.
 
-Each has one JSON form: `RunOutput` is the run row's `output`; `RunOutcome` is what a run-end
-notice carries and what Redis keeps for waiters that come later (`Broker.publish_run_end`), the
+Each has one JSON form: `RunOutput` is the run row's `output`; `EndedRun` is also what its
+webhook POSTs (`webhook_json`, LangGraph's body); `RunOutcome` is what a run-end notice carries
+and what Redis keeps for waiters that come later (`Broker.publish_run_end`), the
 run's row being possibly gone by then (rolled back, or a stateless run's, deleted with its
 thread).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from langgraph.types import StateSnapshot
@@ -19,6 +20,7 @@ from langgraph.types import StateSnapshot
 from app.db.models import Run as RunRecord
 from app.runtime.run_error import RunError
 from app.runtime.serialization import to_jsonable
+from app.services.run_request import public_kwargs
 
 __all__ = ["EndedRun", "RunError", "RunOutcome", "RunOutput"]
 
@@ -110,6 +112,29 @@ class EndedRun:
             "started_at": _iso(self.started_at),
             "ended_at": _iso(self.ended_at),
         }
+
+    def webhook_json(self, values: Any) -> dict[str, Any]:
+        """The run as its webhook POSTs it, in LangGraph Server's form (`webhook_sent_at` is
+        added at send time): the options without the caller's private ones, the error only
+        for a failed run."""
+        body: dict[str, Any] = {
+            "run_id": str(self.run_id),
+            "thread_id": str(self.thread_id),
+            "assistant_id": str(self.assistant_id),
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "run_started_at": _iso(self.started_at),
+            # A deleted (rolled back) run has no row to stamp: it ended now.
+            "run_ended_at": _iso(self.ended_at) or datetime.now(UTC).isoformat(),
+            "metadata": self.metadata,
+            "kwargs": public_kwargs(self.kwargs),
+            "multitask_strategy": self.multitask_strategy,
+            "status": self.status,
+            "values": values,
+        }
+        if self.error is not None and self.status in ("error", "timeout"):
+            body["error"] = self.error.to_json()
+        return body
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EndedRun:

@@ -14,7 +14,6 @@ import logging
 import socket
 import time
 import uuid
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,7 +31,7 @@ from app.messaging.queue import Broker
 from app.observability import metrics
 from app.runtime.langgraph_config import LanggraphConfig
 from app.services.common import new_id, parse_uuid, utcnow
-from app.services.run_request import public_kwargs
+from app.services.run_outcome import EndedRun
 from app.services.webhook_policy import (
     WebhookPolicy,
     allowed_fields,
@@ -49,32 +48,6 @@ log = logging.getLogger("lgql.webhooks")
 CONNECT_TIMEOUT_SECONDS = 5.0
 # Where a session keeps the deliveries recorded in its transaction, for `enqueue_recorded`.
 _RECORDED = "lgql_webhook_deliveries"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def run_payload(run: Run, *, status: str, values: dict[str, Any] | None) -> dict[str, Any]:
-    """The webhook body, as LangGraph Server sends it (`webhook_sent_at` is added at send time)."""
-    payload: dict[str, Any] = {
-        "run_id": str(run.run_id),
-        "thread_id": str(run.thread_id),
-        "assistant_id": str(run.assistant_id),
-        "created_at": _iso(run.created_at),
-        "updated_at": _iso(run.updated_at),
-        "run_started_at": _iso(run.started_at),
-        # A deleted (rolled back) run has no row to stamp: it ended now.
-        "run_ended_at": _iso(run.ended_at) or utcnow().isoformat(),
-        "metadata": run.metadata_,
-        "kwargs": public_kwargs(run.kwargs),
-        "multitask_strategy": run.multitask_strategy,
-        "status": status,
-        "values": values,
-    }
-    if run.error is not None and status in ("error", "timeout"):
-        payload["error"] = run.error
-    return payload
 
 
 async def record_run_end(
@@ -95,7 +68,7 @@ async def record_run_end(
         delivery_id=delivery_id,
         run_id=run.run_id,
         url=run.webhook,
-        payload=run_payload(run, status=status or run.status, values=values),
+        payload=EndedRun.of(run, status=status or run.status).webhook_json(values),
     )
     return delivery_id
 
