@@ -12,10 +12,11 @@ from typing import Any, Protocol, cast
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.store.base import BaseStore, Op, Result
-from langgraph.types import Command, Send, StateSnapshot
+from langgraph.types import StateSnapshot
 
 from app import faults
 from app.observability import tracing
+from app.runtime.commands import command_from_json
 from app.runtime.graphs import AnyPregel, GraphRegistry
 from app.runtime.run_options import RunOptions
 from app.runtime.stream_events import EventShaper, langgraph_modes
@@ -113,28 +114,9 @@ def build_input(options: RunOptions, *, resuming: bool) -> Any:
     """The graph input: the run's input, or its command; nothing when resuming an attempt."""
     if resuming:
         return None
-    command = options.command
-    if command:
-        goto = command.get("goto")
-        if goto is not None:
-            goto = (
-                [_send_or_node(g) for g in goto] if isinstance(goto, list) else _send_or_node(goto)
-            )
-        update = command.get("update")
-        if isinstance(update, list):
-            update = [tuple(pair) for pair in update]
-        return Command(
-            resume=command.get("resume"),
-            update=update,
-            goto=goto if goto is not None else (),
-        )
+    if options.command:
+        return command_from_json(options.command)
     return options.input
-
-
-def _send_or_node(value: Any) -> Any:
-    if isinstance(value, dict):
-        return Send(value["node"], value.get("input"))
-    return value
 
 
 class FaultMarkingStore(BaseStore):
