@@ -8,13 +8,31 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, func, literal, literal_column, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import DateTime
+from sqlalchemy.types import DateTime, Uuid
 
 from app.pagination import Cursor, Page, PageRequest, SortOrder, cursor_value
 
 T = TypeVar("T")
+
+
+def _keyed(column: ColumnElement[Any]) -> tuple[ColumnElement[Any], ColumnElement[Any] | None]:
+    """The sort column as pages order and compare it, and what stands for its nulls. A nullable
+    column is read through COALESCE with a value above all others: its nulls keep the place
+    Postgres gives them (last ascending, first descending), and a cursor on a null row still
+    compares (a row comparison with a null is unknown, and the next page came back empty)."""
+    expr = getattr(column, "expression", column)
+    if not getattr(expr, "nullable", False):
+        return column, None
+    high: ColumnElement[Any]
+    if isinstance(expr.type, DateTime):
+        high = literal_column("'infinity'::timestamptz")
+    elif isinstance(expr.type, Uuid):
+        high = literal_column("'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid")
+    else:
+        return column, None
+    return func.coalesce(column, high, type_=expr.type), high
 
 
 def _typed(column: ColumnElement[Any], value: object) -> object:
@@ -35,15 +53,21 @@ async def fetch_page(
     to_item: Callable[[Any], T] = lambda row: row,
 ) -> Page[T]:
     """Run `stmt` (which selects one entity) sorted by (sort_column, id_column) from `page.after`."""
+    sort_key, null_value = _keyed(sort_column)
     if page.after is not None:
         after = Cursor.decode(page.after, sort_by=sort_by)
-        key = tuple_(sort_column, id_column)
-        bound = tuple_(_typed(sort_column, after.value), uuid.UUID(after.id))
+        key = tuple_(sort_key, id_column)
+        value: Any = null_value
+        if after.value is not None or null_value is None:
+            # Typed as the column: a row comparison does not type its bound (a UUID cursor was
+            # sent as text, and Postgres has no uuid > text).
+            value = literal(_typed(sort_column, after.value), type_=sort_column.type)
+        bound = tuple_(value, uuid.UUID(after.id))
         stmt = stmt.where(key < bound if order is SortOrder.DESC else key > bound)
     if order is SortOrder.DESC:
-        stmt = stmt.order_by(sort_column.desc(), id_column.desc())
+        stmt = stmt.order_by(sort_key.desc(), id_column.desc())
     else:
-        stmt = stmt.order_by(sort_column.asc(), id_column.asc())
+        stmt = stmt.order_by(sort_key.asc(), id_column.asc())
     if page.offset:
         stmt = stmt.offset(page.offset)
     rows = (await session.execute(stmt.limit(page.first + 1))).scalars().all()

@@ -20,13 +20,18 @@ from schema.types.run import Durability, MultitaskStrategy, OnCompletion, Run, S
 Info = strawberry.Info[Context, Any]
 
 
-@strawberry.enum(description="Fields crons can be sorted by.")
+@strawberry.enum(
+    description="Fields crons can be sorted by; crons with no value (a stateless cron's thread, "
+    "no end time, no next run) come last ascending, first descending."
+)
 class CronSortBy(enum.Enum):
     CREATED_AT = "created_at"
     UPDATED_AT = "updated_at"
     NEXT_RUN_AT = "next_run_at"
     CRON_ID = "cron_id"
     ASSISTANT_ID = "assistant_id"
+    THREAD_ID = "thread_id"
+    END_TIME = "end_time"
 
 
 @strawberry.type(
