@@ -27,6 +27,7 @@ from strawberry.extensions import (
 from strawberry.extensions.base_extension import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
 from strawberry.types.execution import ExecutionContext
@@ -34,7 +35,7 @@ from strawberry.types.execution import ExecutionContext
 from app.observability.graphql import schema_extensions as observability_extensions
 from app.settings import Settings, get_settings
 from schema.errors import ErrorCodes
-from schema.event_execution import EventExecutionContext
+from schema.event_execution import EventExecutionContext, LeanExtensionsRunner
 from schema.mutation import Mutation
 from schema.operation_name import RequireOperationName
 from schema.query import Query
@@ -159,6 +160,11 @@ class CachedNameConverter(NameConverter):
 
 
 class LgqlSchema(strawberry.Schema):
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        return LeanExtensionsRunner(execution_context, extensions)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:

@@ -53,7 +53,7 @@ def _fake_services(events: list[StreamEvent]) -> Any:
             return None
 
     services = types.SimpleNamespace(run_streams=RunStreams(), workers=Workers())
-    return types.SimpleNamespace(services=services)
+    return types.SimpleNamespace(services=services, request=None)
 
 
 async def _results(
