@@ -154,3 +154,39 @@ async def test_the_plain_schema_executes_every_event(
     monkeypatch.setattr(event_execution._Plan, "render", refuse)
     results = await _results(plain, DOCUMENTS[0], EVENTS)
     assert [r["data"]["runStream"]["id"] for r in results] == [e.id for e in EVENTS]
+
+
+async def test_extensions_with_hooks_still_see_every_result() -> None:
+    """The lean runner skips only extensions without the hook: one that has `get_results` and
+    `on_stream_result` sees every event, and its results reach each one."""
+    from strawberry.extensions import SchemaExtension
+
+    from schema.schema import LgqlSchema
+
+    seen: list[Any] = []
+
+    class Watching(SchemaExtension):
+        def on_stream_result(self, result: Any) -> Any:
+            seen.append(result.data)
+            yield
+
+        def get_results(self) -> dict[str, Any]:
+            return {"watched": len(seen)}
+
+    @strawberry.type
+    class Query:
+        ok: bool = True
+
+    @strawberry.type
+    class Subscription:
+        @strawberry.subscription
+        async def count(self) -> AsyncIterator[int]:
+            for i in range(3):
+                yield i
+
+    schema = LgqlSchema(query=Query, subscription=Subscription, extensions=[Watching])
+    stream = await schema.subscribe("subscription { count }")
+    results = [r async for r in stream]  # type: ignore[union-attr]
+    assert [r.data for r in results] == [{"count": 0}, {"count": 1}, {"count": 2}]
+    assert seen == [{"count": 0}, {"count": 1}, {"count": 2}]
+    assert [r.extensions for r in results] == [{"watched": 0}, {"watched": 1}, {"watched": 2}]
