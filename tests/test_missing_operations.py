@@ -537,3 +537,83 @@ async def test_rest_thread_stream_shows_state_updates_when_asked(
                 break
     assert seen[0][0] == "state_update"
     assert seen[0][1]["state"]["values"] == {"count": 7}
+
+
+async def test_crons_page_by_nullable_fields(gql_client: GraphQLClient, unique: str) -> None:
+    """A cursor on a cron with no thread or no end time still leads to the next page."""
+    marker = {"nulls": unique}
+    tid = await new_thread(gql_client)
+    made: dict[str, str] = {}
+    for name, extra in (
+        ("stateless_open", {}),
+        ("thread_2030", {"threadId": tid, "endTime": "2030-01-01T00:00:00+00:00"}),
+        ("stateless_2040", {"endTime": "2040-01-01T00:00:00+00:00"}),
+    ):
+        body = await gql_client.data(
+            """mutation($input: CreateCronInput!) { createCron(input: $input) { id } }""",
+            {
+                "input": {
+                    "assistantId": "steps",
+                    "schedule": "0 0 1 1 *",
+                    "input": {"count": 0},
+                    "metadata": marker,
+                    **extra,
+                }
+            },
+        )
+        made[name] = body["createCron"]["id"]
+
+    async def pages(sort_by: str, order: str) -> list[str]:
+        seen: list[str] = []
+        after = None
+        while True:
+            body = await gql_client.data(
+                """query($m: JSON, $s: CronSortBy!, $o: SortOrder!, $after: String) {
+                  crons(filter: {metadata: $m}, sortBy: $s, sortOrder: $o, first: 1, after: $after) {
+                    edges { node { id } } pageInfo { hasNextPage endCursor } } }""",
+                {"m": marker, "s": sort_by, "o": order, "after": after},
+            )
+            seen += [e["node"]["id"] for e in body["crons"]["edges"]]
+            if not body["crons"]["pageInfo"]["hasNextPage"]:
+                return seen
+            after = body["crons"]["pageInfo"]["endCursor"]
+
+    names = {v: k for k, v in made.items()}
+    by_end = [names[i] for i in await pages("END_TIME", "ASC")]
+    assert by_end == ["thread_2030", "stateless_2040", "stateless_open"]
+    by_end_desc = [names[i] for i in await pages("END_TIME", "DESC")]
+    assert by_end_desc == list(reversed(by_end))
+    by_thread = [names[i] for i in await pages("THREAD_ID", "ASC")]
+    assert by_thread[0] == "thread_2030" and set(by_thread) == set(made)
+    by_thread_desc = [names[i] for i in await pages("THREAD_ID", "DESC")]
+    assert by_thread_desc[-1] == "thread_2030" and len(by_thread_desc) == 3
+    for cid in made.values():
+        await gql_client.data("mutation($id: ID!) { deleteCron(id: $id) }", {"id": cid})
+
+
+async def test_every_sort_pages_with_cursors(gql_client: GraphQLClient, unique: str) -> None:
+    """The next page after a cursor, for each new sort field (a UUID cursor once went to
+    Postgres as text)."""
+    for _ in range(2):
+        await new_thread(gql_client, metadata={"pages": unique})
+        await gql_client.data(
+            'mutation($n: String!) { createAssistant(input: {graphId: "echo", name: $n}) { id } }',
+            {"n": f"{unique}-{uuid.uuid4().hex[:4]}"},
+        )
+    cases: list[tuple[str, str, list[str], dict[str, Any]]] = [
+        ("assistants", "Assistant", ["ASSISTANT_ID", "NAME", "GRAPH_ID"], {"name": unique}),
+        ("threads", "Thread", ["THREAD_ID", "STATUS"], {"metadata": {"pages": unique}}),
+        ("crons", "Cron", ["CRON_ID", "ASSISTANT_ID", "THREAD_ID", "END_TIME"], {}),
+    ]
+    for field, kind, sorts, flt in cases:
+        for sort in sorts:
+            doc = f"""query($f: {kind}Filter, $s: {kind}SortBy!, $after: String) {{
+              {field}(filter: $f, sortBy: $s, first: 1, after: $after) {{
+                edges {{ node {{ id }} }} pageInfo {{ endCursor }} }} }}"""
+            first = await gql_client.execute(doc, {"f": flt, "s": sort})
+            assert "errors" not in first, (field, sort, first)
+            cursor = first["data"][field]["pageInfo"]["endCursor"]
+            if cursor is None:
+                continue  # nothing to page over (no crons)
+            second = await gql_client.execute(doc, {"f": flt, "s": sort, "after": cursor})
+            assert "errors" not in second, (field, sort, second)

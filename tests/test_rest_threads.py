@@ -231,6 +231,9 @@ async def test_update_state_and_supersteps(
     )
     assert refused.status_code == 201
     assert "was created, but" in refused.json()["detail"]
+    # The thread stays (as on LangGraph Server; GraphQL's createThread keeps it too).
+    kept = refused.json()["detail"].split()[1]
+    assert (await client.threads.get(kept))["thread_id"] == kept
     assert no_graph["thread_id"]
 
 

@@ -10,7 +10,6 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.errors import ServiceError
 from app.pagination import SortOrder
 from app.rest.http import (
     Body,
@@ -245,28 +244,20 @@ def _id(request: Request) -> str:
 async def create_thread(request: Request) -> Response:
     req = await body(request, ThreadCreate)
     threads = services(request).threads
-    created = await threads.create(
+    seeded = await threads.create_seeded(
+        [
+            [StateWrite(as_node=u.as_node, values=u.values, command=u.command) for u in s.updates]
+            for s in req.supersteps or ()
+        ],
         thread_id=req.thread_id,
         metadata=req.metadata,
         if_exists=IfExists(req.if_exists),
         ttl=_ttl(req.ttl),
     )
-    if req.supersteps:
-        steps = [
-            [StateWrite(as_node=u.as_node, values=u.values, command=u.command) for u in s.updates]
-            for s in req.supersteps
-        ]
-        try:
-            await threads.bulk_update_state(str(created.thread_id), steps)
-        except ServiceError as exc:
-            # As LangGraph Server: the thread stays, and the answer says what went wrong.
-            return error_response(
-                201,
-                f"Thread {created.thread_id} was created, but there were problems updating "
-                f"the state: {exc.message}",
-            )
-        created = await threads.get(created.thread_id)
-    return json_response(thread_json(created))
+    if seeded.problem is not None:
+        # As LangGraph Server: the thread stays, and the answer says what went wrong.
+        return error_response(201, seeded.problem.message)
+    return json_response(thread_json(seeded.thread))
 
 
 async def get_thread(request: Request) -> Response:

@@ -22,7 +22,7 @@ from app.db import threads as db
 from app.db.engine import Database, driver_connection
 from app.db.models import Thread as ThreadRecord
 from app.db.pagination import Listing
-from app.errors import BadUserInput, Conflict, NotFound
+from app.errors import BadUserInput, Conflict, NotFound, ServiceError
 from app.messaging.streams import EventStreams
 from app.pagination import Page, PageRequest, SortOrder
 from app.persistence.checkpointer import PostgresCheckpointer
@@ -89,6 +89,15 @@ class StateWrite:
     as_node: str
     values: Any = None
     command: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SeededThread:
+    """A thread made by `ThreadService.create_seeded`, and what went wrong seeding it (the
+    thread stays either way, as on LangGraph Server)."""
+
+    thread: ThreadRecord
+    problem: ServiceError | None = None
 
 
 #: `as_node` values LangGraph reads as no node of the graph: the input (a superstep that seeds a
@@ -188,6 +197,42 @@ class ThreadService:
             if existing is not None and is_visible(flt, existing.metadata_):
                 return existing
         raise Conflict(f"Thread {tid} already exists", thread_id=str(tid))
+
+    async def create_seeded(
+        self,
+        supersteps: Sequence[Sequence[StateWrite]] | None = None,
+        *,
+        thread_id: str | None = None,
+        metadata: JsonValue = None,
+        if_exists: IfExists = IfExists.RAISE,
+        graph_id: str | None = None,
+        ttl: ThreadTTL | None = None,
+        idempotency_key: str | None = None,
+    ) -> SeededThread:
+        """`create`, then `bulk_update_state` with `supersteps` on the thread it returns, as
+        LangGraph Server creates a thread with `supersteps`: when they fail, the thread stays
+        and `problem` says so (the same kind of error, its message naming the thread); a
+        failed `create` raises as `create`."""
+        thread = await self.create(
+            thread_id=thread_id,
+            metadata=metadata,
+            if_exists=if_exists,
+            graph_id=graph_id,
+            ttl=ttl,
+            idempotency_key=idempotency_key,
+        )
+        if not supersteps:
+            return SeededThread(thread)
+        try:
+            await self.bulk_update_state(str(thread.thread_id), supersteps)
+        except ServiceError as exc:
+            problem = type(exc)(
+                f"Thread {thread.thread_id} was created, but there were problems updating "
+                f"the state: {exc.message}",
+                **{**exc.details, "thread_id": str(thread.thread_id)},
+            )
+            return SeededThread(thread, problem)
+        return SeededThread(await self.get(thread.thread_id))
 
     async def _create_once(
         self,

@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import strawberry
 
-from app.errors import BadUserInput, ServiceError
 from app.services.common import UNSET, Unset
 from app.services.thread_ttl import ThreadTTL
 from schema.context import Context, services
 from schema.pagination import Connection, connection, page_request
 from schema.scalars import JSON
-from schema.types.common import IfExists, SortOrder
+from schema.types.common import SortOrder
 from schema.types.state import Checkpoint
 from schema.types.thread import (
     CreateThreadInput,
@@ -60,13 +58,8 @@ class ThreadMutations:
     )
     async def create_thread(self, info: Info, input: CreateThreadInput | None = None) -> Thread:
         data = input or CreateThreadInput()
-        svc = services(info).threads
-        if data.supersteps and data.if_exists is IfExists.DO_NOTHING:
-            raise BadUserInput(
-                "`supersteps` seed a new thread: they cannot go with `ifExists: DO_NOTHING`",
-                field="supersteps",
-            )
-        record = await svc.create(
+        seeded = await services(info).threads.create_seeded(
+            [[w.to_service() for w in step.updates] for step in data.supersteps or ()],
             thread_id=str(data.thread_id) if data.thread_id else None,
             metadata=data.metadata,
             if_exists=data.if_exists,
@@ -74,17 +67,9 @@ class ThreadMutations:
             ttl=data.ttl.to_service() if data.ttl else None,
             idempotency_key=data.idempotency_key,
         )
-        if data.supersteps:
-            steps = [[w.to_service() for w in step.updates] for step in data.supersteps]
-            try:
-                await svc.bulk_update_state(str(record.thread_id), steps)
-            except ServiceError:
-                # All or nothing (LangGraph Server keeps the thread and says what failed).
-                with contextlib.suppress(ServiceError):
-                    await svc.delete(str(record.thread_id))
-                raise
-            record = await svc.get(record.thread_id)
-        return Thread.from_record(record)
+        if seeded.problem is not None:
+            raise seeded.problem
+        return Thread.from_record(seeded.thread)
 
     @strawberry.mutation(
         description="Prune threads (LangGraph `threads.prune`): DELETE removes each with its runs, "

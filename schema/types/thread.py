@@ -255,8 +255,9 @@ class CreateThreadInput:
     supersteps: list[ThreadSuperstepInput] | None = strawberry.field(
         default=None,
         description="Seed the new thread's history (LangGraph `supersteps`, e.g. to import a "
-        "conversation): each superstep's updates apply together, in order. Needs `graphId`. All "
-        "or nothing: when they fail the thread is not created.",
+        "conversation): each superstep's updates apply together, in order. Needs `graphId` (or, with "
+        "`ifExists: DO_NOTHING`, an existing thread's graph). When they fail the thread stays, "
+        "as on LangGraph Server, and the error names it.",
     )
 
 
