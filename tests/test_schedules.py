@@ -3,7 +3,7 @@ tick is done by one of them. Two real arq workers run in this process, each on s
 own (as two worker processes would), on a database and Redis prefix no other worker serves.
 
 A due cron fires once (read from the runs table); each tick of each schedule runs once (read
-from the schedules' own log lines, which name the tick by the time it was due).
+from the schedules' own log lines, which name the tick by its deployment and the time it was due).
 """
 
 from __future__ import annotations
@@ -104,12 +104,13 @@ async def runs_of_cron(services: Services, cron_id: uuid.UUID) -> list[Any]:
         return list(result)
 
 
-def _ticks(caplog: pytest.LogCaptureFixture, what: str) -> Counter[str]:
-    """How many times each tick of `what` ran (by the time it was due), in either worker."""
+def _ticks(caplog: pytest.LogCaptureFixture, what: str, prefix: str) -> Counter[object]:
+    """How many times each tick of `what` ran in the deployment of `prefix` (by the time it
+    was due), in either of its workers."""
     return Counter(
-        str(r.args[1])
+        r.args[2]
         for r in caplog.records
-        if r.name == "lgql.schedules" and isinstance(r.args, tuple) and r.args[0] == what
+        if r.name == "lgql.schedules" and isinstance(r.args, tuple) and r.args[:2] == (what, prefix)
     )
 
 
@@ -119,22 +120,23 @@ async def test_two_workers_fire_a_due_cron_once_and_sweep_once_per_tick(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="lgql.schedules")
     services = two_workers[0]
+    prefix = services.settings.redis_key_prefix
     cron_id = await due_cron(services)
     await eventually(lambda: runs_of_cron(services, cron_id), within=60, what="the cron's run")
     # Several ticks of both schedules after the firing: time for a second firing, if one were
     # to happen, and ticks enough to see whether any of them ran twice.
-    firing_ticks = len(_ticks(caplog, "firing crons"))
+    firing_ticks = len(_ticks(caplog, "firing crons", prefix))
     await eventually(
         lambda: (
-            len(_ticks(caplog, "firing crons")) >= firing_ticks + 3
-            and len(_ticks(caplog, "run sweep")) >= 3
+            len(_ticks(caplog, "firing crons", prefix)) >= firing_ticks + 3
+            and len(_ticks(caplog, "run sweep", prefix)) >= 3
         ),
         within=60,
         what="three more ticks of each schedule",
     )
     assert len(await runs_of_cron(services, cron_id)) == 1
     for what in ("firing crons", "run sweep"):
-        ticks = _ticks(caplog, what)
+        ticks = _ticks(caplog, what, prefix)
         assert ticks and set(ticks.values()) == {1}, (what, ticks)
     async with services.db.sessions() as session:
         due = await session.scalar(

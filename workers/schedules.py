@@ -89,8 +89,10 @@ async def _tick(ctx: dict[str, Any], what: str, duty: Callable[[], Awaitable[obj
             exc_info=not faults.is_infrastructure_fault(exc),
         )
         return
-    # The tick is named by its time (arq's score: when it was due), whichever job ran it.
-    log.debug("%s (tick %s): %s", what, ctx.get("score"), done)
+    # The tick is named by its deployment (the Redis prefix) and its time (arq's score: when it
+    # was due), whichever job ran it.
+    prefix = ctx["services"].settings.redis_key_prefix
+    log.debug("%s (tick %s@%s): %s", what, prefix, ctx.get("score"), done)
 
 
 async def fire_crons(ctx: dict[str, Any]) -> None:
