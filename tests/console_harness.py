@@ -249,7 +249,7 @@ def _write_shots(b: Browser, tmp_path: Path) -> None:
 
 def server_events(server: DevServer, run_id: str) -> list[dict[str, Any]]:
     """The run's events as the server replays them from the start (while retained)."""
-    from tests.test_streaming import JOIN, collect
+    from tests.helpers import JOIN, collect
 
     def replay() -> list[dict[str, Any]]:
         # collect() needs only `graphql_url`, which DevServer has too.

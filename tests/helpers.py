@@ -1,5 +1,6 @@
-"""What many test files share: waiting for something to happen, and the GraphQL documents and
-calls of the run and thread basics.
+"""What many test files share: waiting for something to happen, the GraphQL documents and
+calls of the run and thread basics (a run held inside its `wait` node: `start_slow`), and run
+streams over WebSocket (`subscribe`, `collect`).
 
 Waits poll the thing itself (a row, a status, a log line) and fail after a deadline that only
 guards against hangs: under load a deadline is an upper bound, never an expectation.
@@ -10,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from tests.conftest import GraphQLClient
+from gql import Client, gql
+from gql.transport.websockets import WebsocketsTransport
+
+from tests.conftest import GraphQLClient, LiveServer
 
 T = TypeVar("T")
 
@@ -95,3 +99,65 @@ async def wait_status(
 
 async def thread_of(client: GraphQLClient, thread_id: str) -> dict[str, Any]:
     return (await client.data(GET_THREAD, {"id": thread_id}))["thread"]
+
+
+async def start_slow(
+    client: GraphQLClient, tid: str, tag: str = "A", seconds: float = 5
+) -> dict[str, Any]:
+    run = await create_run(
+        client, assistantId="pipeline", threadId=tid, input={"tag": tag, "seconds": seconds}
+    )
+    await wait_status(client, run["id"], {"RUNNING"})
+
+    async def inside_wait() -> bool:  # the checkpoint after `first` is saved
+        state = await client.data(
+            "query($id: ID!) { thread(id: $id) { state { next } } }", {"id": tid}
+        )
+        return bool(state["thread"]["state"]["next"] == ["wait"])
+
+    await eventually(inside_wait, what="the run to reach its `wait` node")
+    return run
+
+
+# --- run streams over WebSocket (graphql-transport-ws, with gql) -------------------------------
+
+EVENT_FIELDS = "id runId event mode namespace data"
+RUN_STREAM = gql(
+    f"""subscription($input: RunInput!, $modes: [StreamMode!], $sub: Boolean) {{
+      runStream(input: $input, streamMode: $modes, streamSubgraphs: $sub) {{ {EVENT_FIELDS} }} }}"""
+)
+JOIN = gql(
+    f"""subscription($id: ID!, $last: String) {{ joinRunStream(runId: $id, lastEventId: $last) {{ {EVENT_FIELDS} }} }}"""
+)
+THREAD = gql(
+    f"""subscription($id: ID!, $last: String) {{ threadStream(threadId: $id, lastEventId: $last) {{ {EVENT_FIELDS} }} }}"""
+)
+
+
+def ws_client(server: LiveServer) -> Client:
+    url = server.graphql_url.replace("http://", "ws://")
+    return Client(
+        transport=WebsocketsTransport(
+            url=url, subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL]
+        )
+    )
+
+
+async def subscribe(
+    server: LiveServer, query: Any, variables: dict[str, Any], key: str
+) -> AsyncIterator[dict[str, Any]]:
+    query.variable_values = variables
+    async with ws_client(server) as session:
+        async for result in session.subscribe(query):
+            yield result[key]
+
+
+async def collect(
+    server: LiveServer, query: Any, variables: dict[str, Any], key: str, *, limit: int | None = None
+) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    async for event in subscribe(server, query, variables, key):
+        events.append(event)
+        if limit is not None and len(events) >= limit:
+            break
+    return events

@@ -5,8 +5,15 @@ from __future__ import annotations
 import uuid
 
 from tests.conftest import EngineUrls, GraphQLClient, LiveServer, make_settings, start_server
-from tests.helpers import GET_RUN, create_run, new_thread, run_and_wait, thread_of, wait_status
-from tests.test_double_texting import start_slow
+from tests.helpers import (
+    GET_RUN,
+    create_run,
+    new_thread,
+    run_and_wait,
+    start_slow,
+    thread_of,
+    wait_status,
+)
 
 CANCEL = "mutation($id: ID!, $action: CancelAction) { cancelRun(id: $id, action: $action) { id status } }"
 

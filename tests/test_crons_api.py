@@ -17,8 +17,7 @@ from croniter import croniter
 
 from app.db.engine import asyncpg_url
 from tests.conftest import GraphQLClient, LiveServer
-from tests.helpers import eventually, new_thread
-from tests.test_streaming import JOIN, collect
+from tests.helpers import JOIN, collect, eventually, new_thread
 
 CRON_FIELDS = (
     "id assistantId threadId schedule timezone payload enabled onRunCompleted endTime "

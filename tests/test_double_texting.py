@@ -6,8 +6,6 @@ Each test starts a slow `pipeline` run (first → wait → after), waits until i
 
 from __future__ import annotations
 
-from typing import Any
-
 from tests.conftest import GraphQLClient
 from tests.helpers import (
     CREATE_RUN,
@@ -17,27 +15,10 @@ from tests.helpers import (
     get_run,
     new_thread,
     run_and_wait,
+    start_slow,
     thread_of,
     wait_status,
 )
-
-
-async def start_slow(
-    client: GraphQLClient, tid: str, tag: str = "A", seconds: float = 5
-) -> dict[str, Any]:
-    run = await create_run(
-        client, assistantId="pipeline", threadId=tid, input={"tag": tag, "seconds": seconds}
-    )
-    await wait_status(client, run["id"], {"RUNNING"})
-
-    async def inside_wait() -> bool:  # the checkpoint after `first` is saved
-        state = await client.data(
-            "query($id: ID!) { thread(id: $id) { state { next } } }", {"id": tid}
-        )
-        return bool(state["thread"]["state"]["next"] == ["wait"])
-
-    await eventually(inside_wait, what="the run to reach its `wait` node")
-    return run
 
 
 async def test_reject_refuses_the_second_run(gql_client: GraphQLClient) -> None:

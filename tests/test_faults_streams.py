@@ -342,9 +342,8 @@ async def test_a_resume_whose_events_are_gone_is_told_so(
     more than a moment ago)."""
     import redis.asyncio as aioredis
 
-    from tests.helpers import create_run, new_thread, wait_status
-    from tests.test_streaming import JOIN as JOIN_ALL
-    from tests.test_streaming import THREAD, collect
+    from tests.helpers import JOIN as JOIN_ALL
+    from tests.helpers import THREAD, collect, create_run, new_thread, wait_status
 
     tid = await new_thread(gql_client)
     run = await create_run(gql_client, assistantId="steps", threadId=tid, input={"count": 0})

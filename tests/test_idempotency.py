@@ -11,8 +11,7 @@ from typing import Any
 from app.db import idempotency as keys_db
 from app.services.idempotency import IdempotencyKey, fingerprint
 from tests.conftest import EngineUrls, GraphQLClient, LiveServer, migrated_pool
-from tests.helpers import CREATE_RUN, RUN_AND_WAIT, new_thread
-from tests.test_streaming import RUN_STREAM, collect
+from tests.helpers import CREATE_RUN, RUN_AND_WAIT, RUN_STREAM, collect, new_thread
 
 CREATE_THREAD = (
     "mutation($input: CreateThreadInput) { createThread(input: $input) { id metadata } }"

@@ -31,7 +31,7 @@ from tests.conftest import (
     scratch_database,
     start_server,
 )
-from tests.test_streaming import ws_client
+from tests.helpers import ws_client
 from workers.runner import RunRunner
 
 # Points explored per test: far more than a join has before it waits for news.

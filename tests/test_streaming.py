@@ -4,55 +4,20 @@ stream mode, resuming with lastEventId, late joins, thread streams, disconnects.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-from gql import Client, gql
-from gql.transport.websockets import WebsocketsTransport
-
 from tests.conftest import GraphQLClient, LiveServer
-from tests.helpers import create_run, eventually, new_thread, wait_status
-
-EVENT_FIELDS = "id runId event mode namespace data"
-RUN_STREAM = gql(
-    f"""subscription($input: RunInput!, $modes: [StreamMode!], $sub: Boolean) {{
-      runStream(input: $input, streamMode: $modes, streamSubgraphs: $sub) {{ {EVENT_FIELDS} }} }}"""
+from tests.helpers import (
+    JOIN,
+    RUN_STREAM,
+    THREAD,
+    collect,
+    create_run,
+    eventually,
+    new_thread,
+    subscribe,
+    wait_status,
 )
-JOIN = gql(
-    f"""subscription($id: ID!, $last: String) {{ joinRunStream(runId: $id, lastEventId: $last) {{ {EVENT_FIELDS} }} }}"""
-)
-THREAD = gql(
-    f"""subscription($id: ID!, $last: String) {{ threadStream(threadId: $id, lastEventId: $last) {{ {EVENT_FIELDS} }} }}"""
-)
-
-
-def ws_client(server: LiveServer) -> Client:
-    url = server.graphql_url.replace("http://", "ws://")
-    return Client(
-        transport=WebsocketsTransport(
-            url=url, subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL]
-        )
-    )
-
-
-async def subscribe(
-    server: LiveServer, query: Any, variables: dict[str, Any], key: str
-) -> AsyncIterator[dict[str, Any]]:
-    query.variable_values = variables
-    async with ws_client(server) as session:
-        async for result in session.subscribe(query):
-            yield result[key]
-
-
-async def collect(
-    server: LiveServer, query: Any, variables: dict[str, Any], key: str, *, limit: int | None = None
-) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    async for event in subscribe(server, query, variables, key):
-        events.append(event)
-        if limit is not None and len(events) >= limit:
-            break
-    return events
 
 
 async def test_run_stream_values_and_updates(
