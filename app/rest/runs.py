@@ -134,17 +134,15 @@ async def wait_stateless_run(request: Request) -> Response:
 
 async def _run_of_thread(request: Request, *, action: str = "read") -> RunRecord:
     """The path's run, which must be of the path's thread. Raises NotFound."""
-    thread_id = _thread_id(request)
     run_id = str(request.path_params["run_id"])
-    svc = services(request)
+    return await services(request).runs.get(run_id, action=action, thread_id=_thread_uuid(request))
+
+
+def _thread_uuid(request: Request) -> uuid.UUID:
     try:
-        tid = uuid.UUID(thread_id)
+        return uuid.UUID(_thread_id(request))
     except ValueError:
         raise HTTPError(422, "Invalid thread ID: must be a UUID") from None
-    run = await svc.runs.get(run_id, action=action)
-    if run.thread_id != tid:
-        raise NotFound(f"Run {run.run_id} not found", run_id=str(run.run_id))
-    return run
 
 
 async def get_run(request: Request) -> Response:
@@ -168,8 +166,8 @@ async def list_runs(request: Request) -> Response:
 
 
 async def delete_run(request: Request) -> Response:
-    run = await _run_of_thread(request, action="delete")
-    await services(request).runs.delete(str(run.run_id))
+    run_id = str(request.path_params["run_id"])
+    await services(request).runs.delete(run_id, thread_id=_thread_uuid(request))
     return Response(status_code=204)
 
 
@@ -224,9 +222,7 @@ async def join_run_stream(request: Request) -> Response:
     run = await _run_of_thread(request)
     svc = services(request)
     cursor = check_cursor(last_event_id(request))
-    events: AsyncIterator[StreamEvent] = svc.run_streams.follow_run(
-        str(run.run_id), last_event_id=cursor
-    )
+    events: AsyncIterator[StreamEvent] = svc.run_streams.follow_read_run(run, last_event_id=cursor)
     frames = run_frames(events, stream_mode=stream_modes_param(request))
     if query_bool(request, "cancel_on_disconnect"):
         frames = _cancelling_on_exit(svc, run.run_id, frames)
@@ -250,7 +246,7 @@ async def join_thread_stream(request: Request) -> Response:
     for mode in modes:
         if mode not in THREAD_STREAM_MODES:
             raise HTTPError(422, f"Invalid stream mode: {mode}")
-    events = svc.run_streams.follow_thread(str(thread.thread_id), last_event_id=cursor)
+    events = svc.run_streams.follow_read_thread(thread, last_event_id=cursor)
     return EventSourceResponse(thread_frames(events, stream_modes=modes or ["run_modes"]))
 
 
@@ -270,16 +266,19 @@ def _action(request: Request) -> str:
 
 
 async def cancel_run(request: Request) -> Response:
-    run = await _run_of_thread(request, action="update")
+    run_id = str(request.path_params["run_id"])
     svc = services(request)
     action = _action(request)
     try:
-        await svc.runs.cancel(str(run.run_id), action, wait=False)
+        run = await svc.runs.cancel(run_id, action, wait=False, thread_id=_thread_uuid(request))
     except Conflict as exc:
         # Already ended: LangGraph Server answers that there was nothing to cancel, 404.
-        raise NotFound(exc.message, run_id=str(run.run_id)) from None
+        raise NotFound(exc.message, run_id=run_id) from None
     if not query_bool(request, "wait"):
         return Response(status_code=202)
+    if run is None:
+        # Rolled back before it started: gone, nothing to wait for.
+        return Response(status_code=204)
     return wait_answer(request, svc, run, stateless=False, cancel_on_disconnect=False)
 
 

@@ -7,12 +7,14 @@ import enum
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Collection
+from contextlib import aclosing
 from typing import Any
 
 from app import faults
 from app.db import run_queue as queue_db
 from app.db.engine import Database
+from app.db.models import Thread as ThreadRecord
 from app.errors import BadUserInput, Conflict, NotFound
 from app.messaging.queue import Broker
 from app.messaging.streams import (
@@ -184,6 +186,13 @@ class RunStreamService:
         async for event in self._follow(run, cursor):
             yield event
 
+    def follow_read_run(
+        self, run: RunRecord, *, last_event_id: str | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """`follow_run` for a run its caller has read (`RunService.get`, so authorized)
+        already: the auth handlers are not asked twice. Raises BadUserInput (cursor)."""
+        return self._follow(run, check_cursor(last_event_id))
+
     async def _follow(self, run: RunRecord, cursor: str | None) -> AsyncIterator[StreamEvent]:
         """`run`'s events (read from the database just before) after `cursor`.
 
@@ -332,6 +341,15 @@ class RunStreamService:
         ends by itself (the client closes it), unless the thread is deleted. Raises NotFound,
         BadUserInput."""
         thread = await self._threads.get(thread_id)
+        async with aclosing(self.follow_read_thread(thread, last_event_id=last_event_id)) as events:
+            async for event in events:
+                yield event
+
+    async def follow_read_thread(
+        self, thread: ThreadRecord, *, last_event_id: str | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """`follow_thread` for a thread its caller has read (`ThreadService.get`, so
+        authorized) already: the auth handlers are not asked twice. Raises BadUserInput."""
         cursor = check_cursor(last_event_id)
         opened = await self._streams.open_thread_checked(str(thread.thread_id), after=cursor)
         tap = opened.tap

@@ -318,11 +318,20 @@ class RunService:
 
     # --- read --------------------------------------------------------------------------------
 
-    async def get(self, run_id: str | uuid.UUID, *, action: str = "read") -> RunRecord:
-        """The run, if the current user may do `action` on its thread. Raises NotFound."""
+    async def get(
+        self,
+        run_id: str | uuid.UUID,
+        *,
+        action: str = "read",
+        thread_id: uuid.UUID | None = None,
+    ) -> RunRecord:
+        """The run, if the current user may do `action` on its thread (and, given `thread_id`,
+        it is that thread's). Raises NotFound."""
         rid = parse_uuid(run_id, "run")
         async with self._db.pool.acquire() as conn:
             found = await queue_db.get(conn, rid)
+        if found is not None and thread_id is not None and found.thread_id != thread_id:
+            found = None
         if found is not None and self._threads.auth.enabled:
             flt = await self._threads.visible(found.thread_id, action, run_id=str(rid))
             async with self._db.sessions() as session:
@@ -356,11 +365,19 @@ class RunService:
 
     # --- cancel and delete -------------------------------------------------------------------
 
-    async def cancel(self, run_id: str, action: str, *, wait: bool = True) -> RunRecord | None:
-        """Cancel a pending or running run. Returns it once ended (None if rolled back).
-        Raises NotFound, Conflict (already ended)."""
+    async def cancel(
+        self,
+        run_id: str,
+        action: str,
+        *,
+        wait: bool = True,
+        thread_id: uuid.UUID | None = None,
+    ) -> RunRecord | None:
+        """Cancel a pending or running run (of `thread_id` when given). Returns it once ended
+        (None if rolled back). Raises NotFound, Conflict (already ended)."""
         rid = parse_uuid(run_id, "run")
-        await self.get(rid, action="update")  # LangGraph: cancelling is updating the thread
+        # LangGraph: cancelling is updating the thread.
+        await self.get(rid, action="update", thread_id=thread_id)
         async with self._db.pool.acquire() as conn, conn.transaction():
             tx = RunTx(conn)
             run = await self._locked_run(conn, rid)
@@ -453,10 +470,11 @@ class RunService:
         async with self._db.pool.acquire() as conn:
             return await queue_db.get(conn, rid)
 
-    async def delete(self, run_id: str) -> uuid.UUID:
-        """Delete an ended run with its checkpoints. Raises NotFound, Conflict (still active)."""
+    async def delete(self, run_id: str, *, thread_id: uuid.UUID | None = None) -> uuid.UUID:
+        """Delete an ended run (of `thread_id` when given) with its checkpoints. Raises
+        NotFound, Conflict (still active)."""
         rid = parse_uuid(run_id, "run")
-        await self.get(rid, action="delete")
+        await self.get(rid, action="delete", thread_id=thread_id)
         async with self._db.pool.acquire() as conn, conn.transaction():
             run = await self._locked_run(conn, rid)
             if run.status in lifecycle.ACTIVE_STATUSES:
