@@ -114,7 +114,7 @@ async function chatPage() {
   );
   const ai = done.messages.find((m) => m.type === 'ai');
   const metadata = done.getMessagesMetadata(ai);
-  // The thread's history (POST /threads/{id}/history) read after the run, newest first.
+  // The thread's history (POST /threads/{id}/history) read after the run, oldest first.
   const history = await view.until((h) => h.history.length > 0 && !h.isThreadLoading);
   view.unmount();
   return {
