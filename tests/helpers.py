@@ -104,19 +104,25 @@ async def thread_of(client: GraphQLClient, thread_id: str) -> dict[str, Any]:
 async def start_slow(
     client: GraphQLClient, tid: str, tag: str = "A", seconds: float = 5
 ) -> dict[str, Any]:
+    """A `pipeline` run on `tid`, once inside its `wait` node (sleeping `seconds`)."""
     run = await create_run(
         client, assistantId="pipeline", threadId=tid, input={"tag": tag, "seconds": seconds}
     )
-    await wait_status(client, run["id"], {"RUNNING"})
+    await in_wait_node(client, run["id"], tid)
+    return run
 
-    async def inside_wait() -> bool:  # the checkpoint after `first` is saved
+
+async def in_wait_node(client: GraphQLClient, run_id: str, tid: str) -> None:
+    """Wait until a `pipeline` run is inside `wait` (the checkpoint after `first` saved)."""
+    await wait_status(client, run_id, {"RUNNING"})
+
+    async def inside_wait() -> bool:
         state = await client.data(
             "query($id: ID!) { thread(id: $id) { state { next } } }", {"id": tid}
         )
         return bool(state["thread"]["state"]["next"] == ["wait"])
 
-    await eventually(inside_wait, what="the run to reach its `wait` node")
-    return run
+    await eventually(inside_wait, what=f"run {run_id} to reach its `wait` node")
 
 
 # --- run streams over WebSocket (graphql-transport-ws, with gql) -------------------------------

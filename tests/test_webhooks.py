@@ -55,9 +55,9 @@ from tests.helpers import (
     CREATE_RUN,
     create_run,
     eventually,
+    in_wait_node,
     new_thread,
     run_and_wait,
-    wait_status,
 )
 
 SECRET = "s3cret-for-tests"
@@ -162,14 +162,15 @@ class Hooked:
         within: float = 30,
     ) -> WebhookDelivery:
         """The run's only delivery, once it has one of `statuses` (and passes `until`)."""
-        deadline = time.monotonic() + within
-        while True:
+
+        async def delivered() -> WebhookDelivery | None:
             rows = await self.deliveries(run_id)
             assert len(rows) <= 1, rows
-            if rows and rows[0].status in statuses and until(rows[0]):
-                return rows[0]
-            assert time.monotonic() < deadline, f"delivery of run {run_id}: {rows}"
-            await asyncio.sleep(0.05)
+            return rows[0] if rows and rows[0].status in statuses and until(rows[0]) else None
+
+        return await eventually(
+            delivered, within=within, what=f"the delivery of run {run_id} to be {statuses}"
+        )
 
 
 @asynccontextmanager
@@ -234,16 +235,6 @@ PAYLOAD_KEYS = {
 
 
 # --- payloads ----------------------------------------------------------------------------------
-
-
-async def in_slow_node(client: GraphQLClient, run_id: str, tid: str) -> None:
-    """Wait until a `pipeline` run is inside `wait` (its `first` checkpoint saved)."""
-    await wait_status(client, run_id, {"RUNNING"})
-    query = "query($id: ID!) { thread(id: $id) { state { next } } }"
-    deadline = time.monotonic() + 10
-    while (await client.data(query, {"id": tid}))["thread"]["state"]["next"] != ["wait"]:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
 
 
 async def test_a_successful_run_posts_its_values(hooked: Hooked, receiver: Receiver) -> None:
@@ -313,7 +304,7 @@ async def test_cancelled_runs_post_interrupted(hooked: Hooked, receiver: Receive
         input={"tag": "A", "seconds": 30},
         webhook=running_url,
     )
-    await in_slow_node(client, run["id"], tid)
+    await in_wait_node(client, run["id"], tid)
     await client.data(CANCEL, {"id": run["id"], "action": "INTERRUPT"})
     (got,) = await receiver.wait_for("cancel-running")
     assert got.json["status"] == "interrupted"
@@ -362,7 +353,7 @@ async def test_rolled_back_runs_post_rollback_after_their_row_is_gone(
     run = await create_run(
         client, assistantId="pipeline", threadId=tid, input={"tag": "A", "seconds": 30}, webhook=url
     )
-    await in_slow_node(client, run["id"], tid)
+    await in_wait_node(client, run["id"], tid)
     data = await client.data(CANCEL, {"id": run["id"], "action": "ROLLBACK"})
     assert data["cancelRun"] is None  # the run row is deleted…
     (got,) = await receiver.wait_for("rollback")  # …and its webhook still goes out
