@@ -137,9 +137,10 @@ async def _threads_runs_and_crons(client: LangGraphClient) -> None:
     slow = (await t.create(graph_id="slow"))["thread_id"]
     running = await r.create(slow, "slow", input={"seconds": 30})
     await check(r.cancel(slow, running["run_id"], wait=True), [("threads", "update")])
-    # lgql: finding the runs of a status is a search, then each run it cancels is an update
-    # (LangGraph asks `threads.update` once). None is pending here: only the search.
-    await check(r.cancel_many(thread_id=slow, status="pending"), [("threads", "search")])
+    # One `threads.update` for the whole request, whatever it cancels.
+    await check(r.cancel_many(thread_id=slow, status="pending"), [("threads", "update")])
+    two = [(await r.create(slow, "slow", input={"seconds": 30}))["run_id"] for _ in range(2)]
+    await check(r.cancel_many(thread_id=slow, run_ids=two), [("threads", "update")])
 
     state = await check(t.get_state(tid), T_READ)
     checkpoint_id = state["checkpoint"]["checkpoint_id"]

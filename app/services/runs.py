@@ -378,6 +378,10 @@ class RunService:
         rid = parse_uuid(run_id, "run")
         # LangGraph: cancelling is updating the thread.
         await self.get(rid, action="update", thread_id=thread_id)
+        return await self._cancel(rid, action, wait=wait)
+
+    async def _cancel(self, rid: uuid.UUID, action: str, *, wait: bool) -> RunRecord | None:
+        """`cancel`, the auth handlers asked already."""
         async with self._db.pool.acquire() as conn, conn.transaction():
             tx = RunTx(conn)
             run = await self._locked_run(conn, rid)
@@ -422,41 +426,50 @@ class RunService:
             raise BadUserInput("Give `runIds` or `status`, not both", field="status")
         if thread_id is None and not run_ids and status is None:
             raise BadUserInput("Say which runs to cancel: a thread, run ids or a status")
-        if run_ids:
-            tid = parse_uuid(thread_id, "thread") if thread_id is not None else None
-            chosen: list[uuid.UUID] = []
-            for rid in dict.fromkeys(parse_uuid(r, "run") for r in run_ids):
-                run = await self._maybe_get(rid)
-                if run is not None and (tid is None or run.thread_id == tid):
-                    chosen.append(rid)
+        tid = parse_uuid(thread_id, "thread") if thread_id is not None else None
+        ids = list(dict.fromkeys(parse_uuid(r, "run") for r in run_ids or ()))
+        # As LangGraph Server: one `threads.update` for the whole request, whose filter says
+        # which threads' runs may be cancelled.
+        flt = await self._threads.auth.check(
+            "threads",
+            "update",
+            {
+                "thread_id": thread_id,
+                "action": action,
+                "metadata": {"run_ids": run_ids, "status": status},
+            },
+        )
+        if ids:
+            found = await self._cancellable(flt, tid, col(RunRecord.run_id).in_(ids))
+            by_id = {run.run_id: run for run in found}
+            chosen = [rid for rid in ids if rid in by_id]
         else:
             statuses = ("pending", "running") if status in (None, "all") else (status,)
             chosen = [
                 run.run_id
                 for state in statuses
-                for run in await self._all_of(thread_id=thread_id, status=state)
+                for run in await self._cancellable(flt, tid, col(RunRecord.status) == state)
             ]
         cancelled: list[uuid.UUID] = []
         for rid in chosen:
             try:
-                await self.cancel(str(rid), action, wait=False)
+                await self._cancel(rid, action, wait=False)
             except (Conflict, NotFound):
                 continue
             cancelled.append(rid)
         return cancelled
 
-    async def _all_of(self, *, thread_id: str | None, status: str) -> list[RunRecord]:
-        """Every run the user may see with `status` (of `thread_id` when given)."""
-        found: list[RunRecord] = []
-        after = None
-        while True:
-            page = await self.search(
-                PageRequest(first=100, after=after), thread_id=thread_id, status=status
-            )
-            found += page.items
-            if not page.has_next_page or not page.cursors:
-                return found
-            after = page.cursors[-1]
+    async def _cancellable(
+        self, flt: AuthFilter | None, thread_id: uuid.UUID | None, condition: Any
+    ) -> list[RunRecord]:
+        """The runs meeting `condition` (of `thread_id` when given) whose threads `flt` lets
+        through, newest first."""
+        stmt = db.search(thread_id=thread_id).where(condition)
+        if flt is not None:
+            stmt = stmt.where(col(RunRecord.thread_id).in_(self._threads.visible_ids(flt)))
+        stmt = stmt.order_by(col(RunRecord.created_at).desc())
+        async with self._db.sessions() as session:
+            return list((await session.execute(stmt)).scalars())
 
     async def _locked_run(self, conn: asyncpg.Connection, rid: uuid.UUID) -> RunRecord:
         """The run, with its thread's row locked (no run of it starts or ends meanwhile)."""
