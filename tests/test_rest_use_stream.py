@@ -1,9 +1,9 @@
 """The React hook `useStream` (`@langchain/langgraph-sdk/react`, pinned in tests/conformance with
 react, react-dom and happy-dom) against lgql unchanged: `tests/clients/use_stream.mjs` renders it
 with react-dom into happy-dom's document under Node (the hook talks to the server with Node's
-fetch, as a browser page's would), submits a message, an interrupt and its resume, and reloads a
-page mid-run to rejoin it (`reconnectOnMount`). Node and npm are required: a missing Node is an
-error, never a skip."""
+fetch, as a browser page's would), submits a message, an interrupt and its resume, reloads a page
+mid-run to rejoin it (`reconnectOnMount`), and stops a run (`stop`, a cancel). Node and npm are
+required: a missing Node is an error, never a skip."""
 
 from __future__ import annotations
 
@@ -94,3 +94,6 @@ async def test_use_stream_chats_interrupts_resumes_and_reconnects(
         runs = (await http.get(f"/threads/{reconnect['threadId']}/runs")).json()
     # The first page's dropped connection did not cancel the run (onDisconnect "continue").
     assert [r["status"] for r in runs] == ["success"]
+
+    # stop() cancels the run the hook stored, and forgets it.
+    assert seen["stop"] == {"status": "interrupted", "stored": None}

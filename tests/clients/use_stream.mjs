@@ -14,6 +14,8 @@
 //   reconnect  `reconnectOnMount` on `ticker`: after a few custom events the page "reloads"
 //              (its connections are cut and its root unmounted); a new page on the same thread
 //              rejoins the run from sessionStorage and sees it to its end
+//   stop       `stop()` mid-run: the hook cancels the run it stored (runs.cancel); joined, it
+//              ended interrupted
 // Exit codes: 0 done, 1 a page failed (its error on stderr).
 
 import { createRequire } from 'node:module';
@@ -204,11 +206,48 @@ async function reconnectPage() {
   return result;
 }
 
+async function stopPage() {
+  const threadIds = [];
+  const runs = [];
+  let seenTwo;
+  const two = new Promise((resolve) => {
+    seenTwo = resolve;
+  });
+  let seen = 0;
+  const view = mount({
+    apiUrl,
+    assistantId: 'ticker',
+    reconnectOnMount: true,
+    onThreadId: (id) => threadIds.push(id),
+    onCreated: (meta) => runs.push(meta.run_id),
+    onCustomEvent: () => {
+      seen += 1;
+      if (seen === 2) seenTwo();
+    },
+  });
+  await view.until((h) => !h.isLoading);
+  const submitted = view.handle.submit({ n: 400, every: 0.05 });
+  await two;
+  // `stop` drops the stream and, with a stored run id, cancels the run on the server.
+  await view.handle.stop();
+  await submitted;
+  const stopped = await view.until((h) => !h.isLoading);
+  const threadId = threadIds.at(-1);
+  await stopped.client.runs.join(threadId, runs[0]);
+  const run = await stopped.client.runs.get(threadId, runs[0]);
+  view.unmount();
+  return {
+    status: run.status,
+    stored: window.sessionStorage.getItem(`lg:stream:${threadId}`),
+  };
+}
+
 try {
   const chat = await chatPage();
   const interrupt = await interruptPage();
   const reconnect = await reconnectPage();
-  process.stdout.write(JSON.stringify({ chat, interrupt, reconnect }));
+  const stop = await stopPage();
+  process.stdout.write(JSON.stringify({ chat, interrupt, reconnect, stop }));
   await page.happyDOM.close();
   process.exit(0);
 } catch (error) {
