@@ -122,9 +122,11 @@ def run_request(
         configurable_headers=dict(headers or {}),
     )
     if isinstance(data, RunCreateStateful):
-        request.checkpoint_id = data.checkpoint_id or (
-            data.checkpoint.checkpoint_id if data.checkpoint is not None else None
-        )
+        # LangGraph Server lays `checkpoint` over `checkpoint_id`.
+        chosen = data.checkpoint or CheckpointBody()
+        request.checkpoint_id = chosen.checkpoint_id or data.checkpoint_id
+        request.checkpoint_ns = chosen.checkpoint_ns or ""
+        request.checkpoint_map = chosen.checkpoint_map
         request.multitask_strategy = data.multitask_strategy
         request.if_not_exists = data.if_not_exists
     elif isinstance(data, RunCreateStateless):

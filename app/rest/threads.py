@@ -338,6 +338,7 @@ async def get_state_at_checkpoint(request: Request) -> Response:
         thread,
         checkpoint_id=req.checkpoint.checkpoint_id,
         checkpoint_ns=req.checkpoint.checkpoint_ns or "",
+        checkpoint_map=req.checkpoint.checkpoint_map,
         subgraphs=req.subgraphs,
     )
     return json_response(state_select(state, req.select or []))
@@ -345,11 +346,15 @@ async def get_state_at_checkpoint(request: Request) -> Response:
 
 async def update_state(request: Request) -> Response:
     req = await body(request, ThreadStateUpdate)
-    checkpoint_id = req.checkpoint_id
-    if req.checkpoint is not None and req.checkpoint.checkpoint_id:
-        checkpoint_id = req.checkpoint.checkpoint_id
+    # LangGraph Server lays `checkpoint` over `checkpoint_id`.
+    chosen = req.checkpoint or CheckpointConfig()
     result = await services(request).threads.update_state(
-        _id(request), values=req.values, as_node=req.as_node, checkpoint_id=checkpoint_id
+        _id(request),
+        values=req.values,
+        as_node=req.as_node,
+        checkpoint_id=chosen.checkpoint_id or req.checkpoint_id,
+        checkpoint_ns=chosen.checkpoint_ns or "",
+        checkpoint_map=chosen.checkpoint_map,
     )
     return json_response(result)
 

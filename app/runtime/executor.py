@@ -88,9 +88,17 @@ def build_config(spec: RunSpec, *, resuming: bool) -> RunnableConfig:
         "assistant_id": spec.assistant_id,
         "checkpoint_ns": "",
     }
-    checkpoint_id = spec.options.checkpoint_id
-    if checkpoint_id and not resuming:
-        configurable["checkpoint_id"] = checkpoint_id
+    # The chosen checkpoint, as LangGraph Server puts it in `configurable`: the root graph
+    # starts from `checkpoint_map[""]` when the namespace is a subgraph's, each subgraph from
+    # its own entry. A resumed attempt continues from where the first one got to instead.
+    options = spec.options
+    if not resuming:
+        if options.checkpoint_id:
+            configurable["checkpoint_id"] = options.checkpoint_id
+        if options.checkpoint_ns:
+            configurable["checkpoint_ns"] = options.checkpoint_ns
+        if options.checkpoint_map:
+            configurable["checkpoint_map"] = dict(options.checkpoint_map)
     config["configurable"] = configurable
     config["metadata"] = {
         **(base.get("metadata") or {}),

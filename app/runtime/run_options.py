@@ -20,6 +20,9 @@ class RunOptions:
     interrupt_before: list[str] | str | None = None
     interrupt_after: list[str] | str | None = None
     checkpoint_id: str | None = None
+    #: The chosen checkpoint's namespace and LangGraph `checkpoint_map` (a subgraph's checkpoint).
+    checkpoint_ns: str = ""
+    checkpoint_map: dict[str, str] | None = None
     webhook: str | None = None
     #: A stateless run: its thread is deleted when it ends.
     temporary: bool = False
@@ -27,8 +30,9 @@ class RunOptions:
     durability: str = "async"
 
     def to_kwargs(self) -> dict[str, Any]:
-        """As stored on the run row: LangGraph's `kwargs`, with its key names."""
-        return {
+        """As stored on the run row: LangGraph's `kwargs`, with its key names (the checkpoint's
+        namespace and map only when chosen)."""
+        kwargs: dict[str, Any] = {
             "input": self.input,
             "command": self.command,
             "config": self.config,
@@ -44,6 +48,11 @@ class RunOptions:
             "on_disconnect": self.on_disconnect,
             "durability": self.durability,
         }
+        if self.checkpoint_ns:
+            kwargs["checkpoint_ns"] = self.checkpoint_ns
+        if self.checkpoint_map:
+            kwargs["checkpoint_map"] = self.checkpoint_map
+        return kwargs
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> RunOptions:
@@ -59,6 +68,8 @@ class RunOptions:
             interrupt_before=_nodes(kwargs.get("interrupt_before")),
             interrupt_after=_nodes(kwargs.get("interrupt_after")),
             checkpoint_id=kwargs.get("checkpoint_id"),
+            checkpoint_ns=kwargs.get("checkpoint_ns") or "",
+            checkpoint_map=kwargs.get("checkpoint_map") or None,
             webhook=kwargs.get("webhook"),
             temporary=bool(kwargs.get("temporary")),
             on_disconnect=kwargs.get("on_disconnect") or "continue",

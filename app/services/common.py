@@ -67,3 +67,16 @@ def merge_metadata(current: dict[str, Any], patch: dict[str, Any] | None) -> dic
 
 #: A value decoded from client JSON: its shape is checked by the service that receives it.
 JsonValue = Any
+
+
+def require_checkpoint_map(value: Any, field: str = "checkpoint_map") -> dict[str, str] | None:
+    """Check a LangGraph `checkpoint_map`: the checkpoint id chosen for each graph namespace
+    (`""` for the root), as a subgraph's checkpoint config carries it."""
+    checked = require_object(value, field)
+    if checked is not None and not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in checked.items()
+    ):
+        raise BadUserInput(
+            f"`{field}` must map graph namespaces to checkpoint ids (strings)", field=field
+        )
+    return checked

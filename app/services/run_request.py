@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from app.errors import BadUserInput
 from app.runtime.run_options import RunOptions
 from app.runtime.stream_events import StreamMode
-from app.services.common import JsonValue, require_object
+from app.services.common import JsonValue, require_checkpoint_map, require_object
 
 
 class MultitaskStrategy(enum.StrEnum):
@@ -74,6 +74,10 @@ class RunRequest:
     interrupt_before: list[str] | None = None
     interrupt_after: list[str] | None = None
     checkpoint_id: str | None = None
+    #: The chosen checkpoint's graph namespace (a subgraph's) and LangGraph's `checkpoint_map`
+    #: (the checkpoint id for each namespace), as in a checkpoint's config.
+    checkpoint_ns: str = ""
+    checkpoint_map: JsonValue = None
     webhook: str | None = None
     multitask_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE
     if_not_exists: IfNotExists | None = None
@@ -94,6 +98,10 @@ class RunRequest:
         fields = dataclasses.asdict(self)
         fields.pop("idempotency_key")
         fields.pop("configurable_headers")  # a retry may come with another user-agent
+        # Absent, as in requests fingerprinted before a checkpoint could name them.
+        for name in ("checkpoint_ns", "checkpoint_map"):
+            if not fields[name]:
+                fields.pop(name)
         return fields
 
     def checked(self) -> RunRequest:
@@ -101,6 +109,9 @@ class RunRequest:
         require_object(self.metadata, "metadata")
         config = require_object(self.config, "config") or {}
         require_object(self.context, "context")
+        if not isinstance(self.checkpoint_ns, str):
+            raise BadUserInput("`checkpoint_ns` must be a string", field="checkpoint_ns")
+        require_checkpoint_map(self.checkpoint_map)
         configurable = config.get("configurable")
         if configurable is not None and not isinstance(configurable, dict):
             raise BadUserInput("`config.configurable` must be a JSON object", field="config")
@@ -195,6 +206,8 @@ class RunRequest:
             interrupt_before=self.interrupt_before,
             interrupt_after=self.interrupt_after,
             checkpoint_id=self.checkpoint_id,
+            checkpoint_ns=self.checkpoint_ns,
+            checkpoint_map=require_checkpoint_map(self.checkpoint_map),
             webhook=self.webhook,
             temporary=self.thread_id is None and self.on_completion is not OnCompletion.KEEP,
             on_disconnect=self.on_disconnect.value,

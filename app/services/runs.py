@@ -29,7 +29,13 @@ from app.pagination import Page, PageRequest
 from app.persistence.checkpointer import PostgresCheckpointer
 from app.services import run_lifecycle as lifecycle
 from app.services.assistants import AssistantService
-from app.services.common import new_id, parse_uuid, require_object, utcnow
+from app.services.common import (
+    new_id,
+    parse_uuid,
+    require_checkpoint_map,
+    require_object,
+    utcnow,
+)
 from app.services.idempotency import IdempotencyKey, maybe_sweep
 from app.services.run_execution import RunExecution
 from app.services.run_lifecycle import RunTx
@@ -121,9 +127,18 @@ class RunService:
         # Built once: the auth handlers see the run's options, and the run keeps them.
         kwargs = request.kwargs()
         visibility = await self._authorize_create(request, kwargs)
-        if request.checkpoint_id is not None and request.thread_id is not None:
+        if request.thread_id is not None and (
+            request.checkpoint_id is not None or request.checkpoint_ns or request.checkpoint_map
+        ):
             thread_record = await self._threads.get(request.thread_id)
-            await self._threads.require_checkpoint(thread_record, request.checkpoint_id)
+            chosen_map = await self._threads.run_checkpoint_map(
+                thread_record,
+                request.checkpoint_id,
+                request.checkpoint_ns,
+                require_checkpoint_map(request.checkpoint_map),
+            )
+            if chosen_map:
+                request.checkpoint_map = kwargs["checkpoint_map"] = chosen_map
         run_id = new_id()
         # Without a key, filters or runs to supersede, the creation is one call that commits by
         # itself; otherwise all of it is one transaction.

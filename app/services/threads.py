@@ -28,7 +28,7 @@ from app.pagination import Page, PageRequest, SortOrder
 from app.persistence.checkpointer import PostgresCheckpointer
 from app.runtime.commands import command_from_json
 from app.runtime.graphs import AccessContext, AnyPregel, GraphRegistry
-from app.runtime.state import empty_state, snapshot_to_dict
+from app.runtime.state import checkpoint_of, empty_state, snapshot_to_dict
 from app.services import run_lifecycle as lifecycle
 from app.services.common import (
     UNSET,
@@ -38,6 +38,7 @@ from app.services.common import (
     merge_metadata,
     new_id,
     parse_uuid,
+    require_checkpoint_map,
     require_object,
     utcnow,
 )
@@ -103,6 +104,28 @@ class SeededThread:
 #: `as_node` values LangGraph reads as no node of the graph: the input (a superstep that seeds a
 #: conversation), a copy of the previous checkpoint (a fork), the end (values written as final).
 _PSEUDO_NODES = frozenset({"__input__", "__copy__", "__end__"})
+
+
+@dataclass(frozen=True)
+class _ChosenCheckpoint:
+    """Where a state write applies: the latest checkpoint, or a chosen one (a fork), of the
+    root graph or of the subgraph `checkpoint_ns` names."""
+
+    checkpoint_id: str | None = None
+    checkpoint_ns: str = ""
+    checkpoint_map: dict[str, str] | None = None
+
+
+async def _graph_of_namespace(graph: AnyPregel, checkpoint_ns: str) -> AnyPregel:
+    """The (sub)graph a checkpoint namespace names: `child:<task id>|inner:<task id>` is
+    subgraph `inner` of subgraph `child` (LangGraph's separators; numeric parts count
+    repeated calls)."""
+    if not checkpoint_ns:
+        return graph
+    path = "|".join(part.split(":")[0] for part in checkpoint_ns.split("|") if not part.isdigit())
+    async for _, subgraph in graph.aget_subgraphs(namespace=path, recurse=True):
+        return cast(AnyPregel, subgraph)
+    raise BadUserInput(f"No subgraph {path!r} in the graph", field="checkpoint_ns")
 
 
 def _check_node(graph: AnyPregel, as_node: str | None) -> None:
@@ -477,22 +500,76 @@ class ThreadService:
             yield graph
 
     def _config(
-        self, thread: ThreadRecord, checkpoint_id: str | None = None, checkpoint_ns: str = ""
+        self,
+        thread: ThreadRecord,
+        checkpoint_id: str | None = None,
+        checkpoint_ns: str = "",
+        checkpoint_map: dict[str, str] | None = None,
     ) -> RunnableConfig:
         conf: dict[str, Any] = {"thread_id": str(thread.thread_id), "checkpoint_ns": checkpoint_ns}
         if checkpoint_id is not None:
             conf["checkpoint_id"] = checkpoint_id
+        if checkpoint_map:
+            conf["checkpoint_map"] = checkpoint_map
         return {"configurable": conf}
 
     async def require_checkpoint(
-        self, thread: ThreadRecord, checkpoint_id: str, checkpoint_ns: str = ""
-    ) -> None:
-        config = self._config(thread, checkpoint_id, checkpoint_ns)
-        if await self._checkpointer.aget_tuple(config) is None:
+        self,
+        thread: ThreadRecord,
+        checkpoint_id: str | None,
+        checkpoint_ns: str = "",
+        checkpoint_map: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """NotFound unless the thread has checkpoint `checkpoint_id` (None: any) in namespace
+        `checkpoint_ns`, and each checkpoint `checkpoint_map` names in its namespace.
+        Returns the checkpoint's (the latest's) metadata."""
+        saved = await self._checkpointer.aget_tuple(
+            self._config(thread, checkpoint_id, checkpoint_ns)
+        )
+        if saved is None:
+            where = f" in namespace {checkpoint_ns!r}" if checkpoint_ns else ""
+            what = f"Checkpoint {checkpoint_id}" if checkpoint_id else "No checkpoint"
             raise NotFound(
-                f"Checkpoint {checkpoint_id} not found on thread {thread.thread_id}",
+                f"{what}{where} not found on thread {thread.thread_id}",
                 checkpoint_id=checkpoint_id,
+                checkpoint_ns=checkpoint_ns,
             )
+        for ns, cid in (checkpoint_map or {}).items():
+            if (ns, cid) != (checkpoint_ns, checkpoint_id):
+                await self.require_checkpoint(thread, cid, ns)
+        return dict(saved.metadata or {})
+
+    async def run_checkpoint_map(
+        self,
+        thread: ThreadRecord,
+        checkpoint_id: str | None,
+        checkpoint_ns: str = "",
+        checkpoint_map: dict[str, str] | None = None,
+    ) -> dict[str, str] | None:
+        """Check the checkpoint a run starts from (NotFound if absent) and return the
+        `checkpoint_map` the run needs. LangGraph starts the root graph from the map's `""`
+        entry and each subgraph from its namespace's (the root ignores `checkpoint_id` when
+        `checkpoint_ns` names a subgraph): a subgraph's checkpoint chosen without a map gets
+        the one it was written under (its metadata's `parents`), plus its own entry."""
+        if checkpoint_id is None:
+            if checkpoint_ns:
+                checkpoint_id = (checkpoint_map or {}).get(checkpoint_ns)
+            if checkpoint_id is None:
+                if checkpoint_ns or checkpoint_map:
+                    raise BadUserInput(
+                        "Choose a subgraph's checkpoint by its id: give `checkpoint_id` "
+                        "(or its entry in `checkpoint_map`) with `checkpoint_ns`",
+                        field="checkpoint_id",
+                    )
+                return None
+        metadata = await self.require_checkpoint(
+            thread, checkpoint_id, checkpoint_ns, checkpoint_map
+        )
+        if checkpoint_map is not None or not checkpoint_ns:
+            return checkpoint_map
+        parents = metadata.get("parents")
+        chosen = {str(k): str(v) for k, v in (parents if isinstance(parents, dict) else {}).items()}
+        return {**chosen, checkpoint_ns: checkpoint_id}
 
     async def state(
         self,
@@ -501,17 +578,20 @@ class ThreadService:
         checkpoint_id: str | None = None,
         subgraphs: bool = False,
         checkpoint_ns: str = "",
+        checkpoint_map: JsonValue = None,
     ) -> dict[str, Any]:
         """The thread's state at its latest checkpoint, or at `checkpoint_id` (NotFound if absent);
-        a subgraph's with `checkpoint_ns`."""
+        a subgraph's with `checkpoint_ns`; `checkpoint_map` as in the checkpoint's config."""
+        chosen_map = require_checkpoint_map(checkpoint_map)
         if checkpoint_id is not None:
-            await self.require_checkpoint(thread, checkpoint_id, checkpoint_ns)
+            await self.require_checkpoint(thread, checkpoint_id, checkpoint_ns, chosen_map)
         async with self._graph_for(thread, "threads.read") as graph:
             if graph is None:
                 return empty_state()
             try:
                 snapshot = await graph.aget_state(
-                    self._config(thread, checkpoint_id, checkpoint_ns), subgraphs=subgraphs
+                    self._config(thread, checkpoint_id, checkpoint_ns, chosen_map),
+                    subgraphs=subgraphs,
                 )
             except ValueError as exc:  # a checkpoint_ns naming no subgraph of the graph
                 raise BadUserInput(str(exc), field="checkpoint_ns") from exc
@@ -527,13 +607,17 @@ class ThreadService:
         before: str | None = None,
         metadata: JsonValue = None,
         checkpoint_ns: str = "",
+        checkpoint_map: JsonValue = None,
     ) -> list[dict[str, Any]]:
         """Past states, newest first; `before` is a checkpoint id (exclusive); a subgraph's
-        with `checkpoint_ns`."""
+        with `checkpoint_ns`; `checkpoint_map` as in the checkpoint's config."""
         if limit < 1:
             raise BadUserInput("`limit` must be at least 1", argument="limit")
         flt = require_object(metadata, "metadata")
-        before_config = self._config(thread, before, checkpoint_ns) if before is not None else None
+        chosen_map = require_checkpoint_map(checkpoint_map)
+        before_config = (
+            self._config(thread, before, checkpoint_ns, chosen_map) if before is not None else None
+        )
         async with self._graph_for(thread, "threads.read") as graph:
             if graph is None:
                 return []
@@ -541,7 +625,9 @@ class ThreadService:
                 return [
                     snapshot_to_dict(s)
                     async for s in graph.aget_state_history(
-                        self._config(thread, checkpoint_ns=checkpoint_ns),
+                        self._config(
+                            thread, checkpoint_ns=checkpoint_ns, checkpoint_map=chosen_map
+                        ),
                         filter=flt,
                         before=before_config,
                         limit=limit,
@@ -557,20 +643,26 @@ class ThreadService:
         values: Any,
         as_node: str | None = None,
         checkpoint_id: str | None = None,
+        checkpoint_ns: str = "",
+        checkpoint_map: JsonValue = None,
     ) -> dict[str, Any]:
-        """Apply `values` as if `as_node` had run (reducers apply), making a new checkpoint.
+        """Apply `values` as if `as_node` had run (reducers apply), making a new checkpoint; in
+        the subgraph `checkpoint_ns` names, when given (`as_node` is then one of its nodes).
 
         Raises NotFound (thread, checkpoint), Conflict (thread has an active run), BadUserInput
-        (no graph on the thread, unknown node, invalid update).
+        (no graph on the thread, unknown node or subgraph, invalid update).
         """
         tid = parse_uuid(thread_id, "thread")
+        chosen = _ChosenCheckpoint(
+            checkpoint_id, checkpoint_ns, require_checkpoint_map(checkpoint_map)
+        )
         flt = await self.visible(tid, "update", values=values, as_node=as_node)
 
         async def apply(graph: AnyPregel, config: RunnableConfig) -> RunnableConfig:
-            _check_node(graph, as_node)
+            _check_node(await _graph_of_namespace(graph, checkpoint_ns), as_node)
             return await graph.aupdate_state(config, values, as_node=as_node)
 
-        return await self._write_state(tid, flt, checkpoint_id, apply)
+        return await self._write_state(tid, flt, chosen, apply)
 
     async def bulk_update_state(
         self, thread_id: str, supersteps: Sequence[Sequence[StateWrite]]
@@ -600,13 +692,13 @@ class ThreadService:
                 )
             return await graph.abulk_update_state(config, steps)
 
-        return await self._write_state(tid, flt, None, apply)
+        return await self._write_state(tid, flt, _ChosenCheckpoint(), apply)
 
     async def _write_state(
         self,
         tid: uuid.UUID,
         flt: AuthFilter | None,
-        checkpoint_id: str | None,
+        chosen: _ChosenCheckpoint,
         apply: Callable[[AnyPregel, RunnableConfig], Awaitable[RunnableConfig]],
     ) -> dict[str, Any]:
         """`apply` a state write to the thread's graph, under the thread's row lock while no
@@ -622,8 +714,12 @@ class ThreadService:
                     "Thread is busy with a run; wait for it to finish before updating its state",
                     thread_id=str(tid),
                 )
-            if checkpoint_id is not None:
-                await self.require_checkpoint(thread, checkpoint_id)
+            # A subgraph's latest checkpoint must exist too: a namespace no run wrote would
+            # otherwise start a state of its own.
+            if chosen.checkpoint_id is not None or chosen.checkpoint_ns:
+                await self.require_checkpoint(
+                    thread, chosen.checkpoint_id, chosen.checkpoint_ns, chosen.checkpoint_map
+                )
             async with self._graph_for(thread, "threads.update") as graph:
                 if graph is None:
                     raise BadUserInput(
@@ -631,7 +727,15 @@ class ThreadService:
                         thread_id=str(tid),
                     )
                 try:
-                    next_config = await apply(graph, self._config(thread, checkpoint_id))
+                    next_config = await apply(
+                        graph,
+                        self._config(
+                            thread,
+                            chosen.checkpoint_id,
+                            chosen.checkpoint_ns,
+                            chosen.checkpoint_map,
+                        ),
+                    )
                 except (
                     InvalidUpdateError,
                     EmptyInputError,
@@ -640,13 +744,18 @@ class ThreadService:
                     TypeError,
                 ) as exc:
                     raise BadUserInput(f"Invalid state update: {exc}", field="values") from exc
-                snapshot = await graph.aget_state(next_config)
+                # A subgraph's update leaves the thread's own (root) state as it was.
+                snapshot = await graph.aget_state(
+                    self._config(thread) if chosen.checkpoint_ns else next_config
+                )
             # The thread's status by the run state machine's rule (no run is active here).
             await lifecycle.refresh_thread(
                 await RunTx.of_session(session), tid, state=ThreadState.of_snapshot(snapshot)
             )
         state = snapshot_to_dict(snapshot)
         await self._tell_state_update(tid, state)
+        if chosen.checkpoint_ns:
+            return {"checkpoint": checkpoint_of(next_config)}
         return {"checkpoint": state["checkpoint"]}
 
     async def _tell_state_update(self, tid: uuid.UUID, state: dict[str, Any]) -> None:

@@ -110,7 +110,8 @@ class ThreadMutations:
 
     @strawberry.mutation(
         description="Update a thread's state as if `asNode` had run (LangGraph `update_state`), making a "
-        "new checkpoint; from `checkpointId` to fork an earlier one."
+        "new checkpoint; from `checkpointId` to fork an earlier one; a subgraph's state with "
+        "`checkpointNs` (its namespace; `asNode` is then one of its nodes) and `checkpointMap`."
     )
     async def update_thread_state(
         self,
@@ -119,10 +120,17 @@ class ThreadMutations:
         values: JSON | None = None,
         as_node: str | None = None,
         checkpoint_id: str | None = None,
+        checkpoint_ns: str = "",
+        checkpoint_map: JSON | None = None,
     ) -> ThreadStateUpdate:
         svc = services(info).threads
         result = await svc.update_state(
-            str(thread_id), values=values, as_node=as_node, checkpoint_id=checkpoint_id
+            str(thread_id),
+            values=values,
+            as_node=as_node,
+            checkpoint_id=checkpoint_id,
+            checkpoint_ns=checkpoint_ns,
+            checkpoint_map=checkpoint_map,
         )
         thread = await svc.get(str(thread_id))
         return ThreadStateUpdate(

@@ -247,7 +247,22 @@ class RunInput:
         default=None, description='Node names, or ["*"].'
     )
     checkpoint_id: str | None = strawberry.field(
-        default=None, description="Start from this earlier checkpoint of the thread (a fork)."
+        default=None,
+        description="Start from this earlier checkpoint of the thread (a fork); a subgraph's "
+        "with `checkpointNs`.",
+    )
+    checkpoint_ns: str = strawberry.field(
+        default="",
+        description="The chosen checkpoint's namespace. With a subgraph's (as in a task's "
+        "`state.checkpoint.checkpointNs`), the run starts where the graph was when that "
+        "checkpoint was written: LangGraph starts the root graph from `checkpointMap`'s root "
+        "entry.",
+    )
+    checkpoint_map: JSON | None = strawberry.field(
+        default=None,
+        description='The checkpoint id for each graph namespace (`""`: the root), as in a '
+        "subgraph checkpoint's `checkpointMap`. Without it, a subgraph's checkpoint brings the "
+        "map it was written under (LangGraph Server would ignore `checkpointId` instead).",
     )
     webhook: str | None = strawberry.field(
         default=None, description="URL to POST the run to when it ends."
@@ -298,6 +313,8 @@ class RunInput:
             interrupt_before=self.interrupt_before,
             interrupt_after=self.interrupt_after,
             checkpoint_id=self.checkpoint_id,
+            checkpoint_ns=self.checkpoint_ns,
+            checkpoint_map=self.checkpoint_map,
             webhook=self.webhook,
             multitask_strategy=self.multitask_strategy,
             if_not_exists=self.if_not_exists,

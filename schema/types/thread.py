@@ -120,7 +120,8 @@ class Thread(Node):
 
     @strawberry.field(
         description="The state at the latest checkpoint, or at `checkpointId`; a subgraph's with "
-        "`checkpointNs` (its namespace, as in a task's `checkpoint.checkpointNs`)."
+        "`checkpointNs` (its namespace, as in a task's `checkpoint.checkpointNs`) and "
+        "`checkpointMap` (as in the checkpoint's)."
     )
     async def state(
         self,
@@ -128,12 +129,14 @@ class Thread(Node):
         checkpoint_id: str | None = None,
         subgraphs: bool = False,
         checkpoint_ns: str = "",
+        checkpoint_map: JSON | None = None,
     ) -> ThreadState:
         data = await services(info).threads.state(
             self._record,
             checkpoint_id=checkpoint_id,
             subgraphs=subgraphs,
             checkpoint_ns=checkpoint_ns,
+            checkpoint_map=checkpoint_map,
         )
         return ThreadState.from_dict(data)
 
@@ -150,6 +153,10 @@ class Thread(Node):
         checkpoint_ns: Annotated[
             str, strawberry.argument(description="A subgraph's namespace: its history.")
         ] = "",
+        checkpoint_map: Annotated[
+            JSON | None,
+            strawberry.argument(description="As in the `before` checkpoint's `checkpointMap`."),
+        ] = None,
     ) -> list[ThreadState]:
         states = await services(info).threads.history(
             self._record,
@@ -157,6 +164,7 @@ class Thread(Node):
             before=before,
             metadata=metadata,
             checkpoint_ns=checkpoint_ns,
+            checkpoint_map=checkpoint_map,
         )
         return [ThreadState.from_dict(s) for s in states]
 
