@@ -295,7 +295,14 @@ async def test_a_refused_run_creation_writes_nothing(services: Services) -> None
     made = await asyncio.gather(
         *(
             services.runs.create(
-                RunRequest(assistant_id="echo", thread_id=fresh, if_not_exists=IfNotExists.CREATE)
+                # Due in an hour: no worker of another test (same Redis prefix) takes them, so
+                # the thread stays busy for the REJECT below.
+                RunRequest(
+                    assistant_id="echo",
+                    thread_id=fresh,
+                    if_not_exists=IfNotExists.CREATE,
+                    after_seconds=3600,
+                )
             )
             for _ in range(2)
         )
