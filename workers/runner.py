@@ -98,9 +98,7 @@ class RunRunner:
         attempt = _Attempt()
         services = self.services
         if isinstance(spec, Exception):
-            await self.execution.end(
-                run, "error", RunError.of(spec), snapshot=None, publisher=None
-            )
+            await self.execution.end(run, "error", RunError.of(spec), snapshot=None, publisher=None)
             return
         status = "success"
         error: RunError | None = None

@@ -4,7 +4,7 @@ LangGraph's filter language: `{"owner": "alice"}` or `{"owner": {"$eq": "alice"}
 `{"tags": {"$contains": "a"}}` / `{"tags": {"$contains": ["a", "b"]}}` (the list holds them
 all), several keys ANDed, and `{"$or": [f, g, ...]}` / `{"$and": [f, g, ...]}`. The same filter
 is turned into SQL for lists and searches and evaluated in Python where one row is at hand;
-`tests/test_auth_filters.py` checks the two agree.
+`tests/auth/test_auth_filters.py` checks the two agree.
 """
 
 from __future__ import annotations

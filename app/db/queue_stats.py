@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 
 #: Runs waiting or executing, as one number: the query of KEDA's `postgresql` trigger in
-#: deploy/kubernetes/optional/scaledobject-postgresql.yaml (tests/test_deploy_manifests.py
+#: deploy/kubernetes/optional/scaledobject-postgresql.yaml (tests/operations/test_deploy_manifests.py
 #: holds them equal), to divide by a worker's slots.
 ACTIVE_RUNS_SQL = (
     "SELECT count(*) FROM runs"

@@ -2,7 +2,7 @@
 
 These run for every run, so they skip the ORM: each is a constant SQL text that asyncpg prepares
 once per connection and then only binds and executes. SQLModel (`app.db.models`) stays the schema
-of record; the columns named here are its columns, and `tests/test_run_queue_sql.py` checks that
+of record; the columns named here are its columns, and `tests/runs/test_run_queue_sql.py` checks that
 every statement still plans against the migrated tables.
 
 JSONB travels as text both ways (`$n::jsonb` in, `col::text` or the driver's text out), so the

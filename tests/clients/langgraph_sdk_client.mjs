@@ -1,6 +1,6 @@
 // Drives lgql's LangGraph REST API with the JS SDK (`@langchain/langgraph-sdk`, pinned in
 // tests/conformance) and prints one JSON object on stdout with what each call saw; the pytest
-// side (tests/test_rest_js_sdk.py) asserts on it.
+// side (tests/rest/test_rest_js_sdk.py) asserts on it.
 //
 //   node langgraph_sdk_client.mjs <api-url>
 //

@@ -1,7 +1,7 @@
 // Drives lgql's LangGraph REST API for its resources (assistants, threads and their state,
 // crons, the store) with the JS SDK (`@langchain/langgraph-sdk`, pinned in tests/conformance)
 // and prints one JSON object on stdout with what each call answered; the pytest side
-// (tests/test_rest_js_resources.py) asserts on it.
+// (tests/rest/test_rest_js_resources.py) asserts on it.
 //
 //   node langgraph_sdk_resources.mjs <api-url> <tag>
 //

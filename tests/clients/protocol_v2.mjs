@@ -1,7 +1,7 @@
 // Drives lgql's Protocol v2 event streaming with the JS SDK's thread streams
 // (`client.threads.stream(...)` of `@langchain/langgraph-sdk`, pinned in tests/conformance) over
 // SSE and over the WebSocket, and prints one JSON object on stdout with what each saw; the pytest
-// side (tests/test_rest_protocol_v2.py) asserts on it.
+// side (tests/rest/test_rest_protocol_v2.py) asserts on it.
 //
 //   node protocol_v2.mjs <api-url>
 //   node protocol_v2.mjs <api-url> reconnect <sse|websocket>
@@ -11,7 +11,7 @@
 //              end; the `messages` projection's text of each message
 //   interrupt  run.start on `interrupt`, wait for `interrupted`, input.respond, wait for the end,
 //              then `thread.state.get`
-// With `reconnect` (the URL being a proxy that cuts the stream once, tests/test_rest_protocol_v2.py):
+// With `reconnect` (the URL being a proxy that cuts the stream once, tests/rest/test_rest_protocol_v2.py):
 //   run.start on `ticker` (100 custom events over about 2 s), a subscription to `custom` and
 //   `lifecycle` until the root's end,
 //   through the cut: the SDK reconnects by itself (SSE: `since`; WebSocket: a new socket that

@@ -1,7 +1,7 @@
 // Runs the React hook `useStream` (`@langchain/langgraph-sdk/react`, pinned in tests/conformance)
 // against lgql's REST API: react-dom renders into happy-dom's document under Node, as a page
 // would, and the hook talks to the server with Node's fetch. Prints one JSON object on stdout;
-// tests/test_rest_use_stream.py asserts on it.
+// tests/rest/test_rest_use_stream.py asserts on it.
 //
 //   node use_stream.mjs <api-url>
 //

@@ -331,7 +331,7 @@ async def test_webhook_secret_and_bearer_token_never_logged_nor_returned(
 
 
 async def test_subscription_over_plain_post_is_a_clean_400(live_server: LiveServer) -> None:
-    # Regression (found by tests/test_fuzz.py): Strawberry ran it as a query, and the stream
+    # Regression (found by tests/graphql/test_fuzz.py): Strawberry ran it as a query, and the stream
     # it got back failed as a null value, an INTERNAL_SERVER_ERROR.
     document = (
         'subscription { joinRunStream(runId: "00000000-0000-0000-0000-000000000000") { data } }'

@@ -19,7 +19,7 @@ from app.runtime.langgraph_config import (
     parse_langgraph_config,
 )
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "graphs"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "graphs"
 SHARED = FIXTURES / "langgraph.json"
 FORMS = FIXTURES / "forms" / "langgraph.json"
 

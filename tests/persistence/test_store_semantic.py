@@ -31,7 +31,7 @@ from tests.conftest import (
 )
 from tests.fixtures.store_index.embed import embed
 
-INDEX_CONFIG = Path(__file__).parent / "fixtures" / "store_index" / "langgraph.json"
+INDEX_CONFIG = Path(__file__).resolve().parents[1] / "fixtures" / "store_index" / "langgraph.json"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

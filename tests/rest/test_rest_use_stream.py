@@ -19,7 +19,7 @@ from tests.clients.node_client import node_executable
 from tests.conformance.audit import ensure_node_modules
 from tests.conftest import LiveServer
 
-SCRIPT = Path(__file__).resolve().parent / "clients" / "use_stream.mjs"
+SCRIPT = Path(__file__).resolve().parents[1] / "clients" / "use_stream.mjs"
 REPLY = "Hello there, how are you today?"
 
 

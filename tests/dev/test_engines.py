@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 from app.embedded import EmbeddedEngines, EngineError, EngineUrls
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENGINE_NAMES = {"postgres", "valkey-server"}
 
 # Run in a child interpreter that we SIGKILL: starts the engines, writes a row and a key,

@@ -13,7 +13,7 @@ from langgraph.types import Command
 from app.runtime.graphs import GraphRegistry
 from app.runtime.langgraph_config import load_langgraph_config
 
-SHARED = Path(__file__).resolve().parent / "fixtures" / "graphs" / "langgraph.json"
+SHARED = Path(__file__).resolve().parents[1] / "fixtures" / "graphs" / "langgraph.json"
 SCHEMA_KEYS = {"input_schema", "output_schema", "state_schema", "config_schema", "context_schema"}
 
 

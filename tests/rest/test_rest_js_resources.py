@@ -15,7 +15,7 @@ from tests.clients.node_client import node_executable
 from tests.conformance.audit import ensure_node_modules
 from tests.conftest import LiveServer
 
-SCRIPT = Path(__file__).resolve().parent / "clients" / "langgraph_sdk_resources.mjs"
+SCRIPT = Path(__file__).resolve().parents[1] / "clients" / "langgraph_sdk_resources.mjs"
 
 
 async def run_js(url: str, tag: str, *, hang_guard: float = 240.0) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from langgraph.types import Command, Send, interrupt
 
 from app.persistence.checkpointer import PostgresCheckpointer
 from tests.conftest import EngineUrls, migrated_pool
-from tests.test_checkpointer_fencing import _new_run
+from tests.persistence.test_checkpointer_fencing import _new_run
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

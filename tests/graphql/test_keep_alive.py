@@ -1,5 +1,5 @@
 """A slow `runAndWait` over plain HTTP is kept alive with newlines before its JSON body
-(`app.keep_alive`, which A2A's `message/send` shares: tests/test_a2a.py)."""
+(`app.keep_alive`, which A2A's `message/send` shares: tests/doors/test_a2a.py)."""
 
 from __future__ import annotations
 

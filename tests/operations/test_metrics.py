@@ -27,8 +27,8 @@ from tests.conftest import (
     make_settings,
     start_server,
 )
+from tests.graphql.test_crons_api import make_due
 from tests.processes import LgqlCluster, poll_until
-from tests.test_crons_api import make_due
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -278,7 +278,7 @@ async def test_the_metrics_token_guards_the_endpoint(
 async def test_with_auth_on_metrics_take_the_same_credentials(
     engines: EngineUrls, database_uri: str, redis_prefix: str
 ) -> None:
-    from tests.test_auth_isolation import ALICE, AUTH_CONFIG
+    from tests.auth.test_auth_isolation import ALICE, AUTH_CONFIG
 
     live = await start_server(
         make_settings(f"{redis_prefix}_mauth", config=AUTH_CONFIG),

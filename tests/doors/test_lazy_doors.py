@@ -1,6 +1,6 @@
 """The MCP and A2A SDKs are imported by the first request that needs them, not when an API
-process starts (they cost ~30 MiB of memory in every process; tests/test_mcp.py and
-tests/test_a2a.py prove the doors themselves)."""
+process starts (they cost ~30 MiB of memory in every process; tests/doors/test_mcp.py and
+tests/doors/test_a2a.py prove the doors themselves)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from app.runtime.langgraph_config import parse_langgraph_config
 from app.services.store import StoreService
 from tests.conftest import EngineUrls, migrated_pool
 
-INDEX_DIR = Path(__file__).parent / "fixtures" / "store_index"
+INDEX_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "store_index"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -28,8 +28,8 @@ from app.errors import NotFound
 from app.rest.sse import EventSourceResponse, frame, run_frames, thread_frames
 from app.services.run_streams import StreamEvent
 from tests.conftest import GraphQLClient, LiveServer, free_port
-from tests.test_rest_runs import wait_status
-from tests.test_streaming import JOIN, collect
+from tests.rest.test_rest_runs import wait_status
+from tests.streams.test_streaming import JOIN, collect
 
 REPLY = "Hello there, how are you today?"
 

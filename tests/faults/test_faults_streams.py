@@ -376,7 +376,7 @@ async def test_a_resume_whose_events_are_gone_is_told_so(
     assert thread[0]["event"] == "gap" and thread[0]["data"]["thread_id"] == tid
 
     # A join without a cursor: the end, after a gap once the run ended long enough ago that
-    # its events should still be there (tests/test_stream_lost_ends.py pins both cases).
+    # its events should still be there (tests/streams/test_stream_lost_ends.py pins both cases).
     fresh = await collect(live_server, JOIN_ALL, {"id": run["id"]}, "joinRunStream")
     assert [e["event"] for e in fresh] in (["end"], ["gap", "end"]), fresh
 

@@ -1,6 +1,6 @@
 """A run created over LangGraph's REST API with `webhook` (the Python SDK's `webhook=`) posts its
 end to that URL, as one created over GraphQL does: the same outbox and payload
-(tests/test_webhooks.py has the receiver and the server)."""
+(tests/runs/test_webhooks.py has the receiver and the server)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest_asyncio
 from langgraph_sdk import get_client
 
 from tests.conftest import EngineUrls
-from tests.test_webhooks import PAYLOAD_KEYS, Hooked, Receiver, hooked_server
+from tests.runs.test_webhooks import PAYLOAD_KEYS, Hooked, Receiver, hooked_server
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

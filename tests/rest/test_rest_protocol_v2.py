@@ -681,7 +681,7 @@ async def test_two_users_and_no_credentials(auth_server: LiveServer) -> None:
 
 # --- the JS SDK's thread streams (Node) --------------------------------------------------------
 
-JS_SCRIPT = Path(__file__).resolve().parent / "clients" / "protocol_v2.mjs"
+JS_SCRIPT = Path(__file__).resolve().parents[1] / "clients" / "protocol_v2.mjs"
 
 
 async def run_js(*args: str) -> Any:

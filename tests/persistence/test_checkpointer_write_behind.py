@@ -23,7 +23,7 @@ from langgraph.graph import START, StateGraph
 
 from app.persistence.checkpointer import LostOwnership, PostgresCheckpointer
 from tests.conftest import EngineUrls, migrated_pool
-from tests.test_checkpointer_fencing import TABLES, _counts, _new_run, _put, _set_run
+from tests.persistence.test_checkpointer_fencing import TABLES, _counts, _new_run, _put, _set_run
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -1,0 +1,1 @@
+"""Custom auth: handlers, filters, two-user isolation."""

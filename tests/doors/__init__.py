@@ -1,0 +1,1 @@
+"""The other doors: MCP, A2A and the run console."""

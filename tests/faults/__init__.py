@@ -1,0 +1,1 @@
+"""Outages and crashes: Postgres, Redis and processes going away."""

@@ -1,0 +1,1 @@
+"""The GraphQL API: resources, runs, errors, transports and the spec."""

@@ -1,0 +1,1 @@
+"""LangGraph's checkpointer and store on Postgres, and the migrations."""

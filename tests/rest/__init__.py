@@ -1,0 +1,1 @@
+"""The LangGraph-compatible REST API, through LangGraph's own SDKs."""

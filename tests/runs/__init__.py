@@ -1,0 +1,1 @@
+"""Runs through the queue and the worker: ordering, schedules, webhooks, the services."""

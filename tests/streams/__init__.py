@@ -1,0 +1,1 @@
+"""Run and thread streams: storage, the multiplexer, transports."""
