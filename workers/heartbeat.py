@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
-from app.messaging.heartbeats import HEARTBEAT_TTL_SECONDS, heartbeat_key
+from app.messaging.heartbeats import HEARTBEAT_TTL_SECONDS, heartbeat_key, roster_key
 
 __all__ = ["Reachability", "heartbeat_key", "report_heartbeats"]
 
@@ -97,6 +97,7 @@ async def report_heartbeats(
     which would report whichever worker happened to take it.
     """
     key = heartbeat_key(prefix, worker_id)
+    roster = roster_key(prefix)
     reach = reachability or Reachability(worker_id)
     try:
         while True:
@@ -109,7 +110,10 @@ async def report_heartbeats(
                     reach.failed("postgres", exc)
             value = {"at": time.time(), "ready": reach.ready, "unreachable": reach.unreachable()}
             try:
-                await redis.set(key, json.dumps(value), ex=HEARTBEAT_TTL_SECONDS)
+                async with redis.pipeline(transaction=False) as pipe:
+                    pipe.set(key, json.dumps(value), ex=HEARTBEAT_TTL_SECONDS)
+                    pipe.sadd(roster, worker_id)
+                    await pipe.execute()
                 reach.ok("redis")
             except Exception as exc:  # Redis blinked: the next beat tries again
                 reach.failed("redis", exc)
@@ -117,4 +121,11 @@ async def report_heartbeats(
     finally:
         # A stopped worker leaves the count at once instead of when its heartbeat expires.
         with contextlib.suppress(Exception):
-            await asyncio.shield(redis.delete(key))
+            await asyncio.shield(_leave(redis, key, roster, worker_id))
+
+
+async def _leave(redis: aioredis.Redis, key: str, roster: str, worker_id: str) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.delete(key)
+        pipe.srem(roster, worker_id)
+        await pipe.execute()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -19,11 +20,49 @@ def heartbeat_key(prefix: str, worker_id: str) -> str:
     return f"{prefix}:workers:{worker_id}"
 
 
+def roster_key(prefix: str) -> str:
+    """The set of the ids of workers that beat: read in one call, where a scan for heartbeat
+    keys walks all of Redis's keys (it ran on the path of every `runAndWait` and stream)."""
+    return f"{prefix}:worker_roster"
+
+
+# The heartbeats of the roster's workers (value and remaining TTL, in ms), the roster cleaned of
+# workers whose heartbeat expired (a worker killed without saying goodbye): one call, O(workers).
+_ROSTER = """
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[1] .. id
+  local value = redis.call('GET', key)
+  if value then
+    out[#out + 1] = value
+    out[#out + 1] = redis.call('PTTL', key)
+  else
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return out
+"""
+
+
+async def _heartbeats(redis: aioredis.Redis, prefix: str) -> list[tuple[bytes | str, int]]:
+    """(value, remaining TTL in ms) of every live worker's heartbeat. Workers of an lgql that
+    kept no roster are found by a scan, only when the roster is empty."""
+    replies: Any = await redis.eval(_ROSTER, 1, roster_key(prefix), heartbeat_key(prefix, ""))  # type: ignore[misc]
+    if replies:
+        return list(zip(replies[::2], replies[1::2], strict=True))
+    keys = [k async for k in redis.scan_iter(match=f"{prefix}:workers:*", count=500)]
+    if not keys:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.get(key)
+            pipe.pttl(key)
+        found = await pipe.execute()
+    return [(v, t) for v, t in zip(found[::2], found[1::2], strict=True) if v is not None]
+
+
 async def live_workers(redis: aioredis.Redis, prefix: str) -> int:
-    count = 0
-    async for _ in redis.scan_iter(match=f"{prefix}:workers:*", count=500):
-        count += 1
-    return count
+    return len(await _heartbeats(redis, prefix))
 
 
 @dataclass(frozen=True)
@@ -45,19 +84,9 @@ HEARTBEAT_FRESH_SECONDS = 15
 async def worker_census(redis: aioredis.Redis, prefix: str) -> WorkerCensus:
     """Workers alive and workers ready, from their heartbeats. A heartbeat of an older lgql (a
     bare timestamp) counts as ready when fresh."""
-    keys = [k async for k in redis.scan_iter(match=f"{prefix}:workers:*", count=500)]
-    if not keys:
-        return WorkerCensus(0, 0, 0)
-    async with redis.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.get(key)
-            pipe.pttl(key)
-        replies = await pipe.execute()
     live = ready = fresh = 0
     stale_below_ms = (HEARTBEAT_TTL_SECONDS - HEARTBEAT_FRESH_SECONDS) * 1000
-    for raw, ttl_ms in zip(replies[::2], replies[1::2], strict=True):
-        if raw is None:  # expired between the scan and the read
-            continue
+    for raw, ttl_ms in await _heartbeats(redis, prefix):
         live += 1
         if ttl_ms is not None and 0 <= ttl_ms < stale_below_ms:
             continue

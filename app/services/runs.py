@@ -116,11 +116,16 @@ class RunService:
     async def _create_checked(self, request: RunRequest) -> RunRecord:
         """`create` for a request already `checked()`."""
         # Hashed before the auth handlers stamp the request: a retry is compared as sent.
-        key = IdempotencyKey.of(
-            "run",
-            request.idempotency_key,
-            owner=self._threads.auth.identity(),
-            request=request.fingerprint_fields(),
+        key = (
+            IdempotencyKey.of(
+                "run",
+                request.idempotency_key,
+                owner=self._threads.auth.identity(),
+                request=request.fingerprint_fields(),
+            )
+            # The fingerprint is a deep copy of the request: only worth it with a key.
+            if request.idempotency_key is not None
+            else None
         )
         if key is not None:
             maybe_sweep(self._db.pool)  # expired keys go where keys are used
