@@ -47,6 +47,8 @@ class WorkerPresence:
         self._max_age = max_age
         self._checked_at = -max_age
         self._alive = True
+        self._known = False
+        self._refresh: asyncio.Task[None] | None = None
         self._here: asyncio.Task[None] | None = None
 
     def running_here(self, task: asyncio.Task[None]) -> None:
@@ -56,20 +58,37 @@ class WorkerPresence:
 
     async def alive(self) -> bool:
         """Whether a worker's heartbeat is in Redis (cached for `max_age`). Unknown (Redis
-        unreachable) counts as alive: the outage is reported elsewhere, not as this."""
+        unreachable) counts as alive: the outage is reported elsewhere, not as this.
+
+        Workers known alive stay so while a stale answer is checked again behind the caller:
+        the check is on the path of every `runAndWait` and stream, and a deployment that has
+        workers pays nothing for it (a worker that died is noticed by the next caller but one).
+        An answer of no worker, or none yet, is checked before answering."""
         if self._here is not None and not self._here.done():
             return True
-        now = time.monotonic()
-        if now - self._checked_at < self._max_age:
+        if time.monotonic() - self._checked_at < self._max_age:
             return self._alive
+        if self._known and self._alive:
+            if self._refresh is None or self._refresh.done():
+                self._refresh = asyncio.create_task(self._recheck())
+            return True
+        return await self._check()
+
+    async def _check(self) -> bool:
         try:
             alive = await live_workers(self._redis, self._prefix) > 0
         except Exception as exc:
             if not faults.is_infrastructure_fault(exc):
                 raise
             alive = True
-        self._checked_at, self._alive = time.monotonic(), alive
+        self._checked_at, self._alive, self._known = time.monotonic(), alive, True
         return alive
+
+    async def _recheck(self) -> None:
+        try:
+            await self._check()
+        except Exception:  # the next caller checks again
+            log.warning("could not check for live workers", exc_info=True)
 
     async def notice(self, run_id: str | None = None) -> NoWorkerNotice | None:
         """A notice (logged as a warning) when no worker is alive; None otherwise."""

@@ -53,3 +53,25 @@ async def test_the_roster_counts_live_workers_without_a_scan(engines: EngineUrls
     assert await redis.smembers(roster_key(prefix)) == set()
     assert await live_workers(redis, prefix) == 0
     await redis.aclose()
+
+
+async def test_known_live_workers_are_checked_again_behind_the_caller(
+    engines: EngineUrls,
+) -> None:
+    """A stale "alive" answers at once and is checked again in the background; "no worker" is
+    always checked before answering."""
+    from app.services.worker_presence import WorkerPresence
+
+    redis = aioredis.from_url(engines.redis_uri)
+    prefix = f"lgql_test_presence_{uuid.uuid4().hex[:8]}"
+    presence = WorkerPresence(redis, prefix, max_age=0)  # every answer is stale at once
+    assert await presence.alive() is False  # none yet: checked before answering
+    await redis.sadd(roster_key(prefix), "host:1")
+    await redis.set(heartbeat_key(prefix, "host:1"), json.dumps({"ready": True}), ex=30)
+    assert await presence.alive() is True  # "no worker" was checked again before answering
+    await redis.delete(heartbeat_key(prefix, "host:1"))
+    assert await presence.alive() is True  # known alive: answered at once, checked behind
+    assert presence._refresh is not None
+    await presence._refresh
+    assert await presence.alive() is False
+    await redis.aclose()
