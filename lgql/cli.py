@@ -193,7 +193,7 @@ async def _serve(
     reload: bool = False,
 ) -> None:
     """Open the services (failing with a clear message), then serve on `sock` until a signal."""
-    from app.db.migrate import DatabaseBehindError
+    from app.db.schema_version import DatabaseBehindError
     from app.runtime.graphs import GraphLoadError
     from app.runtime.langgraph_config import ConfigError
     from app.server import create_app
@@ -398,7 +398,7 @@ def worker(config: Path | None, log_level: str | None, metrics_port: int | None)
         os.environ["LGQL_CONFIG"] = str(config)
         get_settings.cache_clear()
     _load_config(settings, dev=False, api=False)
-    from app.db.migrate import DatabaseBehindError
+    from app.db.schema_version import DatabaseBehindError
     from app.runtime.graphs import GraphLoadError
     from app.runtime.langgraph_config import ConfigError
     from workers.worker import worker_from_env
@@ -457,7 +457,7 @@ def migrate() -> None:
 def wait_for_migrations(timeout: float) -> None:
     """Wait until the database at DATABASE_URI is at this lgql's migration head (for a
     Kubernetes init container, while the migration Job runs `lgql migrate`)."""
-    from app.db.migrate import DatabaseBehindError, ensure_up_to_date
+    from app.db.schema_version import DatabaseBehindError, ensure_up_to_date
 
     url = get_settings().database_uri
     if not url:

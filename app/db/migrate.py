@@ -19,14 +19,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db.engine import engine_options, sqlalchemy_url
+from app.db.schema_version import DatabaseBehindError, ensure_up_to_date
+
+__all__ = ["DatabaseBehindError", "ensure_up_to_date", "head_revision", "upgrade"]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # Any constant works; it only has to be the same in every process that migrates.
 _MIGRATION_LOCK_KEY = 0x6C67716C
-
-
-class DatabaseBehindError(RuntimeError):
-    """The database is not at the migration head this code expects."""
 
 
 def alembic_config() -> Config:
@@ -77,14 +76,3 @@ async def upgrade(url: str) -> tuple[str | None, str]:
         return before, after
     finally:
         await engine.dispose()
-
-
-async def ensure_up_to_date(url: str) -> None:
-    """Raise DatabaseBehindError unless the database is at head."""
-    current = await current_revision(url)
-    head = head_revision()
-    if current != head:
-        raise DatabaseBehindError(
-            f"the database is at migration {current or '(empty)'} but this lgql needs {head}: "
-            "run `lgql migrate` first"
-        )

@@ -13,7 +13,7 @@ from arq.connections import ArqRedis
 from app.auth.context import Authorization
 from app.auth.handlers import AuthHandlers
 from app.db.engine import Database
-from app.db.migrate import ensure_up_to_date, upgrade
+from app.db.schema_version import ensure_up_to_date
 from app.messaging.queue import Broker, connect_queue
 from app.messaging.streams import EventStreams
 from app.messaging.wakeups import RunWakeups
@@ -81,6 +81,9 @@ async def open_services(
     as they are (`lgql dev` imports them before it starts the engines).
     """
     if migrate:
+        # Alembic only where migrations are applied (app.db.schema_version).
+        from app.db.migrate import upgrade
+
         # Postgres itself when DATABASE_URI names a PgBouncer (LGQL_MIGRATION_DATABASE_URI).
         before, after = await upgrade(settings.migration_database_uri or database_uri)
         if before != after:

@@ -111,3 +111,36 @@ async def test_migrations_match_the_models(engines: EngineUrls) -> None:
                 assert await conn.run_sync(diff) == []
         finally:
             await engine.dispose()
+
+
+def test_the_head_serve_and_worker_check_is_alembics() -> None:
+    """`lgql serve` and `lgql worker` check the revision without Alembic, against the head
+    written in app.db.schema_version: it must be the newest migration's."""
+    from app.db import schema_version
+
+    assert schema_version.HEAD_REVISION == head_revision(), (
+        "a migration was added: set HEAD_REVISION in app/db/schema_version.py to its revision"
+    )
+
+
+async def test_the_revision_read_without_alembic_is_alembics(engines: EngineUrls) -> None:
+    from app.db import schema_version
+
+    async with scratch_database(engines.database_uri) as url:
+        assert await schema_version.current_revision(url) is None
+        await upgrade(url)
+        assert await schema_version.current_revision(url) == await current_revision(url)
+        await schema_version.ensure_up_to_date(url)
+
+
+def test_serve_and_worker_do_not_import_alembic() -> None:
+    """Alembic (and Mako) are imported where migrations are applied, not by the API or worker."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, lgql.cli, app.server, app.services.container, workers.worker; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
