@@ -24,6 +24,7 @@ from app.rest.http import (
     services,
 )
 from app.services.common import UNSET
+from app.services.cron_request import PAYLOAD_KEYS
 from app.services.crons import CronFilter, CronRecord
 
 CronField = Literal[
@@ -54,20 +55,9 @@ StreamMode = Literal[
     "custom",
 ]
 
-#: The body fields that are the options of the cron's runs (its `payload`), not the cron's own.
-RUN_OPTIONS = (
-    "input",
-    "config",
-    "context",
-    "webhook",
-    "interrupt_before",
-    "interrupt_after",
-    "stream_mode",
-    "stream_subgraphs",
-    "stream_resumable",
-    "multitask_strategy",
-    "durability",
-)
+#: The body fields that are the options of the cron's runs (its `payload`), not the cron's own
+#: (its assistant and metadata are the cron's fields).
+RUN_OPTIONS = PAYLOAD_KEYS - {"assistant_id", "metadata"}
 
 
 class CronRunOptions(Body):
