@@ -202,6 +202,33 @@ async def start_server(
     return LiveServer(url=f"http://127.0.0.1:{port}", server=server, task=task)
 
 
+#: The two-user auth of tests/fixtures/auth: its handlers, and each user's credentials.
+AUTH_CONFIG = ROOT / "tests" / "fixtures" / "auth" / "langgraph.json"
+ALICE = {"Authorization": "Bearer alice-token"}
+BOB = {"Authorization": "Bearer bob-token"}
+
+
+@contextlib.asynccontextmanager
+async def server_of_its_own(
+    engines: EngineUrls, redis_prefix: str, name: str, config: Path
+) -> AsyncIterator[LiveServer]:
+    """A live server (with its in-process worker) serving `config`, on a database and a Redis
+    prefix of its own named after `name`; gone afterwards."""
+    from app.db.migrate import upgrade
+
+    async with scratch_database(engines.database_uri, prefix=f"lgql_{name}") as url:
+        await upgrade(url)
+        server = await start_server(
+            make_settings(f"{redis_prefix}_{name}", config=config),
+            database_uri=url,
+            redis_uri=engines.redis_uri,
+        )
+        try:
+            yield server
+        finally:
+            await server.stop()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def live_server(
     engines: EngineUrls, database_uri: str, redis_prefix: str, redis_cleanup: None

@@ -19,18 +19,15 @@ from gql.transport.websockets import WebsocketsTransport
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import (
-    ROOT,
+    ALICE,
+    AUTH_CONFIG,
+    BOB,
     EngineUrls,
     GraphQLClient,
     LiveServer,
-    make_settings,
-    scratch_database,
-    start_server,
+    server_of_its_own,
 )
 
-AUTH_CONFIG = ROOT / "tests" / "fixtures" / "auth" / "langgraph.json"
-ALICE = {"Authorization": "Bearer alice-token"}
-BOB = {"Authorization": "Bearer bob-token"}
 ADMIN = {"Authorization": "Bearer admin-token"}
 
 HI = {"messages": [{"role": "user", "content": "hi"}]}
@@ -50,19 +47,8 @@ class AliceWorld:
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def auth_server(engines: EngineUrls, redis_prefix: str) -> AsyncIterator[LiveServer]:
-    from app.db.migrate import upgrade
-
-    async with scratch_database(engines.database_uri, prefix="lgql_auth") as url:
-        await upgrade(url)
-        server = await start_server(
-            make_settings(f"{redis_prefix}_auth", config=AUTH_CONFIG),
-            database_uri=url,
-            redis_uri=engines.redis_uri,
-        )
-        try:
-            yield server
-        finally:
-            await server.stop()
+    async with server_of_its_own(engines, redis_prefix, "auth", AUTH_CONFIG) as server:
+        yield server
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")

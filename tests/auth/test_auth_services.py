@@ -15,9 +15,8 @@ from app.pagination import PageRequest
 from app.services.container import Services
 from app.services.run_request import RunRequest
 from app.services.threads import ThreadFilter
-from tests.conftest import ROOT, EngineUrls, private_services
+from tests.conftest import AUTH_CONFIG, EngineUrls, private_services
 
-AUTH_CONFIG = ROOT / "tests" / "fixtures" / "auth" / "langgraph.json"
 ALICE = AuthUser(identity="alice")
 BOB = AuthUser(identity="bob")
 

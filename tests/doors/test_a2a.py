@@ -37,6 +37,9 @@ from google.protobuf.struct_pb2 import Value
 
 from app.db.migrate import upgrade
 from tests.conftest import (
+    ALICE,
+    AUTH_CONFIG,
+    BOB,
     ROOT,
     EngineUrls,
     GraphQLClient,
@@ -487,10 +490,7 @@ async def test_unknown_task_and_unknown_assistant_are_errors_not_crashes(
 
 # --- auth and the off switch -------------------------------------------------------------------
 
-AUTH_CONFIG = ROOT / "tests" / "fixtures" / "auth" / "langgraph.json"
 DOORS_OFF = ROOT / "tests" / "fixtures" / "doors_off" / "langgraph.json"
-ALICE = {"Authorization": "Bearer alice-token"}
-BOB = {"Authorization": "Bearer bob-token"}
 
 
 @asynccontextmanager

@@ -19,11 +19,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.conftest import ROOT, EngineUrls
+from tests.conftest import AUTH_CONFIG, ROOT, EngineUrls
 from tests.console_harness import Browser, DevServer, lgql_dev, open_browser, server_events
 
 CONSOLE_CONFIG = ROOT / "tests" / "fixtures" / "console" / "langgraph.json"
-AUTH_CONFIG = ROOT / "tests" / "fixtures" / "auth" / "langgraph.json"
 CONSOLE_SOURCES = ROOT / "console"
 CONSOLE_BUILD = ROOT / "app" / "static" / "console"
 CHAT_REPLY = "Hello there, how are you today?"  # tests/fixtures/graphs/agents/chat_model.py

@@ -20,6 +20,9 @@ from mcp.shared.exceptions import MCPError
 from app.db.migrate import upgrade
 from app.mcp.tools import tool_name
 from tests.conftest import (
+    ALICE,
+    AUTH_CONFIG,
+    BOB,
     ROOT,
     EngineUrls,
     GraphQLClient,
@@ -321,10 +324,7 @@ async def test_client_that_goes_away_cancels_its_run(
 
 # --- auth and the off switch -------------------------------------------------------------------
 
-AUTH_CONFIG = ROOT / "tests" / "fixtures" / "auth" / "langgraph.json"
 DOORS_OFF = ROOT / "tests" / "fixtures" / "doors_off" / "langgraph.json"
-ALICE = {"Authorization": "Bearer alice-token"}
-BOB = {"Authorization": "Bearer bob-token"}
 CREATE_ASSISTANT = """mutation($name: String!) {
   createAssistant(input: {graphId: "whoami", name: $name}) { id name } }"""
 

@@ -20,6 +20,8 @@ import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import (
+    ALICE,
+    AUTH_CONFIG,
     EngineUrls,
     GraphQLClient,
     LiveServer,
@@ -278,7 +280,6 @@ async def test_the_metrics_token_guards_the_endpoint(
 async def test_with_auth_on_metrics_take_the_same_credentials(
     engines: EngineUrls, database_uri: str, redis_prefix: str
 ) -> None:
-    from tests.auth.test_auth_isolation import ALICE, AUTH_CONFIG
 
     live = await start_server(
         make_settings(f"{redis_prefix}_mauth", config=AUTH_CONFIG),

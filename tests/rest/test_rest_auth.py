@@ -14,36 +14,22 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from tests.conftest import (
-    ROOT,
+    ALICE,
+    AUTH_CONFIG,
+    BOB,
     EngineUrls,
     GraphQLClient,
     LiveServer,
-    make_settings,
-    scratch_database,
-    start_server,
+    server_of_its_own,
 )
 
-AUTH_CONFIG = ROOT / "tests" / "fixtures" / "auth" / "langgraph.json"
-ALICE = {"Authorization": "Bearer alice-token"}
-BOB = {"Authorization": "Bearer bob-token"}
 ADMIN = {"Authorization": "Bearer admin-token"}
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def auth_server(engines: EngineUrls, redis_prefix: str) -> AsyncIterator[LiveServer]:
-    from app.db.migrate import upgrade
-
-    async with scratch_database(engines.database_uri, prefix="lgql_rest_auth") as url:
-        await upgrade(url)
-        server = await start_server(
-            make_settings(f"{redis_prefix}_rest_auth", config=AUTH_CONFIG),
-            database_uri=url,
-            redis_uri=engines.redis_uri,
-        )
-        try:
-            yield server
-        finally:
-            await server.stop()
+    async with server_of_its_own(engines, redis_prefix, "rest_auth", AUTH_CONFIG) as server:
+        yield server
 
 
 def _sdk(server: LiveServer, headers: dict[str, str]) -> LangGraphClient:

@@ -18,9 +18,7 @@ from tests.conftest import (
     ROOT,
     EngineUrls,
     LiveServer,
-    make_settings,
-    scratch_database,
-    start_server,
+    server_of_its_own,
 )
 
 FIXTURE = ROOT / "tests" / "fixtures" / "auth_actions"
@@ -28,19 +26,10 @@ FIXTURE = ROOT / "tests" / "fixtures" / "auth_actions"
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def recording_server(engines: EngineUrls, redis_prefix: str) -> AsyncIterator[LiveServer]:
-    from app.db.migrate import upgrade
-
-    async with scratch_database(engines.database_uri, prefix="lgql_auth_actions") as url:
-        await upgrade(url)
-        server = await start_server(
-            make_settings(f"{redis_prefix}_auth_actions", config=FIXTURE / "langgraph.json"),
-            database_uri=url,
-            redis_uri=engines.redis_uri,
-        )
-        try:
-            yield server
-        finally:
-            await server.stop()
+    async with server_of_its_own(
+        engines, redis_prefix, "auth_actions", FIXTURE / "langgraph.json"
+    ) as server:
+        yield server
 
 
 def _seen() -> list[tuple[str, str]]:

@@ -23,12 +23,12 @@ from app.rest.protocol_v2_events import ProtocolEvents, Source
 from tests.clients.node_client import node_executable
 from tests.conformance.audit import ensure_node_modules
 from tests.conftest import (
-    ROOT,
+    ALICE,
+    AUTH_CONFIG,
+    BOB,
     EngineUrls,
     LiveServer,
-    make_settings,
-    scratch_database,
-    start_server,
+    server_of_its_own,
 )
 
 ALL = ["values", "updates", "messages", "tools", "lifecycle", "input", "tasks", "custom"]
@@ -613,26 +613,11 @@ async def test_websocket_bad_thread_id_closes_final(live_server: LiveServer) -> 
 
 # --- auth: the langgraph.json handlers guard the protocol as every route -----------------------
 
-AUTH_CONFIG = ROOT / "tests" / "fixtures" / "auth" / "langgraph.json"
-ALICE = {"Authorization": "Bearer alice-token"}
-BOB = {"Authorization": "Bearer bob-token"}
-
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def auth_server(engines: EngineUrls, redis_prefix: str) -> AsyncIterator[LiveServer]:
-    from app.db.migrate import upgrade
-
-    async with scratch_database(engines.database_uri, prefix="lgql_protocol_auth") as url:
-        await upgrade(url)
-        server = await start_server(
-            make_settings(f"{redis_prefix}_protocol_auth", config=AUTH_CONFIG),
-            database_uri=url,
-            redis_uri=engines.redis_uri,
-        )
-        try:
-            yield server
-        finally:
-            await server.stop()
+    async with server_of_its_own(engines, redis_prefix, "protocol_auth", AUTH_CONFIG) as server:
+        yield server
 
 
 async def test_two_users_and_no_credentials(auth_server: LiveServer) -> None:

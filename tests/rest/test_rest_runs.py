@@ -20,11 +20,15 @@ from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
 from tests.conftest import (
+    ALICE,
+    AUTH_CONFIG,
+    BOB,
     ROOT,
     EngineUrls,
     LiveServer,
     make_settings,
     scratch_database,
+    server_of_its_own,
     start_server,
 )
 
@@ -450,26 +454,11 @@ async def test_a_join_left_without_cancel_leaves_the_run_going(
 
 # --- two users ----------------------------------------------------------------------------------
 
-AUTH_CONFIG = ROOT / "tests" / "fixtures" / "auth" / "langgraph.json"
-ALICE = {"Authorization": "Bearer alice-token"}
-BOB = {"Authorization": "Bearer bob-token"}
-
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def auth_server(engines: EngineUrls, redis_prefix: str) -> AsyncIterator[LiveServer]:
-    from app.db.migrate import upgrade
-
-    async with scratch_database(engines.database_uri, prefix="lgql_rest_runs_auth") as url:
-        await upgrade(url)
-        server = await start_server(
-            make_settings(f"{redis_prefix}_rest_runs_auth", config=AUTH_CONFIG),
-            database_uri=url,
-            redis_uri=engines.redis_uri,
-        )
-        try:
-            yield server
-        finally:
-            await server.stop()
+    async with server_of_its_own(engines, redis_prefix, "rest_runs_auth", AUTH_CONFIG) as server:
+        yield server
 
 
 async def test_bob_can_neither_see_nor_touch_alices_runs(auth_server: LiveServer) -> None:
