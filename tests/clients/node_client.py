@@ -97,3 +97,26 @@ async def run_node_client(
             f" (after {len(lines)} results, meta {run_meta})"
         )
     return NodeRun(results=lines, meta=run_meta)
+
+
+async def run_node_script(script: Path, *args: str, hang_guard: float = 240.0) -> Any:
+    """Run a client script under Node with the pinned npm packages; what it printed, as JSON
+    (`hang_guard` only guards against hangs). A non-zero exit fails with its stderr."""
+    node = node_executable()
+    await asyncio.to_thread(ensure_node_modules)
+    proc = await asyncio.create_subprocess_exec(
+        node,
+        str(script),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), hang_guard)
+    except (TimeoutError, asyncio.CancelledError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode == 0, stderr.decode()
+    return json.loads(stdout)

@@ -5,14 +5,10 @@ missing Node is an error, never a skip."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 from pathlib import Path
 from typing import Any
 
-from tests.clients.node_client import node_executable
-from tests.conformance.audit import ensure_node_modules
+from tests.clients.node_client import run_node_script
 from tests.conftest import LiveServer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "clients" / "langgraph_sdk_resources.mjs"
@@ -20,25 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "clients" / "langgraph_sdk_resour
 
 async def run_js(url: str, tag: str, *, hang_guard: float = 240.0) -> dict[str, Any]:
     """What the script saw (`hang_guard` only guards against hangs)."""
-    node = node_executable()
-    await asyncio.to_thread(ensure_node_modules)
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(SCRIPT),
-        url,
-        tag,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), hang_guard)
-    except (TimeoutError, asyncio.CancelledError):
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode == 0, stderr.decode()
-    result: dict[str, Any] = json.loads(stdout)
+    result: dict[str, Any] = await run_node_script(SCRIPT, url, tag, hang_guard=hang_guard)
     return result
 
 

@@ -20,8 +20,7 @@ import websockets
 from langgraph_sdk import get_client, get_sync_client
 
 from app.rest.protocol_v2_events import ProtocolEvents, Source
-from tests.clients.node_client import node_executable
-from tests.conformance.audit import ensure_node_modules
+from tests.clients.node_client import run_node_script
 from tests.conftest import (
     ALICE,
     AUTH_CONFIG,
@@ -671,24 +670,7 @@ JS_SCRIPT = Path(__file__).resolve().parents[1] / "clients" / "protocol_v2.mjs"
 
 async def run_js(*args: str) -> Any:
     """What `protocol_v2.mjs` printed (the time limit only guards against hangs)."""
-    node = node_executable()
-    await asyncio.to_thread(ensure_node_modules)
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(JS_SCRIPT),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), 4 * HANG_GUARD)
-    except (TimeoutError, asyncio.CancelledError):
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode == 0, stderr.decode()
-    return json.loads(stdout)
+    return await run_node_script(JS_SCRIPT, *args, hang_guard=4 * HANG_GUARD)
 
 
 async def test_js_sdk_thread_streams_over_sse_and_websocket(live_server: LiveServer) -> None:

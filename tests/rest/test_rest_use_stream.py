@@ -7,16 +7,12 @@ required: a missing Node is an error, never a skip."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.clients.node_client import node_executable
-from tests.conformance.audit import ensure_node_modules
+from tests.clients.node_client import run_node_script
 from tests.conftest import LiveServer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "clients" / "use_stream.mjs"
@@ -25,24 +21,7 @@ REPLY = "Hello there, how are you today?"
 
 async def run_pages(url: str, *, hang_guard: float = 240.0) -> dict[str, Any]:
     """What the pages saw (`hang_guard` only guards against hangs)."""
-    node = node_executable()
-    await asyncio.to_thread(ensure_node_modules)
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(SCRIPT),
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), hang_guard)
-    except (TimeoutError, asyncio.CancelledError):
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode == 0, stderr.decode()
-    result: dict[str, Any] = json.loads(stdout)
+    result: dict[str, Any] = await run_node_script(SCRIPT, url, hang_guard=hang_guard)
     return result
 
 
