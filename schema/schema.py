@@ -36,6 +36,7 @@ from app.observability.graphql import schema_extensions as observability_extensi
 from app.settings import Settings, get_settings
 from schema.errors import ErrorCodes
 from schema.event_execution import EventExecutionContext, LeanExtensionsRunner
+from schema.input_conversion import install_input_conversion
 from schema.mutation import Mutation
 from schema.operation_name import RequireOperationName
 from schema.query import Query
@@ -200,7 +201,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     # The JSON scalar is built here rather than once at import: its limits are this schema's
     # settings, so a test or an embedding app can serve two schemas with different limits.
     json = json_scalar(max_depth=settings.max_json_depth, max_bytes=settings.max_json_bytes)
-    return LgqlSchema(
+    schema = LgqlSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -211,6 +212,9 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         # per event otherwise); see schema/event_execution.py.
         execution_context_class=EventExecutionContext,
     )
+    # Our inputs convert from a plan made once per type, not field by field on each request.
+    install_input_conversion(schema)
+    return schema
 
 
 def export_sdl() -> str:
