@@ -26,7 +26,7 @@ from langgraph.types import StateSnapshot
 from app import faults
 from app.errors import NotFound
 from app.observability.runs import attempt as observed_attempt
-from app.runtime.executor import RunSpec, execute
+from app.runtime.executor import Executed, FinalSaves, RunSpec, execute
 from app.runtime.run_options import RunOptions
 from app.services.container import Services
 from app.services.run_execution import LostOwnership, RunError, RunRecord
@@ -41,7 +41,7 @@ class _Attempt:
     def __init__(self) -> None:
         self.cancel_action: str | None = None
         self.lost = False
-        self.graph_task: asyncio.Task[StateSnapshot] | None = None
+        self.graph_task: asyncio.Task[Executed] | None = None
 
     def stop(self, *, cancel_action: str | None = None, lost: bool = False) -> None:
         if cancel_action is not None and self.cancel_action is None:
@@ -104,6 +104,7 @@ class RunRunner:
         error: RunError | None = None
         fault: BaseException | None = None
         snapshot: StateSnapshot | None = None
+        saves: FinalSaves | None = None
         publisher = self.execution.publisher(run)
         keeper = asyncio.create_task(self._keep_lease(run, attempt))
         try:
@@ -128,7 +129,10 @@ class RunRunner:
                     # Shielded: a timeout or a shutdown must not cancel the graph behind our
                     # back; we stop it ourselves and wait for it to settle.
                     async with asyncio.timeout(self.settings.bg_job_timeout_secs):
-                        snapshot = await asyncio.shield(graph_task)
+                        executed = await asyncio.shield(graph_task)
+                    # The saves still queued go with the end (raising here what a flush raises).
+                    saves = await executed.saver.hold_back()
+                    snapshot = executed.state
                 except TimeoutError:
                     status = "timeout"
                     error = RunError(
@@ -180,7 +184,9 @@ class RunRunner:
             except Exception:
                 # The end is recorded without the thread's state (it is refreshed next time).
                 log.warning("could not read the state of run %s", run.run_id, exc_info=True)
-        await self.execution.end(run, status, error, snapshot=snapshot, publisher=publisher)
+        await self.execution.end(
+            run, status, error, snapshot=snapshot, publisher=publisher, saves=saves
+        )
 
     async def _keep_lease(self, run: RunRecord, attempt: _Attempt) -> None:
         interval = self.settings.run_lease_seconds / 3

@@ -220,6 +220,13 @@ SELECT * FROM lgql_finish_run($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7::j
                               $10)
 """
 
+# The same, with the attempt's last checkpoint saves (`SAVE_FENCED`'s 32 arrays, in its order)
+# written in the same call once the run ended there.
+_FINISH_SAVING = f"""
+SELECT * FROM lgql_finish_run($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7::jsonb, $8, $9,
+                              $10, {", ".join(f"${n}" for n in range(11, 43))})
+"""
+
 
 async def finish(
     conn: asyncpg.Connection,
@@ -234,6 +241,7 @@ async def finish(
     waiting: bool | None,
     has_state: bool,
     delete_thread: bool = False,
+    saves: Sequence[Sequence[Any]] | None = None,
 ) -> tuple[Run, tuple[uuid.UUID, datetime] | None] | None:
     """running → `status` for the attempt we hold, the thread's status (and, with `has_state`,
     its values and interrupts) refreshed; returns the ended run and the thread's next pending run
@@ -242,9 +250,11 @@ async def finish(
     another run is pending or running; else error if this run failed; else interrupted if the
     latest checkpoint waits on a node (`waiting`; None: keep what the thread says); else idle.
     With `delete_thread` (a stateless run's), the thread and its checkpoints are deleted with
-    the run's end."""
+    the run's end. `saves`: the attempt's checkpoint saves not yet written (the arrays of
+    `checkpoint_sql.SAVE_FENCED` after run and attempt), written with the end if it is ours (and
+    moot when the thread goes with it)."""
     row = await conn.fetchrow(
-        _FINISH,
+        _FINISH if saves is None or delete_thread else _FINISH_SAVING,
         run_id,
         attempt,
         status,
@@ -255,6 +265,7 @@ async def finish(
         waiting,
         has_state,
         delete_thread,
+        *(() if saves is None or delete_thread else saves),
     )
     if row is None:
         return None
@@ -451,6 +462,7 @@ STATEMENTS = (
     _CLAIM,
     _RENEW,
     _FINISH,
+    _FINISH_SAVING,
     _HAND_BACK,
     _DELETE_HELD,
     _REFRESH_THREAD,

@@ -13,7 +13,7 @@ import asyncpg
 from app.db.engine import asyncpg_url
 
 #: The newest revision in `migrations/versions/`.
-HEAD_REVISION = "0012_finish_deletes_thread"
+HEAD_REVISION = "0013_finish_saves_checkpoints"
 
 
 class DatabaseBehindError(RuntimeError):

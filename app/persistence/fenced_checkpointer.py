@@ -13,8 +13,9 @@ waits for the database, a checkpoint is in Postgres within `BATCH_SECONDS` of be
 the next step executes, as LangGraph's `async` mode says), and a run of quick steps costs one
 statement instead of a dozen. What a crash can lose is what was queued or in flight: what
 LangGraph's `async` mode already gives up, over a window of `BATCH_SECONDS`. Reads through this
-view, and the end of the graph, flush the queue first, so the run reads its own writes and ends
-only once its progress is saved. Under `sync` durability every save is flushed before it returns;
+view flush the queue first, so the run reads its own writes. At the graph's end, what is still
+queued is taken out (`hold_back`) and written by the run's end statement, in its transaction
+(`lgql_finish_run`): the run ends with its progress saved or not at all, in one round trip. Under `sync` durability every save is flushed before it returns;
 under `exit` LangGraph saves once, at the end.
 
 Faults: this view is lgql's own code inside the graph's run, so a lost or broken connection met by
@@ -72,6 +73,7 @@ class FencedCheckpointer(PostgresCheckpointer):
         self._flusher: asyncio.Task[None] | None = None
         # Set while someone waits for the queued saves: the flush goes at once.
         self._wanted = asyncio.Event()
+        self._sending = False  # the flusher is past gathering its batch
         self._failure: BaseException | None = None
         self._mirror = CheckpointMirror(fresh_thread) if fresh_thread is not None else None
         #: Statements sent, and reads answered from the mirror, for tests and benchmarks.
@@ -104,6 +106,25 @@ class FencedCheckpointer(PostgresCheckpointer):
         await self._drained()
         self._raise_failure()
 
+    async def hold_back(self) -> list[list[Any]] | None:
+        """Take the saves still queued out of the queue, for the caller to write in the run's
+        end statement (`SAVE_FENCED`'s arrays after run and attempt), instead of a statement of
+        their own; None when none are left. A batch already on its way is waited for (if the
+        caller is cancelled meanwhile, the queue stays with the flush). Raises what `flush`
+        raises. Only for the graph's end: later saves would be sent on their own."""
+        if self._sending:
+            await self._drained()
+        flusher = self._flusher
+        if flusher is not None and not flusher.done():
+            # Still gathering its batch: the end takes the batch instead. Not awaited, so that
+            # nothing can interrupt us between stopping the flush and taking its queue.
+            flusher.cancel()
+        self._raise_failure()
+        if not self._queued:
+            return None
+        batch, self._queued = self._queued, []
+        return _batch_args(batch)
+
     async def _drained(self) -> None:
         while self._flusher is not None and not self._flusher.done():
             self._wanted.set()
@@ -119,9 +140,11 @@ class FencedCheckpointer(PostgresCheckpointer):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(BATCH_SECONDS):
                     await self._wanted.wait()
+        self._sending = True
         try:
             await self._send_queued()
         finally:
+            self._sending = False
             self._wanted.clear()
 
     async def _send_queued(self) -> None:

@@ -3,9 +3,8 @@ state it ended in. Knows LangGraph, not the queue: leases, cancel and statuses a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -21,12 +20,19 @@ from app.runtime.graphs import AnyPregel, GraphRegistry
 from app.runtime.run_options import RunOptions
 from app.runtime.stream_events import EventShaper, langgraph_modes
 
+#: The saves an attempt's checkpointer still held when the graph ended, to be written with the
+#: run's end in one statement (opaque here: the checkpointer's batch).
+FinalSaves = Sequence[Sequence[Any]]
+
 
 class FencedSaver(Protocol):
     """A checkpoint saver (a `BaseCheckpointSaver`) whose saves hold only while its attempt owns
-    the run; `flush` waits for the saves it batched."""
+    the run; `flush` waits for the saves it batched; `hold_back` takes those not yet sent out,
+    for the caller to write with the run's end."""
 
     async def flush(self) -> None: ...
+
+    async def hold_back(self) -> FinalSaves | None: ...
 
 
 class RunCheckpointer(Protocol):
@@ -47,6 +53,16 @@ class RunCheckpointer(Protocol):
 
 #: Receives every event of the run, named and shaped as LangGraph Server sends them.
 EventSink = Callable[[str, Any], None]
+
+
+@dataclass(frozen=True)
+class Executed:
+    """How the graph ended: its state, and the attempt's saver, whose last saves may still be
+    queued: the caller takes them (`hold_back`) to write with the run's end, or they go out on
+    their own a moment later."""
+
+    state: StateSnapshot
+    saver: FencedSaver
 
 
 @dataclass(frozen=True)
@@ -163,9 +179,10 @@ async def execute(
     *,
     store: BaseStore | None = None,
     sink: EventSink | None = None,
-) -> StateSnapshot:
-    """Run the graph to its end (or its interrupt) and return the state it stopped in; every
-    event the run's stream modes ask for goes to `sink(event, data)`.
+) -> Executed:
+    """Run the graph to its end (or its interrupt) and return the state it stopped in, with
+    the saver that may still hold its last saves; every event the run's stream modes ask for
+    goes to `sink(event, data)`.
 
     Checkpoint writes go through a view fenced on this attempt, so a worker that lost the run
     raises `LostOwnership` at its next write instead of overwriting the new owner's progress.
@@ -224,16 +241,10 @@ async def execute(
             else:
                 async for item in graph.astream(graph_input, config, **options):
                     deliver(item)
-            # Every save made (or its failure raised: LostOwnership, a database error) before the
-            # run can be recorded as ended. The end state is read meanwhile: on a thread this
-            # attempt wrote whole, it comes from its own saves and need not wait for them to land
-            # (otherwise the read waits for the flush itself).
-            flushing = asyncio.ensure_future(fenced.flush())
-            try:
-                state = await final_state(graph, spec.thread_id)
-            finally:
-                await flushing  # its failure first: the state of a lost attempt is moot
-            return state
+            # On a thread this attempt wrote whole, the end state comes from its own saves, and
+            # what is still queued can go with the run's end, in the same statement (one round
+            # trip and one commit less); elsewhere the read waits for the saves to land first.
+            return Executed(await final_state(graph, spec.thread_id), fenced)
     except BaseException:
         # However the graph stopped (its error, a cancel), what it handed to the checkpointer
         # is saved before the worker records how the run ended; the graph's own exception is

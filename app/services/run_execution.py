@@ -32,7 +32,7 @@ from app.messaging.streams import EventPublisher, EventStreams
 from app.messaging.wakeups import RunWakeups
 from app.observability.runs import attempt_ended
 from app.persistence.checkpointer import LostOwnership, PostgresCheckpointer
-from app.runtime.executor import RunSpec, current_state
+from app.runtime.executor import FinalSaves, RunSpec, current_state
 from app.runtime.graphs import GraphRegistry
 from app.services import run_lifecycle as lifecycle
 from app.services.common import new_id
@@ -118,14 +118,32 @@ class RunExecution:
         *,
         snapshot: StateSnapshot | None,
         publisher: EventPublisher | None,
+        saves: FinalSaves | None = None,
     ) -> None:
         """Record how the attempt ended (retried through database faults, see `_record_end`),
-        then announce its webhook, close its stream with its outcome, and wake the thread's
-        next run. An attempt that no longer holds the run only flushes its stream."""
+        with the checkpoint saves the graph's end left (`saves`), then announce its webhook,
+        close its stream with its outcome, and wake the thread's next run. An attempt that no
+        longer holds the run only flushes its stream."""
         state = ThreadState.of_snapshot(snapshot) if snapshot is not None else None
         temporary = bool(run.kwargs.get("temporary"))
         output = RunOutput.of_snapshot(snapshot) if snapshot is not None else None
-        tx, ended = await self._record_end(run, status, output, error, state)
+        try:
+            tx, ended = await self._record_end(run, status, output, error, state, saves)
+        except Exception as exc:
+            if faults.is_infrastructure_fault(exc):
+                raise
+            # Postgres refused a value of the end (a NUL character in the state, which JSONB
+            # cannot hold; or in the last saves): the run ends ERROR saying so, without the
+            # state, rather than staying RUNNING and failing the same way at every attempt.
+            log.warning("run %s: Postgres refused its end: %s", run.run_id, exc)
+            status, error, output, state = "error", RunError.of(exc), None, None
+            try:
+                tx, ended = await self._record_end(run, status, output, error, state, saves)
+            except Exception as again:
+                if saves is None or faults.is_infrastructure_fault(again):
+                    raise
+                # The saves themselves are refused: the end goes without them.
+                tx, ended = await self._record_end(run, status, output, error, state, None)
         if ended is None:
             if publisher is not None:
                 await publisher.close()
@@ -144,6 +162,7 @@ class RunExecution:
         output: RunOutput | None,
         error: RunError | None,
         state: ThreadState | None,
+        saves: FinalSaves | None,
     ) -> tuple[RunTx, Ended | None]:
         """Record how the run ended; on an infrastructure fault, again on a fresh connection
         (with backoff, for up to a lease), as the graph's work is done. Raises the last fault
@@ -168,6 +187,7 @@ class RunExecution:
                             error=error,
                             state=state,
                             delete_thread=temporary,
+                            saves=saves,
                         )
                     if ended is None and faulted:
                         # A first try whose commit went through but whose answer was lost.

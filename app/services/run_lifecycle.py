@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import run_queue as db
 from app.db.engine import driver_connection
 from app.db.models import ACTIVE_RUN_STATUSES, FINAL_RUN_STATUSES, Run, RunStatus, ThreadStatus
+from app.runtime.executor import FinalSaves
 from app.runtime.serialization import to_jsonable
 from app.runtime.state import interrupts_by_task
 from app.services.run_outcome import RunError, RunOutput
@@ -137,9 +138,11 @@ async def end(
     error: RunError | None,
     state: ThreadState | None,
     delete_thread: bool = False,
+    saves: FinalSaves | None = None,
 ) -> Ended | None:
     """running → `status` (success, error, timeout or interrupted) for the attempt we hold;
-    with `delete_thread` (a stateless run), its thread and checkpoints go with it.
+    with `delete_thread` (a stateless run), its thread and checkpoints go with it; `saves`
+    (the attempt's checkpoint saves still unwritten) are written with the end.
 
     None when the attempt is no longer ours (then nothing is written).
     """
@@ -156,6 +159,7 @@ async def end(
         waiting=state.waiting if state is not None else None,
         has_state=state is not None,
         delete_thread=delete_thread,
+        saves=saves,
     )
     if finished is None:
         return None
