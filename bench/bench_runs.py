@@ -2,6 +2,7 @@
 
     python bench/bench_runs.py [--n 50] [--bg-runs 500 --clients 20] [--workers 1]
     python bench/bench_runs.py --peer langgraph-dev --peer-venv /tmp/lgdev
+    python bench/bench_runs.py --before-root /tmp/lgql-before   # a change, before and after
 
 Columns (all started by the script, on the same machine; the sequential figures interleave the
 columns run by run, the background batches run one column after the other):
@@ -10,7 +11,11 @@ columns run by run, the background batches run one column after the other):
 - langgraph dev: `langgraph dev` (in-memory runtime) from `--peer-venv`, through LangGraph's SDK
   (only with `--peer langgraph-dev`);
 - lgql: `lgql serve` + `--workers` x `lgql worker` on the machine's Postgres and Redis
-  (DATABASE_URI / REDIS_URI, default the local ones), a scratch database and key prefix of its own.
+  (DATABASE_URI / REDIS_URI, default the local ones), a scratch database and key prefix of its own;
+- lgql before (only with `--before-root`): the same from another source tree (say, a `git worktree`
+  of the commit before a change), interleaved with the others like any column, and its background
+  batch run twice around lgql's (before, lgql, lgql, before; each figure the mean of two), so that
+  a change is measured against its baseline in one run on one machine.
 
 Figures (graphs from `tests/fixtures/graphs`): wait for a run on a new thread (`echo`) and a
 stateless wait (`steps`), p50/p95 over `--n` sequential runs; `stream100` streamed (custom
@@ -61,6 +66,7 @@ from servers import (
 __all__ = ["Server", "lgql_server", "pct"]  # bench_stream.py imports these from here
 
 COLUMNS = ("floor", "langgraph dev", "lgql")
+BEFORE = "lgql before"
 Figs = dict[str, float]
 
 # key, label, higher is better (None: no direction)
@@ -128,13 +134,18 @@ async def peer_column(args: argparse.Namespace, log_dir: Path) -> AsyncIterator[
 
 
 @contextlib.asynccontextmanager
-async def lgql_column(args: argparse.Namespace, log_dir: Path) -> AsyncIterator[Column]:
-    async with lgql_server(args.workers, log_dir, root=args.lgql_root) as server:
-        print(f"- lgql: {server.mode}", flush=True)
+async def lgql_column(
+    args: argparse.Namespace, log_dir: Path, *, name: str = "lgql", root: Path | None = None
+) -> AsyncIterator[Column]:
+    label = "" if name == "lgql" else "before-"
+    async with lgql_server(
+        args.workers, log_dir, label=label, root=root or args.lgql_root
+    ) as server:
+        print(f"- {name}: {server.mode}, from {root or args.lgql_root}", flush=True)
         driver = LgqlDriver(server.url)
         pg = (server.admin_url, server.database) if server.admin_url and server.database else None
         try:
-            yield Column("lgql", driver, server.roles, ("pg", "redis"), pg)
+            yield Column(name, driver, server.roles, ("pg", "redis"), pg)
         finally:
             await driver.close()
 
@@ -241,14 +252,24 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x"
 
 
+def columns_of(results: dict[str, Figs]) -> list[str]:
+    """The table's columns: floor, langgraph dev, lgql before (if measured), lgql."""
+    return [*COLUMNS[:2], *([BEFORE] if BEFORE in results else []), COLUMNS[2]]
+
+
 def table(results: dict[str, Figs]) -> list[tuple[str, list[str]]]:
+    columns = columns_of(results)
+    others = [c for c in columns if c != "lgql"]
     rows = []
     for key, label, direction in ROWS:
-        values = [results.get(c, {}).get(key) for c in COLUMNS]
+        values = [results.get(c, {}).get(key) for c in columns]
         if all(v is None for v in values):
             continue
-        floor, peer, ours = values
-        ratios = [_ratio(ours, floor), _ratio(ours, peer)] if direction is not None else ["—"] * 2
+        ours = results.get("lgql", {}).get(key)
+        ratios = [
+            _ratio(ours, results.get(c, {}).get(key)) if direction is not None else "—"
+            for c in others
+        ]
         cells = [
             str(int(v)) if key == "stream_failed" and v is not None else _fmt(v) for v in values
         ]
@@ -266,7 +287,9 @@ def machine() -> str:
 
 
 def report(results: dict[str, Figs], args: argparse.Namespace) -> None:
-    heads = [*COLUMNS, "lgql/floor", "lgql/lg-dev"]
+    columns = columns_of(results)
+    short = {"floor": "lgql/floor", "langgraph dev": "lgql/lg-dev", BEFORE: "lgql/before"}
+    heads = [*columns, *(short[c] for c in columns if c != "lgql")]
     rows = table(results)
     print()
     print(f"{'figure':<48}" + "".join(f"{h:>15}" for h in heads))
@@ -284,8 +307,9 @@ def report(results: dict[str, Figs], args: argparse.Namespace) -> None:
         f"Measured {date} on {machine()}; `bench/bench_runs.py --n {args.n} --bg-runs "
         f"{args.bg_runs} --clients {args.clients} --workers {args.workers}`.\n"
     )
-    print("| figure | floor | langgraph dev | lgql | lgql / floor | lgql / langgraph dev |")
-    print("|---|---|---|---|---|---|")
+    ratio_heads = [f"lgql / {c}" for c in columns if c != "lgql"]
+    print("| figure | " + " | ".join([*columns, *ratio_heads]) + " |")
+    print("|---" * (1 + len(columns) + len(ratio_heads)) + "|")
     for label, cells in rows:
         print(f"| {label.strip()} | " + " | ".join(cells) + " |")
 
@@ -306,18 +330,32 @@ async def run(args: argparse.Namespace) -> None:
         starts.append(lambda: peer_column(args, log_dir))
     else:
         print("- langgraph dev: skipped (give --peer langgraph-dev --peer-venv VENV)")
+    if args.before_root is not None:
+        starts.append(lambda: lgql_column(args, log_dir, name=BEFORE, root=args.before_root))
     starts.append(lambda: lgql_column(args, log_dir))
     results: dict[str, Figs] = {}
     async with contextlib.AsyncExitStack() as stack:
         columns = [await stack.enter_async_context(start()) for start in starts]
         print("sequential figures, interleaved across the columns …", flush=True)
         results = await latencies(columns, args)
+        by_name = {col.name: col for col in columns}
         for col in columns:
+            if col.name in (BEFORE, "lgql") and BEFORE in by_name:
+                continue
             print(f"background batch: {col.name} …", flush=True)
             results[col.name] |= await background(col, args)
+        if BEFORE in by_name:
+            batches: dict[str, list[Figs]] = {BEFORE: [], "lgql": []}
+            for name in (BEFORE, "lgql", "lgql", BEFORE):
+                print(f"background batch: {name} …", flush=True)
+                batches[name].append(await background(by_name[name], args))
+            for name, figs in batches.items():
+                results[name] |= {k: statistics.mean(f[k] for f in figs) for k in figs[0]}
     if args.count_runs:
         if not args.no_floor:
             results["floor"] |= await floor_round_trips(args, log_dir)
+        if args.before_root is not None:
+            results[BEFORE] |= await lgql_round_trips(args, log_dir, root=args.before_root)
         results["lgql"] |= await lgql_round_trips(args, log_dir)
     report(results, args)
     print(f"\nlogs: {log_dir}")
@@ -349,6 +387,12 @@ def main() -> None:
         type=Path,
         default=ROOT,
         help="the lgql source tree to run (default: this checkout)",
+    )
+    parser.add_argument(
+        "--before-root",
+        type=Path,
+        default=None,
+        help="another lgql source tree, measured as the column `lgql before` (a baseline)",
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the floor column")
     parser.add_argument(

@@ -124,9 +124,13 @@ async def floor_round_trips(args: argparse.Namespace, log_dir: Path) -> Figs:
             await pg.close()
 
 
-async def lgql_round_trips(args: argparse.Namespace, log_dir: Path) -> Figs:
+async def lgql_round_trips(
+    args: argparse.Namespace, log_dir: Path, *, root: Path | None = None
+) -> Figs:
+    """The round-trip pass of the lgql tree `root` (default `--lgql-root`)."""
+    label = "count-" if root is None else "count-before-"
     async with lgql_server(
-        args.workers, log_dir, proxies=True, label="count-", root=args.lgql_root
+        args.workers, log_dir, proxies=True, label=label, root=root or args.lgql_root
     ) as server:
         print(f"- lgql (round trips): {server.mode}", flush=True)
         assert server.admin_url and server.database
