@@ -198,6 +198,7 @@ async def _serve(
     from app.runtime.langgraph_config import ConfigError
     from app.server import create_app
     from app.services.container import open_services
+    from app.websocket_writes import CoalescingWebSocketProtocol
     from workers.worker import embedded_worker
 
     stack = contextlib.AsyncExitStack()
@@ -240,6 +241,8 @@ async def _serve(
             # No per-message compression: a run streams many small events, and deflating each
             # cost more CPU per event than anything else in the WebSocket path.
             ws_per_message_deflate=False,
+            # A burst of events leaves in one socket write, not one per frame.
+            ws=CoalescingWebSocketProtocol,
             timeout_graceful_shutdown=10,
         )
         server = _Server(config)

@@ -26,6 +26,7 @@ import uvicorn
 from app.db.engine import asyncpg_url
 from app.db.migrate import upgrade
 from app.settings import Settings
+from app.websocket_writes import CoalescingWebSocketProtocol
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_GRAPHS = ROOT / "tests" / "fixtures" / "graphs" / "langgraph.json"
@@ -190,7 +191,14 @@ async def start_server(
     )
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            ws=CoalescingWebSocketProtocol,  # as `lgql serve` has it
+        )
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

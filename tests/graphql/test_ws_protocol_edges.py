@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket
 from websockets.typing import Subprotocol
 
 from app.graphql_app import graphql_routes, make_graphql_app
+from app.websocket_writes import CoalescingWebSocketProtocol
 from app.ws_protocols import message_problem
 
 MAX_BODY_BYTES = 4096
@@ -67,7 +68,9 @@ def ws_url() -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     # uvicorn's own frame limit (16 MiB) stays at its default: the app's cap must hold by itself.
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, lifespan="off", log_level="warning", ws=CoalescingWebSocketProtocol)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
