@@ -119,6 +119,9 @@ class ErrorCodes(SchemaExtension):
         if result is not None and result.errors:
             result.errors = [_with_code(e, phase=phase) for e in result.errors]
 
+    #: `on_stream_result` below only rewrites errors (see `LeanExtensionsRunner`).
+    WATCHES_STREAM_ERRORS_ONLY = True
+
     def on_stream_result(self, result: Any) -> Iterator[None]:
         errors = getattr(result, "errors", None)
         if errors:

@@ -236,7 +236,8 @@ class LeanExtensionsRunner(SchemaExtensionsRunner):
     have them. Strawberry asks every extension for both on every result, and a subscription makes
     one result per event: with a dozen extensions, that was a third of the API's cost per event.
     Skipping the others changes nothing: the base `get_results` returns `{}` and the base
-    `on_stream_result` is no hook."""
+    `on_stream_result` is no hook. An extension whose `on_stream_result` only acts on a result's
+    errors says so (`WATCHES_STREAM_ERRORS_ONLY = True`) and is not asked about the others."""
 
     def __init__(
         self, execution_context: ExecutionContext, extensions: list[SchemaExtension] | None = None
@@ -244,9 +245,14 @@ class LeanExtensionsRunner(SchemaExtensionsRunner):
         super().__init__(execution_context, extensions)
         self._with_results = [e for e in self.extensions if _overrides(e, "get_results")]
         self._watching = [e for e in self.extensions if _overrides(e, "on_stream_result")]
+        # When every watcher only rewrites errors (`WATCHES_STREAM_ERRORS_ONLY`), a result
+        # without errors (nearly every event) skips the hooks' context managers.
+        self._errors_only = all(
+            getattr(type(e), "WATCHES_STREAM_ERRORS_ONLY", False) for e in self._watching
+        )
 
     def on_stream_result(self, result: StreamExecutionResult) -> Any:
-        if not self._watching:
+        if not self._watching or (self._errors_only and not getattr(result, "errors", None)):
             return _NO_HOOKS
         return StreamResultContextManager(self._watching, result)
 

@@ -190,3 +190,55 @@ async def test_extensions_with_hooks_still_see_every_result() -> None:
     assert [r.data for r in results] == [{"count": 0}, {"count": 1}, {"count": 2}]
     assert seen == [{"count": 0}, {"count": 1}, {"count": 2}]
     assert [r.extensions for r in results] == [{"watched": 0}, {"watched": 1}, {"watched": 2}]
+
+
+@strawberry.type
+class _Item:
+    n: int
+
+    @strawberry.field
+    def half(self) -> int:
+        if self.n % 2:
+            raise ValueError("odd")
+        return self.n // 2
+
+
+@strawberry.type
+class _ItemsQuery:
+    ok: bool = True
+
+
+@strawberry.type
+class _ItemsSubscription:
+    @strawberry.subscription
+    async def items(self) -> AsyncIterator[_Item]:
+        for i in range(4):
+            yield _Item(n=i)
+
+
+async def test_an_extension_watching_errors_only_sees_the_results_with_errors() -> None:
+    """`WATCHES_STREAM_ERRORS_ONLY`: the runner asks such an extension only about results that
+    carry errors, and those still get their `extensions.code` (ErrorCodes) mid-stream."""
+    from strawberry.extensions import SchemaExtension
+
+    from schema.errors import ErrorCodes
+    from schema.schema import LgqlSchema
+
+    seen: list[Any] = []
+
+    class ErrorsOnly(SchemaExtension):
+        WATCHES_STREAM_ERRORS_ONLY = True
+
+        def on_stream_result(self, result: Any) -> Any:
+            seen.append(result.data)
+            yield
+
+    schema = LgqlSchema(
+        query=_ItemsQuery, subscription=_ItemsSubscription, extensions=[ErrorCodes, ErrorsOnly]
+    )
+    stream = await schema.subscribe("subscription { items { n half } }")
+    results = [r async for r in stream]  # type: ignore[union-attr]
+    assert [bool(r.errors) for r in results] == [False, True, False, True]
+    assert seen == [None, None]  # the two results with errors (their data is nulled)
+    codes = [e.extensions["code"] for r in results for e in r.errors or []]
+    assert codes == ["INTERNAL_SERVER_ERROR"] * 2
