@@ -303,10 +303,14 @@ def report(results: dict[str, Figs], args: argparse.Namespace) -> None:
     )
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     print("\nFor the README:\n")
-    print(
-        f"Measured {date} on {machine()}; `bench/bench_runs.py --n {args.n} --bg-runs "
-        f"{args.bg_runs} --clients {args.clients} --workers {args.workers}`.\n"
+    flags = (
+        f"--n {args.n} --bg-runs {args.bg_runs} --clients {args.clients} --workers {args.workers}"
     )
+    if args.peer != "none":
+        flags += f" --peer {args.peer}"
+    if args.before_root is not None:
+        flags += f" --before-root {args.before_root}"
+    print(f"Measured {date} on {machine()}; `bench/bench_runs.py {flags}`.\n")
     ratio_heads = [f"lgql / {c}" for c in columns if c != "lgql"]
     print("| figure | " + " | ".join([*columns, *ratio_heads]) + " |")
     print("|---" * (1 + len(columns) + len(ratio_heads)) + "|")
