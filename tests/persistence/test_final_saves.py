@@ -67,6 +67,13 @@ async def _history(saver: PostgresCheckpointer, thread_id: str) -> list[Any]:
     )
 
 
+async def _held_back(saver: PostgresCheckpointer, pool: asyncpg.Pool) -> tuple[str, str, Any]:
+    """A `steps` run on a fresh thread whose last saves were held back: thread, run, saves."""
+    thread_id, run_id = await _new_run(pool)
+    fenced = await _run_graph(saver, "steps", thread_id, run_id)
+    return thread_id, run_id, await fenced.hold_back()
+
+
 async def _finish(pool: asyncpg.Pool, run_id: str, saves: Any, **kwargs: Any) -> Any:
     async with pool.acquire() as conn:
         return await run_queue.finish(
@@ -124,9 +131,7 @@ async def test_the_end_writes_what_a_flush_would_have(
 async def test_a_lost_attempt_writes_neither_its_end_nor_its_saves(
     saver: PostgresCheckpointer, pool: asyncpg.Pool
 ) -> None:
-    thread_id, run_id = await _new_run(pool)
-    fenced = await _run_graph(saver, "steps", thread_id, run_id)
-    saves = await fenced.hold_back()
+    thread_id, run_id, saves = await _held_back(saver, pool)
     await pool.execute("UPDATE runs SET attempt = 2 WHERE run_id = $1", UUID(run_id))  # taken over
 
     assert await _finish(pool, run_id, saves) is None
@@ -139,9 +144,7 @@ async def test_a_lost_attempt_writes_neither_its_end_nor_its_saves(
 async def test_a_stateless_runs_thread_goes_with_everything_it_saved(
     saver: PostgresCheckpointer, pool: asyncpg.Pool
 ) -> None:
-    thread_id, run_id = await _new_run(pool)
-    fenced = await _run_graph(saver, "steps", thread_id, run_id)
-    saves = await fenced.hold_back()
+    thread_id, run_id, saves = await _held_back(saver, pool)
 
     assert await _finish(pool, run_id, saves, delete_thread=True) is not None
     assert await _count(pool, thread_id) == 0
