@@ -191,6 +191,7 @@ REDIS_CONNECTIONS = Gauge(
 # Children built once: the hot paths pay no label lookup.
 _CHECKPOINT_GET = CHECKPOINTER_SECONDS.labels("get")
 _CHECKPOINT_WRITE = CHECKPOINTER_SECONDS.labels("write")
+_CHECKPOINT_WRITE_AT_END = CHECKPOINTER_SECONDS.labels("write_at_end")
 
 
 # --- hooks -----------------------------------------------------------------------------------
@@ -266,6 +267,11 @@ def checkpoint_get() -> Timer:
 
 def checkpoint_write() -> Timer:
     return Timer(_CHECKPOINT_WRITE)
+
+
+def checkpoint_write_at_end() -> Timer:
+    """The call that ends a run and writes its last batch of checkpoints with it."""
+    return Timer(_CHECKPOINT_WRITE_AT_END)
 
 
 def store_batch(operation: str) -> Timer:

@@ -30,6 +30,7 @@ from app.db.models import Run as RunRecord
 from app.messaging.queue import RESULT_TTL_SECONDS, Broker
 from app.messaging.streams import EventPublisher, EventStreams
 from app.messaging.wakeups import RunWakeups
+from app.observability import metrics, tracing
 from app.observability.runs import attempt_ended
 from app.persistence.checkpointer import LostOwnership, PostgresCheckpointer
 from app.runtime.executor import FinalSaves, RunSpec, current_state
@@ -177,18 +178,26 @@ class RunExecution:
                     # call that commits by itself; with a webhook to record, all of it is one
                     # transaction: no one ever sees the run ended without its webhook.
                     atomic = conn.transaction() if run.webhook else contextlib.nullcontext()
+                    # The end call carrying the last checkpoints is observed as their write
+                    # (its own label), under a span of its own in the run's trace.
+                    observed = (
+                        metrics.checkpoint_write_at_end()
+                        if saves is not None and not temporary
+                        else contextlib.nullcontext()
+                    )
                     async with atomic:
                         tx = RunTx(conn)
-                        ended = await lifecycle.end(
-                            tx,
-                            run,
-                            status=status,
-                            output=output,
-                            error=error,
-                            state=state,
-                            delete_thread=temporary,
-                            saves=saves,
-                        )
+                        with observed, tracing.span("lgql.run.end"):
+                            ended = await lifecycle.end(
+                                tx,
+                                run,
+                                status=status,
+                                output=output,
+                                error=error,
+                                state=state,
+                                delete_thread=temporary,
+                                saves=saves,
+                            )
                     if ended is None and faulted:
                         # A first try whose commit went through but whose answer was lost.
                         row = await run_queue.get(conn, run.run_id)

@@ -148,6 +148,8 @@ async def test_runs_and_operations_move_their_metrics(
     assert delta("lgql_graphql_operation_duration_seconds_count", operation_type="mutation") >= 3
     assert delta("lgql_stream_events_written_total") >= 8  # metadata, six values, end (steps)
     assert delta("lgql_checkpointer_operation_seconds_count", operation="write") >= 1
+    # The steps run's last checkpoints, written by its end's call.
+    assert delta("lgql_checkpointer_operation_seconds_count", operation="write_at_end") >= 1
     assert delta("lgql_store_operation_seconds_count", operation="put") >= 1
 
     # Sampled at the scrape: the queue (nothing waits now), the worker, the pools.
