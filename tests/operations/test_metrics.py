@@ -30,6 +30,7 @@ from tests.conftest import (
     start_server,
 )
 from tests.graphql.test_crons_api import make_due
+from tests.helpers import new_thread
 from tests.processes import LgqlCluster, poll_until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -104,6 +105,12 @@ async def test_runs_and_operations_move_their_metrics(
         before = await scrape(server.url)
         done = await client.data(RUN_AND_WAIT, {"input": {"assistantId": "steps", "input": {}}})
         assert done["runAndWait"]["run"]["status"] == "SUCCESS"
+        # On a thread of its own: its last checkpoints are written by its end's call.
+        thread_id = await new_thread(client)
+        kept = await client.data(
+            RUN_AND_WAIT, {"input": {"assistantId": "steps", "input": {}, "threadId": thread_id}}
+        )
+        assert kept["runAndWait"]["run"]["status"] == "SUCCESS"
         failed = await client.data(
             RUN_AND_WAIT, {"input": {"assistantId": "fail", "input": {"message": "kaput"}}}
         )
@@ -148,7 +155,7 @@ async def test_runs_and_operations_move_their_metrics(
     assert delta("lgql_graphql_operation_duration_seconds_count", operation_type="mutation") >= 3
     assert delta("lgql_stream_events_written_total") >= 8  # metadata, six values, end (steps)
     assert delta("lgql_checkpointer_operation_seconds_count", operation="write") >= 1
-    # The steps run's last checkpoints, written by its end's call.
+    # The thread's steps run's last checkpoints, written by its end's call.
     assert delta("lgql_checkpointer_operation_seconds_count", operation="write_at_end") >= 1
     assert delta("lgql_store_operation_seconds_count", operation="put") >= 1
 
