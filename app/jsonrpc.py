@@ -17,6 +17,8 @@ import orjson
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from app.storable import NUL_MESSAGE, nul_at
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -134,6 +136,11 @@ def check_envelope(body: bytes) -> Envelope:
             INVALID_REQUEST,
             "Invalid request: `params` must be an object or an array",
             request_id=request_id,
+        )
+    where = nul_at(params, "params")
+    if where is not None:
+        raise EnvelopeError(
+            INVALID_PARAMS, f"Invalid params: {NUL_MESSAGE} (at `{where}`)", request_id=request_id
         )
     return Envelope(body, method, request_id, "id" not in decoded, params)
 

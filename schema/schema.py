@@ -34,6 +34,7 @@ from strawberry.types.execution import ExecutionContext
 
 from app.observability.graphql import schema_extensions as observability_extensions
 from app.settings import Settings, get_settings
+from app.storable import NUL_MESSAGE, nul_at
 from schema.errors import ErrorCodes
 from schema.event_execution import EventExecutionContext, LeanExtensionsRunner
 from schema.input_conversion import install_input_conversion
@@ -100,7 +101,7 @@ class RefuseNul(SchemaExtension):
             # Set before validation runs: Strawberry then skips it and answers these errors.
             ctx.pre_execution_errors = [
                 GraphQLError(
-                    f"Strings cannot contain the character U+0000 ({where}).",
+                    f"{NUL_MESSAGE} ({where}).",
                     extensions={"code": "BAD_USER_INPUT"},
                 )
             ]
@@ -108,18 +109,9 @@ class RefuseNul(SchemaExtension):
 
 
 def _nul_in_variables(variables: dict[str, Any] | None) -> str | None:
-    stack: list[tuple[str, Any]] = list((variables or {}).items())
-    while stack:
-        name, value = stack.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                return f"variable `${name}`"
-        elif isinstance(value, dict):
-            if any("\x00" in str(k) for k in value):
-                return f"variable `${name}`"
-            stack.extend((name, v) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((name, v) for v in value)
+    for name, value in (variables or {}).items():
+        if nul_at(value) is not None:
+            return f"variable `${name}`"
     return None
 
 

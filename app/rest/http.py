@@ -55,6 +55,7 @@ from app.auth.middleware import USER_SCOPE_KEY
 from app.errors import RETRY_AFTER_SECONDS, ServiceError, http_status, unavailable
 from app.pagination import Page, PageRequest
 from app.services.container import Services
+from app.storable import NUL_MESSAGE, nul_at
 
 log = logging.getLogger("lgql.rest")
 
@@ -146,9 +147,13 @@ async def read_json(request: Request) -> Any:
     if not chunks.strip():
         return None
     try:
-        return orjson.loads(chunks)
+        decoded = orjson.loads(chunks)
     except orjson.JSONDecodeError:
         raise HTTPError(422, "Invalid JSON in request body") from None
+    where = nul_at(decoded)
+    if where is not None:
+        raise HTTPError(422, f"{NUL_MESSAGE} (at `{where or 'the body'}`)")
+    return decoded
 
 
 def validation_detail(exc: ValidationError) -> str:
@@ -200,6 +205,9 @@ def answering_errors(endpoint: Endpoint) -> Endpoint:
 
     async def guarded(request: Request) -> Response:
         try:
+            for name, value in request.query_params.multi_items():
+                if "\x00" in value or "\x00" in name:
+                    raise HTTPError(422, f"{NUL_MESSAGE} (query parameter `{name}`)")
             return await endpoint(request)
         except HTTPError as exc:
             return error_response(exc.status, exc.detail, exc.headers)

@@ -567,3 +567,22 @@ async def test_disable_a2a_turns_the_endpoints_off(engines: EngineUrls, redis_pr
             per = await http.get(f"{server.url}/a2a/echo/.well-known/agent-card.json")
             rpc = await http.post(f"{server.url}/a2a/echo", json={"jsonrpc": "2.0", "id": 1})
     assert card.status_code == per.status_code == rpc.status_code == 404
+
+
+async def test_a_nul_character_in_a_message_is_invalid_params(live_server: LiveServer) -> None:
+    """Postgres can store U+0000 nowhere: refused up front, naming where it is."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "message/send",
+        "params": {
+            "message": {
+                "role": "user",
+                "parts": [{"kind": "text", "text": "a\x00b"}],
+                "messageId": str(uuid.uuid4()),
+            }
+        },
+    }
+    response = await _rpc(live_server, "/a2a/echo", json.dumps(body).encode())
+    assert response.json()["error"]["code"] == -32602
+    assert "params.message.parts[0].text" in response.json()["error"]["message"]

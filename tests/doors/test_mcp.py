@@ -422,3 +422,17 @@ async def test_disable_mcp_turns_the_endpoint_off(engines: EngineUrls, redis_pre
             await graphql.close()
     assert response.status_code == 404
     assert ok == {"__typename": "Query"}
+
+
+async def test_a_nul_character_in_the_params_is_invalid_params(live_server: LiveServer) -> None:
+    """Postgres can store U+0000 nowhere: refused up front, naming where it is (it failed in the
+    database, as an internal error)."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"messages": "a\x00b"}},
+    }
+    response = await _post(live_server, json.dumps(body).encode())
+    assert response.json()["error"]["code"] == -32602
+    assert "params.arguments.messages" in response.json()["error"]["message"]
