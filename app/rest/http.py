@@ -133,6 +133,9 @@ def service_error_response(exc: ServiceError) -> Response:
     return error_response(status, exc.message, headers)
 
 
+INVALID_JSON = "Invalid JSON in request body"
+
+
 async def read_json(request: Request) -> Any:
     """The body as JSON (None when empty). 413 past `LGQL_MAX_BODY_BYTES`, 422 when not JSON."""
     limit = services(request).settings.max_body_bytes
@@ -149,7 +152,7 @@ async def read_json(request: Request) -> Any:
     try:
         decoded = orjson.loads(chunks)
     except orjson.JSONDecodeError:
-        raise HTTPError(422, "Invalid JSON in request body") from None
+        raise HTTPError(422, INVALID_JSON) from None
     where = nul_at(decoded)
     if where is not None:
         raise HTTPError(422, f"{NUL_MESSAGE} (at `{where or 'the body'}`)")

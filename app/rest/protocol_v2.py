@@ -32,7 +32,14 @@ from starlette.responses import Response
 
 from app.errors import NotFound, ServiceError, unavailable
 from app.pagination import PageRequest
-from app.rest.http import HTTPError, RestRoute, json_response, read_json, services
+from app.rest.http import (
+    INVALID_JSON,
+    HTTPError,
+    RestRoute,
+    json_response,
+    read_json,
+    services,
+)
 from app.rest.protocol_v2_events import (
     RUN_STREAM_MODES,
     Filter,
@@ -45,6 +52,7 @@ from app.rest.protocol_v2_events import (
 from app.rest.sse import EventSourceResponse, frame
 from app.services.container import Services
 from app.services.run_request import IfNotExists, MultitaskStrategy, RunCommand, RunRequest
+from app.storable import NUL_MESSAGE, nul_at
 
 log = logging.getLogger("lgql.rest.protocol_v2")
 
@@ -117,6 +125,9 @@ def check_envelope(payload: Any) -> str | None:
         and not isinstance(payload["params"], dict)
     ):
         return "`params` must be a JSON object."
+    where = nul_at(payload.get("params"), "params")
+    if where is not None:
+        return f"{NUL_MESSAGE} (at `{where}`)."
     return None
 
 
@@ -571,7 +582,9 @@ async def commands(request: Request) -> Response:
     except HTTPError as exc:
         if exc.status != 422:
             raise
-        return json_response(error(None, "invalid_argument", "The body is not valid JSON"), 400)
+        # Not JSON, or a string Postgres cannot store (`read_json` says which).
+        message = "The body is not valid JSON" if exc.detail == INVALID_JSON else exc.detail
+        return json_response(error(None, "invalid_argument", message), 400)
     problem = check_envelope(payload)
     if problem is not None:
         command_id = payload.get("id") if isinstance(payload, dict) else None

@@ -408,6 +408,13 @@ async def test_commands_bad_params(http: httpx.AsyncClient) -> None:
         assert answer["type"] == "error" and answer["id"] == 5, (method, params, answer)
         assert answer["error"] == code, (method, params, answer)
         assert words in answer["message"], (method, params, answer)
+    # A string Postgres cannot store, in a command over HTTP: said as such, nothing started.
+    nul = await http.post(
+        f"/threads/{thread_id}/commands",
+        json={"id": 6, "method": "run.start", "params": {"assistant_id": "echo", "input": "\x00"}},
+    )
+    assert nul.status_code == 400
+    assert nul.json()["error"] == "invalid_argument" and "U+0000" in nul.json()["message"]
     # None of them made the thread.
     assert (
         await http.post(f"/threads/{thread_id}/stream/events", json={"channels": ["values"]})
@@ -542,6 +549,11 @@ async def test_websocket_commands_and_bad_frames(live_server: LiveServer) -> Non
             {"id": 1, "method": "subscription.subscribe", "params": {"channels": ["nope"]}}
         )
         assert bad["id"] == 1 and bad["error"] == "invalid_argument" and "nope" in bad["message"]
+        nul = await ask(
+            {"id": 2, "method": "run.start", "params": {"assistant_id": "echo", "input": "\x00"}}
+        )
+        assert (nul["id"], nul["error"]) == (2, "invalid_argument")
+        assert "U+0000 (at `params.input`)" in nul["message"]
         gone = await ask(
             {"id": 2, "method": "subscription.unsubscribe", "params": {"subscription_id": "x"}}
         )
