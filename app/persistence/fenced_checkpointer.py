@@ -15,8 +15,9 @@ statement instead of a dozen. What a crash can lose is what was queued or in fli
 LangGraph's `async` mode already gives up, over a window of `BATCH_SECONDS`. Reads through this
 view flush the queue first, so the run reads its own writes. At the graph's end, what is still
 queued is taken out (`hold_back`) and written by the run's end statement, in its transaction
-(`lgql_finish_run`): the run ends with its progress saved or not at all, in one round trip. Under `sync` durability every save is flushed before it returns;
-under `exit` LangGraph saves once, at the end.
+(`lgql_finish_run`): the run ends with its progress saved or not at all, in one round trip.
+Under `sync` durability every save is flushed before it returns; under `exit` LangGraph saves
+once, at the end.
 
 Faults: this view is lgql's own code inside the graph's run, so a lost or broken connection met by
 one of its statements (a save or a read) leaves it as `app.faults.InfrastructureFault`, and the
