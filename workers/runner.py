@@ -184,9 +184,18 @@ class RunRunner:
             except Exception:
                 # The end is recorded without the thread's state (it is refreshed next time).
                 log.warning("could not read the state of run %s", run.run_id, exc_info=True)
-        await self.execution.end(
-            run, status, error, snapshot=snapshot, publisher=publisher, saves=saves
+        # Shielded: a worker stopping now (its grace period over) must not cut the end short,
+        # as it carries the run's last checkpoints: it finishes, and only then is the task done.
+        ending = asyncio.ensure_future(
+            self.execution.end(
+                run, status, error, snapshot=snapshot, publisher=publisher, saves=saves
+            )
         )
+        try:
+            await asyncio.shield(ending)
+        except asyncio.CancelledError:
+            ending.add_done_callback(_log_failure)
+            raise
 
     async def _keep_lease(self, run: RunRecord, attempt: _Attempt) -> None:
         interval = self.settings.run_lease_seconds / 3
@@ -217,6 +226,12 @@ def _observed(claimed: Claimed) -> contextlib.AbstractContextManager[None]:
         due_at=run.available_at if run.attempt == 1 else None,
         kwargs=run.kwargs,
     )
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    """Done callback of an end finishing after its runner was cancelled."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("the end of a run failed after its worker stopped", exc_info=task.exception())
 
 
 async def _settle(task: asyncio.Task[Any]) -> None:

@@ -6,6 +6,8 @@ refuses end the run ERROR instead of losing it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -23,6 +25,7 @@ from app.services.run_request import Durability, RunRequest
 from tests.conftest import EngineUrls, migrated_pool, private_services
 from tests.persistence.test_checkpoint_mirror import GRAPHS
 from tests.persistence.test_checkpointer_fencing import _new_run
+from tests.processes import poll_until
 from workers.runner import RunRunner
 
 
@@ -250,3 +253,45 @@ async def test_a_state_postgres_cannot_store_ends_the_run_error(
     assert "\\u0000" in orjson.dumps(run.error).decode()
     later = await _execute(services, "nul", thread_id, {"text": "again"})
     assert later.status == "success"
+
+
+async def test_a_worker_stopping_during_the_end_call_still_ends_the_run_with_its_saves(
+    services: Services,
+) -> None:
+    """The end call carries the run's last checkpoint: a shutdown's cancel landing while it is
+    in flight must not drop it (before it went with the end, it was flushed inside the shielded
+    graph task). Once the run is claimed, the test holds its thread's row locked, so that the
+    end call waits on it; the runner's task is cancelled there, and the lock let go."""
+    assert isinstance(services.checkpointer, PostgresCheckpointer)
+    thread = await services.threads.create()
+    thread_id = str(thread.thread_id)
+    run = await services.runs.create(
+        RunRequest(assistant_id="slow", thread_id=thread_id, input={"seconds": 0.5})
+    )
+    run_id = str(run.run_id)
+    pool = services.db.pool
+
+    async def status_is(wanted: str) -> bool | None:
+        return True if (await services.runs.get(run_id)).status == wanted else None
+
+    async def end_call_waits() -> bool | None:
+        waiting = await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND query LIKE '%lgql_finish_run%'"
+        )
+        return True if waiting else None
+
+    runner = asyncio.create_task(RunRunner(services, "stopping-worker").run(run.run_id))
+    await poll_until(lambda: status_is("running"), deadline=30, what="the claim", interval=0.01)
+    async with pool.acquire() as holder, holder.transaction():
+        await holder.execute(
+            "SELECT 1 FROM threads WHERE thread_id = $1 FOR UPDATE", thread.thread_id
+        )
+        await poll_until(end_call_waits, deadline=30, what="the end call waiting on the thread")
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+    # The lock let go, the end goes through, with the last step's checkpoint.
+    await poll_until(lambda: status_is("success"), deadline=30, what="the run's end")
+    history = await _history(services.checkpointer, thread_id)
+    assert [step for _, step, *_ in history] == [-1, 0, 1]
