@@ -39,6 +39,8 @@ from strawberry.types.execution import StreamExecutionResult
 from strawberry.types.field import StrawberryField
 from strawberry.utils.await_maybe import await_maybe
 
+from schema.extension_hooks import ExecutingHooks, OperationHooks, ParsingHooks, ValidationHooks
+
 _BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
 _complete_leaf = StrawberryGraphQLCoreExecutionContext.complete_leaf_value
 
@@ -250,6 +252,19 @@ class LeanExtensionsRunner(SchemaExtensionsRunner):
         self._errors_only = all(
             getattr(type(e), "WATCHES_STREAM_ERRORS_ONLY", False) for e in self._watching
         )
+
+    # The phases' hooks, wrapped once per extension class (schema/extension_hooks.py).
+    def operation(self) -> OperationHooks:
+        return OperationHooks(self.extensions)
+
+    def validation(self) -> ValidationHooks:
+        return ValidationHooks(self.extensions)
+
+    def parsing(self) -> ParsingHooks:
+        return ParsingHooks(self.extensions)
+
+    def executing(self) -> ExecutingHooks:
+        return ExecutingHooks(self.extensions)
 
     def on_stream_result(self, result: StreamExecutionResult) -> Any:
         if not self._watching or (self._errors_only and not getattr(result, "errors", None)):
