@@ -53,3 +53,26 @@ async def test_nothing_is_written(http: httpx.AsyncClient, unique: str) -> None:
     assert response.status_code == 422
     found = await http.post("/threads/search", json={"metadata": {"owner": unique}})
     assert found.json() == []
+
+
+# --- the walker every door asks ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ({"a": ["x", {"b\x00": 1}]}, "p.a[1].b\\u0000"),
+        ({"a": ["x", "y\x00"]}, "p.a[1]"),
+        # A backslash followed by "u0000" is text, not the character: nothing to refuse.
+        ({"a": "\\u0000", "b": ["\\\\u0000"]}, None),
+        ({"a": "plain", "b": [1, 2.5, None, True]}, None),
+        # Values JSON cannot encode (an integer key, a 70-bit integer) are still looked through.
+        ({1: "c\x00"}, "p.1"),
+        ({"n": 2**70, "s": "t\x00"}, "p.s"),
+        ({"n": 2**70}, None),
+    ],
+)
+def test_nul_at_names_where_the_character_is(value: object, where: str | None) -> None:
+    from app.storable import nul_at
+
+    assert nul_at(value, "p") == where
