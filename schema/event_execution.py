@@ -39,7 +39,13 @@ from strawberry.types.execution import StreamExecutionResult
 from strawberry.types.field import StrawberryField
 from strawberry.utils.await_maybe import await_maybe
 
-from schema.extension_hooks import ExecutingHooks, OperationHooks, ParsingHooks, ValidationHooks
+from schema.extension_hooks import (
+    ExecutingHooks,
+    OperationHooks,
+    ParsingHooks,
+    ValidationHooks,
+    overrides,
+)
 
 _BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
 _complete_leaf = StrawberryGraphQLCoreExecutionContext.complete_leaf_value
@@ -229,10 +235,6 @@ class _NoHooks:
 _NO_HOOKS = _NoHooks()
 
 
-def _overrides(extension: SchemaExtension, hook: str) -> bool:
-    return getattr(type(extension), hook) is not getattr(SchemaExtension, hook)
-
-
 class LeanExtensionsRunner(SchemaExtensionsRunner):
     """Strawberry's runner, asking for results and stream-result hooks only the extensions that
     have them. Strawberry asks every extension for both on every result, and a subscription makes
@@ -245,8 +247,8 @@ class LeanExtensionsRunner(SchemaExtensionsRunner):
         self, execution_context: ExecutionContext, extensions: list[SchemaExtension] | None = None
     ) -> None:
         super().__init__(execution_context, extensions)
-        self._with_results = [e for e in self.extensions if _overrides(e, "get_results")]
-        self._watching = [e for e in self.extensions if _overrides(e, "on_stream_result")]
+        self._with_results = [e for e in self.extensions if overrides(type(e), "get_results")]
+        self._watching = [e for e in self.extensions if overrides(type(e), "on_stream_result")]
         # When every watcher only rewrites errors (`WATCHES_STREAM_ERRORS_ONLY`), a result
         # without errors (nearly every event) skips the hooks' context managers.
         self._errors_only = all(

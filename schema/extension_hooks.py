@@ -33,10 +33,15 @@ _Wrap = Callable[[SchemaExtension], WrappedHook]
 _wraps: dict[tuple[type[SchemaExtension], str], _Wrap | None] = {}
 
 
+def overrides(cls: type[SchemaExtension], hook_name: str) -> bool:
+    """Whether extensions of `cls` have a hook of their own (SchemaExtension's are no-ops)."""
+    return getattr(cls, hook_name) is not getattr(SchemaExtension, hook_name)
+
+
 def _wrap_for(cls: type[SchemaExtension], hook_name: str) -> _Wrap | None:
-    hook_fn = getattr(cls, hook_name)
-    if hook_fn is getattr(SchemaExtension, hook_name):
+    if not overrides(cls, hook_name):
         return None
+    hook_fn = getattr(cls, hook_name)
     if inspect.isgeneratorfunction(hook_fn):
         sync_cm = contextlib.contextmanager(hook_fn)
         return lambda ext: WrappedHook(ext, functools.partial(sync_cm, ext), False)
