@@ -194,8 +194,10 @@ return id
 # KEYS: thread stream, run hash, run outcome key (the last two: anything, when following a
 # thread). ARGV: cursor ('' = from the run's first event, or the thread's first), page size,
 # '1' when following a run. Returns {run's first id, recorded outcome, the stream's last id,
-# entries, the stream's first id}: one atomic look, so an append is either in the entries or
-# after the last id (and the first id says whether anything the reader needs was removed).
+# entries, the stream's first id, whether the run's first entry is a writer's `gap`}: one
+# atomic look, so an append is either in the entries or after the last id (and the first id
+# says whether anything the reader needs was removed). A run that starts with a gap lost its
+# earlier events (Redis came back empty): they were what a cursor from before it was waiting for.
 _OPEN = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local last_id = '0-0'
@@ -203,19 +205,23 @@ if last[1] then last_id = last[1][1] end
 local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 local first_id = false
 if head[1] then first_id = head[1][1] end
-local start, outcome = false, false
+local start, outcome, start_gap = false, false, 0
 if ARGV[3] == '1' then
   start = redis.call('HGET', KEYS[2], 'start')
   outcome = redis.call('GET', KEYS[3])
+  if start and ARGV[1] ~= '' then
+    local entry = redis.call('XRANGE', KEYS[1], start, start)
+    if entry[1] and entry[1][2][1] == 'event' and entry[1][2][2] == 'gap' then start_gap = 1 end
+  end
 end
 local from
 if ARGV[1] ~= '' then from = '(' .. ARGV[1]
 elseif ARGV[3] ~= '1' then from = '-'
 elseif start then from = start
-else return {start, outcome, last_id, {}, first_id} end
-if ARGV[2] == '0' then return {start, outcome, last_id, {}, first_id} end
+else return {start, outcome, last_id, {}, first_id, start_gap} end
+if ARGV[2] == '0' then return {start, outcome, last_id, {}, first_id, start_gap} end
 return {start, outcome, last_id, redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', ARGV[2]),
-        first_id}
+        first_id, start_gap}
 """
 
 # KEYS: thread stream, run hash. ARGV: ttl, run id. The run's hash keeps its events findable
@@ -488,14 +494,17 @@ class EventStreams:
         key = self.thread_key(thread_id)
         await self.hub.ready()
         sent_at = time.monotonic()
-        start, outcome, last_id, entries, first = await self._open(
+        start, outcome, last_id, entries, first, start_gap = await self._open(
             [key, self.run_key(run_id), outcome_key], [after or "", str(FIRST_PAGE), "1"]
         )
         start_id = _text(start) if start else None
         # The last entry this reader needs to still be there: its cursor, or its run's first
-        # event when that comes later (a cursor from before the run).
+        # event when that comes later (a cursor from before the run), unless that first event
+        # is a gap (what the run wrote before it, after the cursor, is gone).
         known = after
-        if start_id is not None and (known is None or seq_of(start_id) > seq_of(known)):
+        if start_id is not None and (
+            known is None or (seq_of(start_id) > seq_of(known) and not start_gap)
+        ):
             known = start_id
         if after is not None:
             position = after
@@ -530,7 +539,7 @@ class EventStreams:
         key = self.thread_key(thread_id)
         await self.hub.ready()
         sent_at = time.monotonic()
-        _, _, last_id, entries, first = await self._open(
+        _, _, last_id, entries, first, _ = await self._open(
             [key, key, key], [after or "", str(FIRST_PAGE), "0"]
         )
         tap = self.hub.tap(

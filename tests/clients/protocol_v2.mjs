@@ -7,8 +7,8 @@
 //   node protocol_v2.mjs <api-url> reconnect <sse|websocket>
 //
 // Calls, for each transport (`sse`, `websocket`):
-//   agent      run.start on `tool_agent`, a subscription to every channel until the root's
-//              end; the `messages` projection's text of each message
+//   agent      submitRun on `tool_agent`, a subscription to every channel until the root's
+//              end
 //   interrupt  run.start on `interrupt`, wait for `interrupted`, input.respond, wait for the end,
 //              then `thread.state.get`
 // With `reconnect` (the URL being a proxy that cuts the stream once, tests/rest/test_rest_protocol_v2.py):
@@ -67,7 +67,12 @@ async function until(subscription, done) {
 async function agentCall(transport) {
   const thread = open('tool_agent', transport);
   try {
-    const started = await thread.run.start({
+    // `submitRun` (what the SDK's StreamController uses), not `run.start`: over SSE,
+    // `run.start` first opens a stream of its own projections (`values`, `lifecycle`), and a
+    // subscription made after it is fed by that stream until the SDK has opened the wider one;
+    // a run that ends in between reaches the subscription as lifecycle and values only (the
+    // SDK's race, on any server). `interrupt` below goes through `run.start`.
+    const started = await thread.submitRun({
       input: { messages: [{ role: 'user', content: 'add 2 and 3' }] },
     });
     const subscription = await thread.subscribe([
@@ -144,6 +149,7 @@ async function main() {
       interrupt: await interruptCall(transport),
     };
   }
+  out.notes = notes;
   process.stdout.write(JSON.stringify(out));
 }
 

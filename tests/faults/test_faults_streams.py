@@ -287,11 +287,13 @@ async def test_the_writer_marks_a_gap_when_redis_comes_back_empty() -> None:
             # The writer owns the run's appends again; an older attempt is still refused.
             assert await queue.hget(streams.run_key(run_id), "owner") == b"1"
             assert await streams.append(run_id, thread_id, 0, [("custom", b"{}")]) is None
-            # A reader with a cursor from before the restart reads the gap first (the
-            # writer's); one with a cursor Redis still has does not.
+            # A reader with a cursor from before the restart is told its events are gone
+            # (although the run's first entry, the writer's gap, comes after its cursor) and
+            # reads the gap first; one with a cursor Redis still has is not.
             opened = await streams.open_run(
                 run_id, thread_id, after=cursor, outcome_key="faults:unused"
             )
+            assert opened.lost and opened.known == cursor
             first_event = await opened.tap.next(10)
             assert first_event is not None and first_event.event == "gap"
             opened.tap.close()
