@@ -31,6 +31,7 @@ from app.observability.exposition import metrics_route
 from app.rest import routes as rest_routes
 from app.runtime.langgraph_config import ConfigError
 from app.services.container import Services
+from app.services.run_execution import RunsHere
 from app.settings import Settings, origins
 from schema.context import Context
 from schema.schema import build_schema
@@ -52,6 +53,18 @@ class EmbeddedWorker(Protocol):
 #: Builds the in-process worker over the app's services. Injected by the entry point, so that
 #: `app` never imports `workers` (the worker sits above the services, beside the API).
 WorkerFactory = Callable[[Settings, Services], EmbeddedWorker]
+
+
+class LocalRuns(RunsHere, Protocol):
+    """What executes the runs whose clients wait on this process (`workers.local_runs`)."""
+
+    def holds(self, run_id: str) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+#: Builds that executor over the app's services; injected like `WorkerFactory`.
+LocalRunsFactory = Callable[[Settings, Services], LocalRuns]
 
 
 class CorsConfig(BaseModel):
@@ -148,9 +161,11 @@ def create_app(
     services_factory: ServicesFactory,
     *,
     embedded_worker: WorkerFactory | None = None,
+    local_runs: LocalRunsFactory | None = None,
 ) -> Starlette:
     """The ASGI app over the services `services_factory` opens for the app's lifetime.
-    `embedded_worker` builds an arq worker run inside this process (dev)."""
+    `embedded_worker` builds an arq worker run inside this process (dev); `local_runs`, the
+    executor of the runs whose clients wait on this process (`LGQL_API_RUN_SLOTS`)."""
 
     doors = LazyDoors(max_body_bytes=settings.max_body_bytes)
 
@@ -167,11 +182,18 @@ def create_app(
                 worker = embedded_worker(settings, services)
                 worker_task = asyncio.create_task(worker.async_run(), name="lgql-embedded-worker")
                 services.workers.running_here(worker_task)
+            here: LocalRuns | None = None
+            if local_runs is not None and settings.api_run_slots > 0:
+                here = local_runs(settings, services)
+                services.execution.execute_here(here)
+                services.workers.runs_here(here.holds)
             process_tuning.freeze_startup_objects()
             try:
                 yield
             finally:
                 stop_metrics()
+                if here is not None:
+                    await here.close()
                 await doors.aclose()
                 if worker is not None and worker_task is not None:
                     await worker.close()

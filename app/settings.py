@@ -64,6 +64,14 @@ class Settings(BaseSettings):
         "when `DATABASE_URI` names a PgBouncer. Unset: `DATABASE_URI`.",
     )
     n_jobs_per_worker: int = Field(default=10, validation_alias="N_JOBS_PER_WORKER")
+    api_run_slots: int = Field(
+        default=0,
+        ge=0,
+        validation_alias="LGQL_API_RUN_SLOTS",
+        description="Runs a client waits for (runAndWait, runStream, /runs/wait, /runs/stream) "
+        "an API process executes itself, at most this many at a time, instead of handing them "
+        "to a worker; 0: every run goes to the workers.",
+    )
     bg_job_timeout_secs: float = Field(
         default=86400,
         validation_alias="BG_JOB_TIMEOUT_SECS",

@@ -139,10 +139,18 @@ async def lgql_column(
     args: argparse.Namespace, log_dir: Path, *, name: str = "lgql", root: Path | None = None
 ) -> AsyncIterator[Column]:
     label = "" if name == "lgql" else "before-"
+    slots = args.api_run_slots if name == "lgql" else args.before_api_run_slots
     async with lgql_server(
-        args.workers, log_dir, label=label, root=root or args.lgql_root
+        args.workers,
+        log_dir,
+        label=label,
+        root=root or args.lgql_root,
+        env_overrides={"LGQL_API_RUN_SLOTS": str(slots)},
     ) as server:
-        print(f"- {name}: {server.mode}, from {root or args.lgql_root}", flush=True)
+        print(
+            f"- {name}: {server.mode}, from {root or args.lgql_root}, API run slots {slots}",
+            flush=True,
+        )
         driver = LgqlDriver(server.url)
         pg = (server.admin_url, server.database) if server.admin_url and server.database else None
         try:
@@ -314,6 +322,10 @@ def report(results: dict[str, Figs], args: argparse.Namespace) -> None:
         flags += f" --peer {args.peer}"
     if args.before_root is not None:
         flags += f" --before-root {args.before_root}"
+        if args.before_api_run_slots:
+            flags += f" --before-api-run-slots {args.before_api_run_slots}"
+    if args.api_run_slots:
+        flags += f" --api-run-slots {args.api_run_slots}"
     print(f"Measured {date} on {machine()}; `bench/bench_runs.py {flags}`.\n")
     ratio_heads = [f"lgql / {c}" for c in columns if c != "lgql"]
     print("| figure | " + " | ".join([*columns, *ratio_heads]) + " |")
@@ -401,6 +413,18 @@ def main() -> None:
         type=Path,
         default=None,
         help="another lgql source tree, measured as the column `lgql before` (a baseline)",
+    )
+    parser.add_argument(
+        "--api-run-slots",
+        type=int,
+        default=int(os.environ.get("LGQL_API_RUN_SLOTS", "0")),
+        help="the lgql column's LGQL_API_RUN_SLOTS (runs a client waits for, executed by the API)",
+    )
+    parser.add_argument(
+        "--before-api-run-slots",
+        type=int,
+        default=0,
+        help="the `lgql before` column's LGQL_API_RUN_SLOTS",
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the floor column")
     parser.add_argument(

@@ -129,8 +129,14 @@ async def lgql_round_trips(
 ) -> Figs:
     """The round-trip pass of the lgql tree `root` (default `--lgql-root`)."""
     label = "count-" if root is None else "count-before-"
+    slots = args.api_run_slots if root is None else args.before_api_run_slots
     async with lgql_server(
-        args.workers, log_dir, proxies=True, label=label, root=root or args.lgql_root
+        args.workers,
+        log_dir,
+        proxies=True,
+        label=label,
+        root=root or args.lgql_root,
+        env_overrides={"LGQL_API_RUN_SLOTS": str(slots)},
     ) as server:
         print(f"- lgql (round trips): {server.mode}", flush=True)
         assert server.admin_url and server.database

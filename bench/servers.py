@@ -282,11 +282,13 @@ async def lgql_server(
     proxies: bool = False,
     label: str = "",
     root: Path = ROOT,
+    env_overrides: dict[str, str] | None = None,
 ) -> AsyncIterator[Server]:
     """lgql's processes, run from the source tree `root` (default this checkout; another one,
-    e.g. an exported commit, to measure a given version with this venv)."""
+    e.g. an exported commit, to measure a given version with this venv), with `env_overrides`
+    (settings) on top of this process's environment."""
     env = {k: v for k, v in os.environ.items() if k not in SCRUB}
-    env.update({"LGQL_CONFIG": str(CONFIG), "LOG_LEVEL": "WARNING"})
+    env.update({"LGQL_CONFIG": str(CONFIG), "LOG_LEVEL": "WARNING", **(env_overrides or {})})
     if root != ROOT:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     database_uri, redis_uri = os.environ.get("DATABASE_URI"), os.environ.get("REDIS_URI")

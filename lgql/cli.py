@@ -199,6 +199,7 @@ async def _serve(
     from app.server import create_app
     from app.services.container import open_services
     from app.websocket_writes import CoalescingWebSocketProtocol
+    from workers.local_runs import local_runs
     from workers.worker import embedded_worker
 
     stack = contextlib.AsyncExitStack()
@@ -225,6 +226,7 @@ async def _serve(
             settings,
             lambda: contextlib.nullcontext(services),
             embedded_worker=embedded_worker if dev else None,
+            local_runs=local_runs,
         )
         config = uvicorn.Config(
             app,

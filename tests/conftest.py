@@ -179,6 +179,7 @@ async def start_server(
     from app.runtime.langgraph_config import load_langgraph_config
     from app.server import create_app
     from app.services.container import open_services
+    from workers.local_runs import local_runs
     from workers.worker import embedded_worker as worker_factory
 
     lg_config = load_langgraph_config(settings.config)
@@ -188,6 +189,7 @@ async def start_server(
             settings, lg_config, database_uri=database_uri, redis_uri=redis_uri, migrate=migrate
         ),
         embedded_worker=worker_factory if embedded_worker else None,
+        local_runs=local_runs,  # as `lgql serve` has it: used when `api_run_slots` says so
     )
     port = free_port()
     server = uvicorn.Server(

@@ -91,6 +91,17 @@ class LgqlProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def _kill(proc: subprocess.Popen[bytes], sig: int) -> subprocess.Popen[bytes]:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    return proc
+
+
 class LgqlCluster:
     """`apis` API processes and `workers` worker processes on one Postgres database and Redis."""
 
@@ -168,15 +179,11 @@ class LgqlCluster:
 
     def kill_worker(self, index: int, sig: int = signal.SIGKILL) -> subprocess.Popen[bytes]:
         """Send `sig` to worker `index`. SIGKILL also reaches its process group and is reaped."""
-        proc = self.worker_procs[index].proc
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            if sig == signal.SIGKILL:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        return proc
+        return _kill(self.worker_procs[index].proc, sig)
+
+    def kill_api(self, index: int, sig: int = signal.SIGKILL) -> subprocess.Popen[bytes]:
+        """Send `sig` to API process `index`, as `kill_worker` does."""
+        return _kill(self.api_procs[index].proc, sig)
 
     async def wait_exit(self, proc: subprocess.Popen[bytes], seconds: float) -> int | None:
         """The exit code of `proc`, or None if it is still running after `seconds`."""

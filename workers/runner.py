@@ -213,6 +213,22 @@ class RunRunner:
                 attempt.stop(cancel_action=action)
 
 
+async def run_quietly(runner: RunRunner, run_id: str) -> None:
+    """`runner.run`, as a task of its own: what goes wrong is logged, never raised."""
+    try:
+        await runner.run(uuid.UUID(run_id))
+    except asyncio.CancelledError:
+        # The process is shutting down (its grace period over) and the runner handed the run
+        # back: this task's work is done, not failed.
+        return
+    except Exception as exc:
+        # Its lease lapses (or it stays pending), and the sweeper gives it to a worker again.
+        if faults.is_infrastructure_fault(exc):
+            log.warning("run %s not started or ended here: %s: %s", run_id, type(exc).__name__, exc)
+        else:
+            log.exception("run %s failed in this process", run_id)
+
+
 def _observed(claimed: Claimed) -> contextlib.AbstractContextManager[None]:
     """The attempt's metrics, the run's ids on its log lines, and its span."""
     run = claimed.run

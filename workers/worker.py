@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import socket
-import uuid
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,7 +34,7 @@ from app.services.container import Services, open_services
 from app.settings import Settings, get_settings
 from workers import schedules
 from workers.heartbeat import Reachability, report_heartbeats
-from workers.runner import RunRunner
+from workers.runner import RunRunner, run_quietly
 from workers.tasks import wake_run
 from workers.webhooks import send_webhook
 
@@ -195,7 +194,7 @@ class DoorbellWorker(Worker):
     def _start_run(self, runner: RunRunner, run_id: str) -> None:
         self.job_counter += 1
         self._runs += 1
-        task = asyncio.create_task(_execute_quietly(runner, run_id))
+        task = asyncio.create_task(run_quietly(runner, run_id))
         task.add_done_callback(lambda _: self._run_done())
         # A key of its own per task: two wake-ups of one run may run at once (one of them finds
         # the run claimed and returns at once).
@@ -214,21 +213,6 @@ class DoorbellWorker(Worker):
 async def _ping(services: Services) -> None:
     async with services.db.pool.acquire() as conn:
         await conn.fetchval("SELECT 1")
-
-
-async def _execute_quietly(runner: RunRunner, run_id: str) -> None:
-    try:
-        await runner.run(uuid.UUID(run_id))
-    except asyncio.CancelledError:
-        # The worker is shutting down (arq cancels its tasks once the grace period is over) and
-        # the runner handed the run back: this task's work is done, not failed.
-        return
-    except Exception as exc:
-        # Its lease lapses (or it stays pending), and the sweeper gives it to a worker again.
-        if faults.is_infrastructure_fault(exc):
-            log.warning("run %s not started or ended here: %s: %s", run_id, type(exc).__name__, exc)
-        else:
-            log.exception("run %s failed in the worker", run_id)
 
 
 async def _expose_metrics(ctx: dict[str, Any], settings: Settings, services: Services) -> None:

@@ -171,10 +171,12 @@ class LgqlRequestHandler(RequestHandler):
         request.input = payload
         return request
 
-    async def _create(self, params: SendMessageRequest, context: ServerCallContext) -> RunRecord:
+    async def _create(
+        self, params: SendMessageRequest, context: ServerCallContext, *, attached: bool
+    ) -> RunRecord:
         request = await self._request_for(params, context)
         try:
-            return await _services(context).runs.create(request)
+            return await _services(context).runs.create(request, attached=attached)
         except ServiceError as exc:
             raise _service_error(exc) from None
 
@@ -183,8 +185,9 @@ class LgqlRequestHandler(RequestHandler):
     async def on_message_send(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Task | Message:
-        run = await self._create(params, context)
-        if params.configuration.return_immediately:
+        attached = not params.configuration.return_immediately
+        run = await self._create(params, context, attached=attached)
+        if not attached:
             return tasks.task_of(str(run.run_id), str(run.thread_id), run.status)
         outcome = await _services(context).runs.wait(run)
         return tasks.task_of_outcome(outcome)
@@ -192,7 +195,7 @@ class LgqlRequestHandler(RequestHandler):
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        run = await self._create(params, context)
+        run = await self._create(params, context, attached=True)
         yield tasks.task_of(str(run.run_id), str(run.thread_id), run.status)
         events = _services(context).run_streams.follow_run(str(run.run_id))
         async for event in self._updates(run, events, context):

@@ -123,7 +123,7 @@ class AssistantTools:
             metadata={"source": "mcp"},
         )
         try:
-            run = await self._services.runs.create(request)
+            run = await self._services.runs.create(request, attached=True)
         except ServiceError as exc:
             return _error_result(exc.message)
         try:

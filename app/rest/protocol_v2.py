@@ -300,7 +300,8 @@ class Commands:
         )
 
     async def _created(self, request: RunRequest) -> dict[str, Any]:
-        run = await self.svc.runs.create(request)
+        # A thread stream's client follows the runs it starts.
+        run = await self.svc.runs.create(request, attached=True)
         if self._on_run_created is not None:
             self._on_run_created()
         return {"run_id": str(run.run_id)}

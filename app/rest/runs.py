@@ -111,7 +111,7 @@ async def stream_stateless_run(request: Request) -> Response:
 
 async def _wait(request: Request, data: RunCreate, thread_id: str | None) -> Response:
     svc = services(request)
-    run = await svc.runs.create(_request(request, data, thread_id))
+    run = await svc.runs.create(_request(request, data, thread_id), attached=True)
     return wait_answer(
         request,
         svc,

@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 from datetime import datetime
+from typing import Protocol
 
 from langgraph.types import StateSnapshot
 
@@ -42,7 +43,7 @@ from app.services.run_outcome import RunError, RunOutcome, RunOutput
 from app.services.threads import ThreadService
 from app.services.webhooks import enqueue_recorded
 
-__all__ = ["LostOwnership", "RunError", "RunExecution", "RunRecord"]
+__all__ = ["LostOwnership", "RunError", "RunExecution", "RunRecord", "RunsHere"]
 
 log = logging.getLogger("lgql.worker")
 
@@ -55,6 +56,16 @@ _LAPSE_NOW = """
 UPDATE runs SET lease_until = now() - interval '1 millisecond'
  WHERE run_id = $1 AND attempt = $2 AND status = 'running'
 """
+
+
+class RunsHere(Protocol):
+    """What executes runs in an API process (`workers.local_runs`, `LGQL_API_RUN_SLOTS`)."""
+
+    def offer(self, run_id: uuid.UUID) -> bool:
+        """Start executing the committed pending run `run_id` here, as a worker woken for it
+        would (a run not startable yet stays pending for its turn); False, doing nothing, when
+        every slot is taken or it is closing."""
+        ...
 
 
 class RunExecution:
@@ -80,6 +91,19 @@ class RunExecution:
         self._checkpointer = checkpointer
         self._threads = threads
         self._lease_seconds = lease_seconds
+        self._here: RunsHere | None = None
+
+    def execute_here(self, here: RunsHere | None) -> None:
+        """Runs whose callers wait for them may be executed by `here`, in this process."""
+        self._here = here
+
+    def start_here(self, run: RunRecord) -> bool:
+        """Whether the committed pending `run`, due now, was taken by this process's own
+        executor (see `execute_here`); otherwise it is the workers' to start."""
+        here = self._here
+        if here is None or run.available_at.timestamp() > time.time():
+            return False
+        return here.offer(run.run_id)
 
     # --- an attempt -------------------------------------------------------------------------
 

@@ -309,7 +309,7 @@ class RunStreamService:
         self, request: RunRequest
     ) -> tuple[RunRecord, AsyncIterator[StreamEvent]]:
         """Create a run and follow it from its first event."""
-        run = await self._runs.create(request)
+        run = await self._runs.create(request, attached=True)
         return run, self._follow_created(run, request.on_disconnect)
 
     async def _follow_created(

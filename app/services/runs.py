@@ -106,14 +106,16 @@ class RunService:
 
     # --- create ------------------------------------------------------------------------------
 
-    async def create(self, request: RunRequest) -> RunRecord:
+    async def create(self, request: RunRequest, *, attached: bool = False) -> RunRecord:
         """Insert the run (pending) and wake a worker. Raises NotFound (assistant, thread,
         checkpoint), Conflict (thread busy under REJECT; an idempotency key used before for
         another request, or whose run is gone), BadUserInput. With `request.idempotency_key`,
-        a repeat of an earlier request returns the run that request made."""
-        return await self._create_checked(self.checked(request))
+        a repeat of an earlier request returns the run that request made. `attached`: the
+        caller waits for the run or streams it, so this process may execute it itself
+        (`RunExecution.start_here`)."""
+        return await self._create_checked(self.checked(request), attached=attached)
 
-    async def _create_checked(self, request: RunRequest) -> RunRecord:
+    async def _create_checked(self, request: RunRequest, *, attached: bool = False) -> RunRecord:
         """`create` for a request already `checked()`."""
         # Hashed before the auth handlers stamp the request: a retry is compared as sent.
         key = (
@@ -168,7 +170,7 @@ class RunService:
             except NotFound:
                 raise key.gone(earlier) from None
         await self.announce_webhooks(tx.deliveries)  # of the runs it cancelled
-        await self.announce(created)
+        await self.announce(created, attached=attached)
         return created.run
 
     async def _authorize_create(
@@ -282,9 +284,13 @@ class RunService:
         deliveries = recorded if isinstance(recorded, list) else recorded_in(recorded)
         await self._execution.announce_webhooks(deliveries)
 
-    async def announce(self, created: CreatedRun) -> None:
-        """Wake a worker for a committed new run, and stop the runs it superseded."""
+    async def announce(self, created: CreatedRun, *, attached: bool = False) -> None:
+        """Wake a worker for a committed new run, and stop the runs it superseded. A run whose
+        caller waits for it (`attached`), superseding none, is started in this process when it
+        executes runs (`RunExecution.start_here`): no hop through Redis to a worker."""
         run = created.run
+        if attached and not created.cancel_running and self._execution.start_here(run):
+            return
         # The run is committed: from here on, Redis only makes things faster. If it is down,
         # the cancel flag in the row and the workers' sweep do the same, a little later.
         try:

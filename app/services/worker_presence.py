@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -50,11 +51,17 @@ class WorkerPresence:
         self._known = False
         self._refresh: asyncio.Task[None] | None = None
         self._here: asyncio.Task[None] | None = None
+        self._runs_here: Callable[[str], bool] | None = None
 
     def running_here(self, task: asyncio.Task[None]) -> None:
         """A worker runs in this process (`lgql dev`) as long as `task` does: alive without
         asking Redis (its first heartbeat may come after the first request)."""
         self._here = task
+
+    def runs_here(self, holds: Callable[[str], bool]) -> None:
+        """This process executes some runs itself (`LGQL_API_RUN_SLOTS`): `holds` says which;
+        their clients need no word about workers."""
+        self._runs_here = holds
 
     async def alive(self) -> bool:
         """Whether a worker's heartbeat is in Redis (cached for `max_age`). Unknown (Redis
@@ -91,7 +98,10 @@ class WorkerPresence:
             log.warning("could not check for live workers", exc_info=True)
 
     async def notice(self, run_id: str | None = None) -> NoWorkerNotice | None:
-        """A notice (logged as a warning) when no worker is alive; None otherwise."""
+        """A notice (logged as a warning) when no worker is alive (and the run is not executed
+        by this process); None otherwise."""
+        if run_id is not None and self._runs_here is not None and self._runs_here(run_id):
+            return None
         if await self.alive():
             return None
         what = f"run {run_id}" if run_id else "the thread's runs"

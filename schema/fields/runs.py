@@ -73,7 +73,7 @@ class RunMutations:
     async def run_and_wait(self, info: Info, input: RunInput) -> RunResult:
         svc = services(info).runs
         request = input.to_request(configurable_headers(info))
-        run = await svc.create(request)
+        run = await svc.create(request, attached=True)
         notice = await services(info).workers.notice(str(run.run_id))
         if notice is not None:  # the client is told, in `extensions.warnings`
             info.context.warnings.append(notice.as_dict())
