@@ -37,7 +37,6 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import ExecutionContext
 from strawberry.types.execution import StreamExecutionResult
 from strawberry.types.field import StrawberryField
-from strawberry.utils.await_maybe import await_maybe
 
 from schema.extension_hooks import (
     ExecutingHooks,
@@ -276,6 +275,8 @@ class LeanExtensionsRunner(SchemaExtensionsRunner):
     async def get_extensions_results(self, ctx: ExecutionContext) -> dict[str, Any]:
         data: dict[str, Any] = {}
         for extension in self._with_results:
-            data.update(await await_maybe(extension.get_results()))
+            results = extension.get_results()
+            # Nearly always a dict: awaited only when it is not (no `inspect.isawaitable`).
+            data.update(results if isinstance(results, dict) else await results)
         data.update(ctx.extensions_results)
         return data

@@ -29,18 +29,10 @@ def _transport(context: Any) -> str:
     return "http"
 
 
-# Strawberry asks every extension for its results at each subscription event: one shared empty
-# answer, not a new dict per event.
-_NO_RESULTS: dict[str, Any] = {}
-
-
 class GraphQLMetrics(SchemaExtension):
     def __init__(self) -> None:
         self._executed = False
         self._subscription: str | None = None
-
-    def get_results(self) -> dict[str, Any]:
-        return _NO_RESULTS
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
