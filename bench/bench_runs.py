@@ -49,7 +49,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from drivers import Driver, LangGraphSdkDriver, LgqlDriver, StreamError, floor_process
-from round_trips import floor_round_trips, lgql_round_trips
+from round_trips import floor_round_trips, lgql_round_trips, lgql_settings
 from servers import (
     ROOT,
     ProcessSet,
@@ -139,16 +139,16 @@ async def lgql_column(
     args: argparse.Namespace, log_dir: Path, *, name: str = "lgql", root: Path | None = None
 ) -> AsyncIterator[Column]:
     label = "" if name == "lgql" else "before-"
-    slots = args.api_run_slots if name == "lgql" else args.before_api_run_slots
+    settings = lgql_settings(args, before=name != "lgql")
     async with lgql_server(
         args.workers,
         log_dir,
         label=label,
         root=root or args.lgql_root,
-        env_overrides={"LGQL_API_RUN_SLOTS": str(slots)},
+        env_overrides=settings,
     ) as server:
         print(
-            f"- {name}: {server.mode}, from {root or args.lgql_root}, API run slots {slots}",
+            f"- {name}: {server.mode}, from {root or args.lgql_root}, settings {settings}",
             flush=True,
         )
         driver = LgqlDriver(server.url)

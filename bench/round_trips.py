@@ -124,19 +124,24 @@ async def floor_round_trips(args: argparse.Namespace, log_dir: Path) -> Figs:
             await pg.close()
 
 
+def lgql_settings(args: argparse.Namespace, *, before: bool) -> dict[str, str]:
+    """The settings of the lgql column (`before`: of the `lgql before` column) from the flags."""
+    slots = args.before_api_run_slots if before else args.api_run_slots
+    return {"LGQL_API_RUN_SLOTS": str(slots)}
+
+
 async def lgql_round_trips(
     args: argparse.Namespace, log_dir: Path, *, root: Path | None = None
 ) -> Figs:
     """The round-trip pass of the lgql tree `root` (default `--lgql-root`)."""
     label = "count-" if root is None else "count-before-"
-    slots = args.api_run_slots if root is None else args.before_api_run_slots
     async with lgql_server(
         args.workers,
         log_dir,
         proxies=True,
         label=label,
         root=root or args.lgql_root,
-        env_overrides={"LGQL_API_RUN_SLOTS": str(slots)},
+        env_overrides=lgql_settings(args, before=root is not None),
     ) as server:
         print(f"- lgql (round trips): {server.mode}", flush=True)
         assert server.admin_url and server.database
