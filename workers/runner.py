@@ -65,6 +65,10 @@ class RunRunner:
         claimed = await self.execution.claim(run_id, self.worker_id)
         if claimed is None:
             return
+        await self.execute(claimed)
+
+    async def execute(self, claimed: Claimed) -> None:
+        """Execute a run claimed for this worker (by `run`, or by the call that created it)."""
         with _observed(claimed):
             try:
                 await self._execute(claimed.run, self._spec(claimed))
@@ -213,10 +217,14 @@ class RunRunner:
                 attempt.stop(cancel_action=action)
 
 
-async def run_quietly(runner: RunRunner, run_id: str) -> None:
-    """`runner.run`, as a task of its own: what goes wrong is logged, never raised."""
+async def run_quietly(runner: RunRunner, run_id: str, claimed: Claimed | None = None) -> None:
+    """`runner.run` (or, given the run `claimed` already, `runner.execute`), as a task of its
+    own: what goes wrong is logged, never raised."""
     try:
-        await runner.run(uuid.UUID(run_id))
+        if claimed is None:
+            await runner.run(uuid.UUID(run_id))
+        else:
+            await runner.execute(claimed)
     except asyncio.CancelledError:
         # The process is shutting down (its grace period over) and the runner handed the run
         # back: this task's work is done, not failed.

@@ -84,6 +84,12 @@ class RunCreation:
     thread_metadata: dict[str, Any] | None
     active_run_id: uuid.UUID | None
     run: Run | None
+    #: Asked to claim it too (`claim_for`) and it could start: `run` is running, claimed, with
+    #: its assistant's `graph_id`, `config` and `context` and whether its thread had no
+    #: checkpoint (as `claim` answers).
+    claimed: bool = False
+    assistant: dict[str, Any] | None = None
+    thread_fresh: bool = False
 
 
 # Creation is a plpgsql function (migration 0011): the assistant, the thread's lock (inserting
@@ -92,6 +98,11 @@ class RunCreation:
 _CREATE = (
     "SELECT * FROM lgql_create_run($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11,"
     " $12::jsonb, $13::jsonb, $14, $15, $16)"
+)
+# The same creation, then the claim of the run it created, in one call (migration 0014).
+_CREATE_CLAIMED = (
+    "SELECT * FROM lgql_create_claimed_run($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11,"
+    " $12::jsonb, $13::jsonb, $14, $15, $16, $17, $18)"
 )
 
 
@@ -112,13 +123,18 @@ async def create_run(
     multitask_strategy: str,
     webhook: str | None,
     after_seconds: float,
+    claim_for: str | None = None,
+    lease_seconds: float = 0.0,
 ) -> RunCreation:
     """Insert a pending run of `assistant_id` (of one of `graphs`) on `thread_id`, marking the
     thread busy and stamping its metadata with the graph and assistant; with `create_thread`, a
     missing thread is inserted (`thread_metadata`, `ttl`'s columns, busy); with `reject`, not
-    while the thread has an active run. Outside a transaction, commits at once."""
+    while the thread has an active run. With `claim_for` (a worker id), the new run is then
+    claimed for it with a lease of `lease_seconds`, if it may start now (`claim`'s rule).
+    Outside a transaction, commits at once."""
+    claiming = () if claim_for is None else (claim_for, float(lease_seconds))
     row = await conn.fetchrow(
-        _CREATE,
+        _CREATE if claim_for is None else _CREATE_CLAIMED,
         run_id,
         thread_id,
         assistant_id,
@@ -135,8 +151,10 @@ async def create_run(
         multitask_strategy,
         webhook,
         float(after_seconds),
+        *claiming,
     )
     assert row is not None  # the function always answers one row
+    claimed = claim_for is not None and bool(row["claimed"])
     return RunCreation(
         outcome=row["outcome"],
         graph_id=row["graph_id"],
@@ -144,6 +162,9 @@ async def create_run(
         thread_metadata=_loads(row["thread_metadata"]),
         active_run_id=row["active_run_id"],
         run=run_of(row) if row["outcome"] == "created" else None,
+        claimed=claimed,
+        assistant=_loads(row["assistant"]) if claimed else None,
+        thread_fresh=claimed and bool(row["thread_fresh"]),
     )
 
 

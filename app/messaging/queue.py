@@ -239,10 +239,14 @@ class Broker:
         *,
         recheck_seconds: float = RECHECK_SECONDS,
         on_resync: Callable[[], None] | None = None,
+        committed: bool = False,
     ) -> AsyncIterator[None]:
         """Call `on_end(outcome)` (once) when `run_id` ends, while in the block; `on_resync()`
         whenever the notice subscription comes back after losing Redis (the notice and the
-        recorded outcome may both be lost: Redis may have restarted empty).
+        recorded outcome may both be lost: Redis may have restarted empty). `committed`: the
+        caller wants the outcome only, not the run's events, so a run ending in this very
+        process may tell it as soon as the end is committed (`ended_here`), before its last
+        events are in Redis; a stream reader must not ask for it.
 
         Every waiter of the process shares one pattern subscription (`app.messaging.notices`): no
         connection and no round trip per waiter. Once the block is entered, no end published
@@ -252,7 +256,7 @@ class Broker:
         reconnects, which also trigger a recheck).
         """
         await notices_for(self.redis).ready(self._end_pattern)
-        waiter = _EndWaiter(on_end, recheck_seconds, on_resync)
+        waiter = _EndWaiter(on_end, recheck_seconds, on_resync, committed=committed)
         self._end_waiters.setdefault(run_id, []).append(waiter)
         if self._end_recheck is None or self._end_recheck.done():
             self._end_recheck = asyncio.create_task(self._recheck_waiters())
@@ -289,6 +293,14 @@ class Broker:
             for (_, future), raw in zip(batch, raws, strict=True):
                 if not future.done():
                     future.set_result(raw)
+
+    def ended_here(self, run_id: str, outcome: dict[str, Any]) -> None:
+        """The run ended in this process and its end is committed: its waiters here that want
+        the outcome only (`committed`) have it now, without the round trip of the end's
+        publication through Redis (which still follows, for everyone else)."""
+        for waiter in list(self._end_waiters.get(run_id, ())):
+            if waiter.committed:
+                waiter.fire(outcome)
 
     def _on_end_notice(self, channel: bytes, data: bytes) -> None:
         # "<prefix>:run:<id>:end"
@@ -360,7 +372,7 @@ class Broker:
                 done.set_result(outcome)
 
         async with self.run_end_notices(
-            run_id, on_end, recheck_seconds=recheck_seconds, on_resync=resynced.set
+            run_id, on_end, recheck_seconds=recheck_seconds, on_resync=resynced.set, committed=True
         ):
             outcome = await self._recorded_outcome(run_id)
             if outcome is not None:
@@ -383,17 +395,20 @@ class Broker:
 
 
 class _EndWaiter:
-    __slots__ = ("fired", "on_end", "on_resync", "recheck_seconds")
+    __slots__ = ("committed", "fired", "on_end", "on_resync", "recheck_seconds")
 
     def __init__(
         self,
         on_end: Callable[[dict[str, Any]], None],
         recheck_seconds: float,
         on_resync: Callable[[], None] | None = None,
+        *,
+        committed: bool = False,
     ) -> None:
         self.on_end = on_end
         self.recheck_seconds = recheck_seconds
         self.on_resync = on_resync
+        self.committed = committed
         self.fired = False
 
     def resync(self) -> None:

@@ -43,7 +43,7 @@ from app.services.run_outcome import RunError, RunOutcome, RunOutput
 from app.services.threads import ThreadService
 from app.services.webhooks import enqueue_recorded
 
-__all__ = ["LostOwnership", "RunError", "RunExecution", "RunRecord", "RunsHere"]
+__all__ = ["HeldSlot", "LostOwnership", "RunError", "RunExecution", "RunRecord", "RunsHere"]
 
 log = logging.getLogger("lgql.worker")
 
@@ -58,13 +58,28 @@ UPDATE runs SET lease_until = now() - interval '1 millisecond'
 """
 
 
+class HeldSlot(Protocol):
+    """A slot of this process's executor, held for a run about to be created and claimed in
+    the same call: either `start` (the run was claimed for `worker_id`) or `release` (it was
+    not: not created, or not startable yet, or the call failed), once."""
+
+    @property
+    def worker_id(self) -> str:
+        """Who the run is claimed for (this process's executor)."""
+        ...
+
+    def start(self, claimed: Claimed) -> None:
+        """Execute the committed claimed run here, as a worker that claimed it would."""
+        ...
+
+    def release(self) -> None: ...
+
+
 class RunsHere(Protocol):
     """What executes runs in an API process (`workers.local_runs`, `LGQL_API_RUN_SLOTS`)."""
 
-    def offer(self, run_id: uuid.UUID) -> bool:
-        """Start executing the committed pending run `run_id` here, as a worker woken for it
-        would (a run not startable yet stays pending for its turn); False, doing nothing, when
-        every slot is taken or it is closing."""
+    def hold_slot(self) -> HeldSlot | None:
+        """A free slot, held; None when every slot is taken or it is closing."""
         ...
 
 
@@ -97,13 +112,15 @@ class RunExecution:
         """Runs whose callers wait for them may be executed by `here`, in this process."""
         self._here = here
 
-    def start_here(self, run: RunRecord) -> bool:
-        """Whether the committed pending `run`, due now, was taken by this process's own
-        executor (see `execute_here`); otherwise it is the workers' to start."""
-        here = self._here
-        if here is None or run.available_at.timestamp() > time.time():
-            return False
-        return here.offer(run.run_id)
+    def slot_here(self) -> HeldSlot | None:
+        """A slot of this process's executor (see `execute_here`) for a run about to be created
+        and claimed at once, or None: the run is the workers' to start."""
+        return None if self._here is None else self._here.hold_slot()
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claim holds a run before its lease must be renewed."""
+        return self._lease_seconds
 
     # --- an attempt -------------------------------------------------------------------------
 
@@ -174,8 +191,11 @@ class RunExecution:
                 await publisher.close()
             return
         attempt_ended(status)
-        await self.announce_webhooks(tx.deliveries)
         outcome = RunOutcome.of(ended.run)
+        # Committed: whoever waits here for the outcome alone (a `runAndWait` whose run this
+        # process executed) has it now, while the last events and the end go to Redis.
+        self._broker.ended_here(str(run.run_id), outcome.to_json())
+        await self.announce_webhooks(tx.deliveries)
         await self._close_stream(run, publisher, status, error, outcome=outcome)
         if ended.next_run is not None and not temporary:
             await self.wake(*ended.next_run)

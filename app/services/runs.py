@@ -38,7 +38,7 @@ from app.services.common import (
 )
 from app.services.idempotency import IdempotencyKey, maybe_sweep
 from app.services.run_execution import RunExecution
-from app.services.run_lifecycle import RunTx
+from app.services.run_lifecycle import Claimed, RunTx
 from app.services.run_outcome import RunOutcome
 from app.services.run_request import IfNotExists, MultitaskStrategy, RunRequest
 from app.services.threads import ThreadService
@@ -54,10 +54,12 @@ _RUNS = Listing(RunRecord.run_id, {"created_at": RunRecord.created_at})
 
 @dataclass(frozen=True)
 class CreatedRun:
-    """A run just inserted, and the running runs it superseded (to stop once committed)."""
+    """A run just inserted, and the running runs it superseded (to stop once committed); with
+    `claimed`, the run was also claimed in the same call, for this process to execute."""
 
     run: RunRecord
     cancel_running: list[uuid.UUID]
+    claimed: Claimed | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ class RunService:
         another request, or whose run is gone), BadUserInput. With `request.idempotency_key`,
         a repeat of an earlier request returns the run that request made. `attached`: the
         caller waits for the run or streams it, so this process may execute it itself
-        (`RunExecution.start_here`)."""
+        (`RunExecution.slot_here`): claimed in the creating call, with no hop to a worker."""
         return await self._create_checked(self.checked(request), attached=attached)
 
     async def _create_checked(self, request: RunRequest, *, attached: bool = False) -> RunRecord:
@@ -152,17 +154,38 @@ class RunService:
         atomic = (
             key is not None or visibility.filtered or request.multitask_strategy in _SUPERSEDING
         )
-        async with (
-            self._db.pool.acquire() as conn,
-            conn.transaction() if atomic else contextlib.nullcontext(),
-        ):
-            tx = RunTx(conn)
-            # The key first: a concurrent repeat waits here for this transaction to end.
-            earlier = await key.claim(conn, run_id) if key is not None else None
-            if earlier is None:
-                created = await self.create_in(
-                    tx, request, visibility=visibility, run_id=run_id, kwargs=kwargs
-                )
+        # A run its caller waits for, due now and superseding none, may be executed here: a
+        # slot is held for it, and the creating call claims it too if it may start at once.
+        slot = (
+            self._execution.slot_here()
+            if attached
+            and request.after_seconds <= 0
+            and request.multitask_strategy not in _SUPERSEDING
+            else None
+        )
+        try:
+            async with (
+                self._db.pool.acquire() as conn,
+                conn.transaction() if atomic else contextlib.nullcontext(),
+            ):
+                tx = RunTx(conn)
+                # The key first: a concurrent repeat waits here for this transaction to end.
+                earlier = await key.claim(conn, run_id) if key is not None else None
+                if earlier is None:
+                    created = await self.create_in(
+                        tx,
+                        request,
+                        visibility=visibility,
+                        run_id=run_id,
+                        kwargs=kwargs,
+                        claim_for=slot.worker_id if slot is not None else None,
+                    )
+            if earlier is None and created.claimed is not None and slot is not None:
+                slot.start(created.claimed)  # committed: it is this process's to execute
+                slot = None
+        finally:
+            if slot is not None:
+                slot.release()
         if earlier is not None:
             assert key is not None
             try:
@@ -170,7 +193,8 @@ class RunService:
             except NotFound:
                 raise key.gone(earlier) from None
         await self.announce_webhooks(tx.deliveries)  # of the runs it cancelled
-        await self.announce(created, attached=attached)
+        if created.claimed is None:
+            await self.announce(created)
         return created.run
 
     async def _authorize_create(
@@ -211,13 +235,15 @@ class RunService:
         visibility: _CreateVisibility | None = None,
         run_id: uuid.UUID | None = None,
         kwargs: dict[str, Any] | None = None,
+        claim_for: str | None = None,
     ) -> CreatedRun:
         """`create`'s writes inside the caller's transaction, for a request already `checked()`
         (a cron's firing commits its run together with the advance of its schedule). Once the
         transaction is committed, hand the result to `announce`. Raises as `create`.
         `visibility`: what the caller may see (a thread or assistant it may not is NotFound);
         `run_id`: the new run's id (an idempotency key names it before it exists); `kwargs`:
-        `request.kwargs()`, when the caller has it already."""
+        `request.kwargs()`, when the caller has it already; `claim_for`: a worker id to claim
+        the run for in the same call, if it may start now (`CreatedRun.claimed`)."""
         seen = visibility or _CreateVisibility()
         assistant_id = self._assistants.resolve_id(request.assistant_id)
         now = utcnow()
@@ -240,6 +266,8 @@ class RunService:
             multitask_strategy=strategy.value,
             webhook=request.webhook,
             after_seconds=request.after_seconds,
+            claim_for=claim_for,
+            lease_seconds=self._execution.lease_seconds,
         )
         # What the caller may not see is not found: with filters, the caller's transaction
         # rolls back what the call wrote (`_needs_transaction`).
@@ -276,7 +304,8 @@ class RunService:
             await lifecycle.cancel_pending(tx, active, strategy.value)
             cancel_running = [r.run_id for r in active if r.status == "running"]
             await lifecycle.request_cancel(tx, cancel_running, strategy.value)
-        return CreatedRun(run, cancel_running)
+        claimed = Claimed(run, made.assistant, made.thread_fresh) if made.claimed else None
+        return CreatedRun(run, cancel_running, claimed)
 
     async def announce_webhooks(self, recorded: list[uuid.UUID] | AsyncSession) -> None:
         """Enqueue the webhooks a committed transaction recorded (runs it ended): a `RunTx`'s
@@ -284,13 +313,9 @@ class RunService:
         deliveries = recorded if isinstance(recorded, list) else recorded_in(recorded)
         await self._execution.announce_webhooks(deliveries)
 
-    async def announce(self, created: CreatedRun, *, attached: bool = False) -> None:
-        """Wake a worker for a committed new run, and stop the runs it superseded. A run whose
-        caller waits for it (`attached`), superseding none, is started in this process when it
-        executes runs (`RunExecution.start_here`): no hop through Redis to a worker."""
+    async def announce(self, created: CreatedRun) -> None:
+        """Wake a worker for a committed new run, and stop the runs it superseded."""
         run = created.run
-        if attached and not created.cancel_running and self._execution.start_here(run):
-            return
         # The run is committed: from here on, Redis only makes things faster. If it is down,
         # the cancel flag in the row and the workers' sweep do the same, a little later.
         try:

@@ -27,15 +27,27 @@ from langgraph_sdk import get_client
 
 from app.db.engine import asyncpg_url
 from app.db.migrate import upgrade
+from app.errors import NotFound
+from app.services.run_lifecycle import Claimed
+from app.services.run_request import MultitaskStrategy, RunRequest
 from tests.conftest import (
     EngineUrls,
     GraphQLClient,
     LiveServer,
     make_settings,
+    private_services,
     scratch_database,
     start_server,
 )
-from tests.helpers import RUN_AND_WAIT, RUN_STREAM, collect, eventually, wait_status
+from tests.helpers import (
+    JOIN,
+    RUN_AND_WAIT,
+    RUN_STREAM,
+    collect,
+    eventually,
+    new_thread,
+    wait_status,
+)
 from tests.processes import LgqlCluster, count_events, poll_until, read_marker
 
 pytestmark = pytest.mark.timeout(300)
@@ -94,6 +106,27 @@ async def test_runs_a_client_waits_for_execute_in_the_api_with_no_worker(
         assert result["run"]["status"] == "SUCCESS", result
         assert "warnings" not in body.get("extensions", {}), body
 
+        # Answered once its end is committed, before its last events and end reach Redis:
+        # those follow all the same, and a join right after the answer has every one.
+        tid = await new_thread(client)
+        body = await client.execute(
+            RUN_AND_WAIT,
+            {
+                "input": {
+                    "assistantId": "stream100",
+                    "threadId": tid,
+                    "input": {},
+                    "streamMode": ["CUSTOM"],
+                }
+            },
+        )
+        assert body["data"]["runAndWait"]["run"]["status"] == "SUCCESS", body
+        joined = await collect(
+            server, JOIN, {"id": body["data"]["runAndWait"]["run"]["id"]}, "joinRunStream"
+        )
+        assert sum(e["event"] == "custom" for e in joined) == 100, joined[:3]
+        assert joined[-1]["event"] == "end" and joined[-1]["data"]["status"] == "success"
+
         # A GraphQL subscription's run: every event, then its end.
         events = await collect(
             server,
@@ -118,6 +151,94 @@ async def test_runs_a_client_waits_for_execute_in_the_api_with_no_worker(
         assert parts[0].event == "metadata" and parts[-1].event == "values", parts
         runs = await sdk.runs.list(thread["thread_id"])
         assert [r["status"] for r in runs] == ["success", "success"]
+
+
+class _Slots:
+    """An executor of runs here that records what the run service asks of it."""
+
+    worker_id = "here:1"
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+        self.started: list[Claimed] = []
+        self.released = 0
+
+    def hold_slot(self) -> _Held | None:
+        if self.free == 0:
+            return None
+        self.free -= 1
+        return _Held(self)
+
+
+class _Held:
+    def __init__(self, owner: _Slots) -> None:
+        self.owner = owner
+
+    @property
+    def worker_id(self) -> str:
+        return self.owner.worker_id
+
+    def start(self, claimed: Claimed) -> None:
+        self.owner.started.append(claimed)
+
+    def release(self) -> None:
+        self.owner.released += 1
+        self.owner.free += 1
+
+
+async def test_a_waited_run_is_created_and_claimed_in_one_call(
+    engines: EngineUrls, redis_prefix: str
+) -> None:
+    """With a slot free here, the call that creates a run its client waits for claims it too
+    (for this process, under the claim's own rule): no wake-up for a worker. A run that may not
+    start yet, one that fails to be created, a delayed or a superseding one: no claim, and a
+    held slot is given back."""
+    async with private_services(engines, redis_prefix, name="claimhere") as services:
+        slots = _Slots(free=2)
+        services.execution.execute_here(slots)
+        tid = str((await services.threads.create(graph_id="echo")).thread_id)
+        body = {"messages": ["hi"]}
+
+        run = await services.runs.create(
+            RunRequest(assistant_id="echo", thread_id=tid, input=body), attached=True
+        )
+        assert (run.status, run.attempt, run.worker_id) == ("running", 1, "here:1")
+        assert run.started_at is not None and run.lease_until is not None
+        assert run.created_at <= run.started_at < run.lease_until
+        [claimed] = slots.started
+        assert claimed.run.run_id == run.run_id and claimed.thread_fresh
+        assert claimed.assistant is not None and claimed.assistant["graph_id"] == "echo"
+        assert (await services.runs.get(str(run.run_id))).status == "running"
+        assert await services.redis.zrange(services.wakeups.key, 0, -1) == []
+
+        # The thread is busy: created pending, for a worker once the first ends.
+        queued = await services.runs.create(
+            RunRequest(assistant_id="echo", thread_id=tid, input=body), attached=True
+        )
+        assert queued.status == "pending" and len(slots.started) == 1
+        assert (slots.free, slots.released) == (1, 1)
+
+        with pytest.raises(NotFound):
+            await services.runs.create(
+                RunRequest(assistant_id="echo", thread_id=str(uuid.uuid4())), attached=True
+            )
+        assert (slots.free, slots.released) == (1, 2)
+
+        # Not asked: delayed, superseding, or not waited for.
+        other = str((await services.threads.create(graph_id="echo")).thread_id)
+        for request in (
+            RunRequest(assistant_id="echo", thread_id=other, after_seconds=3600),
+            RunRequest(
+                assistant_id="echo",
+                thread_id=other,
+                multitask_strategy=MultitaskStrategy.INTERRUPT,
+            ),
+        ):
+            assert (await services.runs.create(request, attached=True)).status == "pending"
+        assert (
+            await services.runs.create(RunRequest(assistant_id="echo", input=body))
+        ).status == "pending"
+        assert (slots.free, slots.released, len(slots.started)) == (1, 2, 1)
 
 
 async def test_background_delayed_and_extra_runs_are_left_to_the_workers(

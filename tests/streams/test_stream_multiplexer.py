@@ -260,6 +260,41 @@ async def test_run_end_waiters_share_one_subscription(rig: Rig) -> None:
     assert done["run"]["status"] == "success"
 
 
+async def test_an_end_committed_here_answers_waiters_not_stream_readers(rig: Rig) -> None:
+    """`ended_here` (a run ended by this process, its end committed, its last events and end
+    notice not yet in Redis) answers those waiting for the outcome alone at once; a stream
+    reader is told only by the Redis notice, which follows the run's last events."""
+    run = str(uuid.uuid4())
+
+    async def nothing() -> dict[str, Any] | None:
+        return None
+
+    told: list[dict[str, Any]] = []
+    heard = asyncio.Event()
+
+    def tell(outcome: dict[str, Any]) -> None:
+        told.append(outcome)
+        heard.set()
+
+    async with rig.broker.run_end_notices(run, tell):  # a stream reader's
+        waiting = asyncio.create_task(rig.broker.wait_for_run_end(run, fallback=nothing))
+        async with asyncio.timeout(PATIENCE):
+            # Its registration has no event of its own: a turn of the loop at a time.
+            while len(rig.broker._end_waiters.get(run, ())) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0)
+        rig.broker.ended_here(run, {"run": {"run_id": run, "status": "success"}})
+        async with asyncio.timeout(PATIENCE):
+            outcome = await waiting
+        assert outcome["run"]["status"] == "success"
+        # Nothing went through Redis, and the stream reader was not told.
+        assert await rig.redis.get(rig.broker.result_key(run)) is None
+        assert told == []
+        await rig.broker.publish_run_end(run, {"run": {"run_id": run, "status": "success"}})
+        async with asyncio.timeout(PATIENCE):
+            await heard.wait()  # the notice's own round trip through Redis
+    assert told[0]["run"]["status"] == "success"
+
+
 async def test_a_lost_end_notice_is_found_by_the_shared_recheck(rig: Rig) -> None:
     run = str(uuid.uuid4())
     asked = 0
