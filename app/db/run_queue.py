@@ -477,6 +477,7 @@ async def startable_runs(conn: asyncpg.Connection, *, grace_seconds: float) -> l
 #: Every statement above, for the test that plans each against the migrated schema.
 STATEMENTS = (
     _CREATE,
+    _CREATE_CLAIMED,
     _ACTIVE_RUNS,
     _GET,
     _LOCK_THREAD_OF_RUN,
