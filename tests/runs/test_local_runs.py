@@ -1,9 +1,10 @@
 """Runs executed by the API process their client waits on (`LGQL_API_RUN_SLOTS`).
 
-In this process: an API with slots and no worker anywhere executes `runAndWait`, `runStream`
-and the SDK's `runs.wait` / `runs.stream` itself; a background run, a delayed one, and one beyond
-the slots are left to the workers (and a waiting client is told there are none); a cancel
-reaches a run executing here. With real `lgql serve` and `lgql worker` processes: an API killed under a run leaves it to
+In this process: an API with slots and no worker anywhere executes `runAndWait`, `runStream`,
+the SDK's `runs.wait` / `runs.stream`, an MCP tool call and A2A messages itself; the run service
+creates and claims such a run in one call for a held slot, and gives the slot back when the run
+may not start yet; a background run, a delayed one, and one beyond the slots are left to the
+workers (and a waiting client is told there are none); a cancel reaches a run executing here. With real `lgql serve` and `lgql worker` processes: an API killed under a run leaves it to
 a worker, which resumes it from its checkpoint; an API stopped with SIGTERM hands its run back.
 Deadlines only guard against hangs; nothing here is timed.
 """
@@ -151,6 +152,41 @@ async def test_runs_a_client_waits_for_execute_in_the_api_with_no_worker(
         assert parts[0].event == "metadata" and parts[-1].event == "values", parts
         runs = await sdk.runs.list(thread["thread_id"])
         assert [r["status"] for r in runs] == ["success", "success"]
+
+
+async def test_mcp_and_a2a_calls_execute_in_the_api_with_no_worker(engines: EngineUrls) -> None:
+    """The other doors whose clients wait: an MCP tool call, an A2A message sent and one
+    streamed, each created and claimed for the API and executed there (no worker anywhere)."""
+    from a2a.types.a2a_pb2 import SendMessageRequest, TaskState
+
+    from tests.doors.test_a2a import _assistant_id, a2a_client, artifact_text, send, user_message
+    from tests.doors.test_mcp import mcp_client
+
+    async with api_without_workers(engines, slots=2) as (server, client, url):
+        async with mcp_client(server) as mcp:
+            result = await mcp.call_tool("steps", {"count": 1})
+        assert result.is_error is False and result.structured_content is not None
+        assert result.structured_content["count"] == 6
+
+        aid = await _assistant_id(client, "echo")
+        async with a2a_client(server, aid) as a2a:
+            task = await send(a2a, user_message(text="sent"))
+        assert task.status.state == TaskState.TASK_STATE_COMPLETED
+        assert artifact_text(task) == "sent"
+        async with a2a_client(server, aid, streaming=True) as a2a:
+            request = SendMessageRequest(message=user_message(text="streamed"))
+            events = [e async for e in a2a.send_message(request)]
+        states = [e.status_update.status.state for e in events if e.HasField("status_update")]
+        assert states[-1] == TaskState.TASK_STATE_COMPLETED, events
+
+        # No worker serves this database: the API executed them, each in its first attempt
+        # (the A2A tasks' runs; the MCP call's stateless run went with its thread).
+        conn = await asyncpg.connect(asyncpg_url(url))
+        try:
+            rows = await conn.fetch("SELECT status, attempt FROM runs")
+        finally:
+            await conn.close()
+        assert sorted((r["status"], r["attempt"]) for r in rows) == [("success", 1)] * 2
 
 
 class _Slots:
