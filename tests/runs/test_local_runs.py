@@ -4,8 +4,9 @@ In this process: an API with slots and no worker anywhere executes `runAndWait`,
 the SDK's `runs.wait` / `runs.stream`, an MCP tool call and A2A messages itself; the run service
 creates and claims such a run in one call for a held slot, and gives the slot back when the run
 may not start yet; a background run, a delayed one, and one beyond the slots are left to the
-workers (and a waiting client is told there are none); a cancel reaches a run executing here. With real `lgql serve` and `lgql worker` processes: an API killed under a run leaves it to
-a worker, which resumes it from its checkpoint; an API stopped with SIGTERM hands its run back.
+workers (and a waiting client is told there are none); a cancel reaches a run executing here.
+With real `lgql serve` and `lgql worker` processes: an API killed under a run leaves it to a
+worker, which resumes it from its checkpoint; an API stopped with SIGTERM hands its run back.
 Deadlines only guard against hangs; nothing here is timed.
 """
 
