@@ -252,7 +252,10 @@ def seq_of(entry_id: str) -> Seq:
     return (int(ms), int(n or 0))
 
 
-@dataclass(frozen=True)
+# Not frozen (nothing assigns to an event; hashable all the same): a frozen dataclass's
+# `__init__` sets each field through `object.__setattr__`, 2.1 against 0.5 µs here, and every
+# event of every stream is made once per process that reads it.
+@dataclass(slots=True, unsafe_hash=True)
 class StreamEvent:
     id: str
     run_id: str

@@ -436,3 +436,33 @@ async def test_small_batches_reach_subscribers_in_their_notice(
     assert [e.id for e in got] == large and got[0].data == {"big": big}
     assert reads >= 1
     tap.close()
+
+
+async def test_a_batch_keeps_each_event_s_bytes_whatever_its_text_and_size(rig: Rig) -> None:
+    """A batch goes to Redis as one MessagePack argument: text of every kind and the sizes at
+    each of MessagePack's string widths (fixstr, str8, str16, str32) come back byte for byte,
+    from the stream and from the notice that carries a small batch."""
+    import orjson
+
+    run, thread = ids()
+    await rig.append(run, thread, [("metadata", {})])
+    tap = await rig.streams.open_thread(thread, after=None)
+    assert len(await take(tap, 1)) == 1
+    texts = ["é ü ✓ 漢字 🚀", 'quote " back\\slash', "new\nline\ttab", ""]
+    # Padded so that each whole event's JSON (`{"t":"…"}`, 8 bytes of frame) hits the width.
+    widths = [31, 32, 255, 256, 65_535, 65_536]
+    small = [("custom", {"t": t}) for t in texts] + [("custom|sub:1", {}), ("values", [])]
+    sized = [("custom", {"t": "x" * (w - 8)}) for w in widths]
+    for batch in (small, sized):
+        appended = await rig.append(run, thread, batch)
+        assert appended is not None and len(appended) == len(batch)
+        got = await take(tap, len(batch))
+        assert [(e.id, e.event, e.data) for e in got] == [
+            (i, name, data) for i, (name, data) in zip(appended, batch, strict=True)
+        ]
+        entries = await rig.redis.xrange(rig.streams.thread_key(thread), appended[0], "+")
+        assert [(f[b"event"].decode(), f[b"data"]) for _, f in entries] == [
+            (name, orjson.dumps(data)) for name, data in batch
+        ]
+    assert [len(orjson.dumps(d)) for _, d in sized] == widths
+    tap.close()
