@@ -59,10 +59,12 @@ KEYS_PER_READ = 256
 # How long a reader's own read is retried while Redis is unreachable.
 READ_RETRY_SECONDS = 30.0
 
-# Every append publishes a notice on its thread's channel. Small batches carry their entries
-# ("last id, previous last id, run id, then id, event, data length, data" per entry, joined by
-# newlines): a multiplexer that has read up to the previous id takes them as they are, with no
-# read of its own. Bigger ones carry the last id alone, and multiplexers read the stream.
+# Every append publishes a notice on its thread's channel: the batch's last id, and, for a small
+# batch, a newline then its entries as one MessagePack array ([previous last id, run id, then
+# id, event, data per entry]): a multiplexer that has read up to the previous id takes them as
+# they are, with no read of its own, and one C call unpacks them (splitting the text form cost
+# 3 µs an event in Python). Bigger ones carry the last id alone, and multiplexers read the
+# stream. A process that follows nobody on the thread reads the last id alone.
 NOTICE_PAYLOAD_MAX = 65536
 _NOTIFY = f"""
 local function notify(channel, prev, run, ids, argv, first, gap)
@@ -77,15 +79,14 @@ local function notify(channel, prev, run, ids, argv, first, gap)
     redis.call('PUBLISH', channel, ids[#ids])
     return
   end
-  local parts = {{ids[#ids], prev, run}}
+  local parts = {{prev, run}}
   for k = 1, #ids do
     local i = first + 2 * (k - 1)
     parts[#parts + 1] = ids[k]
     parts[#parts + 1] = argv[i]
-    parts[#parts + 1] = tostring(#argv[i + 1])
     parts[#parts + 1] = argv[i + 1]
   end
-  redis.call('PUBLISH', channel, table.concat(parts, '\\n'))
+  redis.call('PUBLISH', channel, ids[#ids] .. '\\n' .. cmsgpack.pack(parts))
 end
 local function last_id(key)
   local tail = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
@@ -299,30 +300,18 @@ def _raw_event(entry: list[Any]) -> StreamEvent:
 def _notice(payload: bytes) -> tuple[Seq, Seq | None, list[StreamEvent]]:
     """An append notice: the batch's last id, and, when it carries its entries, the stream's
     last id before the batch and the entries (see `_NOTIFY`)."""
-    head = payload.split(b"\n", 3)
-    last = seq_of(head[0].decode())
-    if len(head) < 4:
+    head, _, body = payload.partition(b"\n")
+    last = seq_of(head.decode())
+    if not body:
         return last, None, []
-    prev, run, rest = seq_of(head[1].decode()), head[2].decode(), head[3]
-    events: list[StreamEvent] = []
-    pos, end = 0, len(rest)
-    while pos < end:
-        a = rest.index(b"\n", pos)
-        b = rest.index(b"\n", a + 1)
-        c = rest.index(b"\n", b + 1)
-        size = int(rest[b + 1 : c])
-        eid = rest[pos:a].decode()
-        events.append(
-            StreamEvent(
-                id=eid,
-                run_id=run,
-                event=rest[a + 1 : b].decode(),
-                data=orjson.loads(rest[c + 1 : c + 1 + size]),
-                seq=seq_of(eid),
-            )
-        )
-        pos = c + 1 + size + 1
-    return last, prev, events
+    # Every string of it is text: ids, the run id, event names and the events' JSON.
+    flat = ormsgpack.unpackb(body)
+    run, loads = flat[1], orjson.loads
+    events = [
+        StreamEvent(id=eid, run_id=run, event=event, data=loads(data), seq=seq_of(eid))
+        for eid, event, data in zip(flat[2::3], flat[3::3], flat[4::3], strict=True)
+    ]
+    return last, seq_of(flat[0]), events
 
 
 def lost_after(known: str | None, first: str | None) -> bool:

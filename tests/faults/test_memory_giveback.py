@@ -8,16 +8,15 @@ import asyncio
 
 import strawberry
 from strawberry.extensions.parser_cache import _get_parse_cache
-from strawberry.extensions.validation_cache import _get_validate_cache
 
 from app.memory import MemoryGiveBack
 from app.settings import Settings
-from schema.schema import MAX_CACHED_DOCUMENT_CHARS, build_schema
+from schema.schema import MAX_CACHED_DOCUMENT_CHARS, _validator, build_schema
 
 
 async def test_a_document_too_large_to_cache_is_not_kept() -> None:
     schema: strawberry.Schema = build_schema(Settings.model_validate({"port": 0}))
-    parse_cache, validate_cache = _get_parse_cache(1024), _get_validate_cache(1024)
+    parse_cache, validate_cache = _get_parse_cache(1024), _validator(1024)
     parse_cache.cache_clear()
     validate_cache.cache_clear()
     big = "{ __typename }" + " " * (MAX_CACHED_DOCUMENT_CHARS + 1)
