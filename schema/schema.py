@@ -23,7 +23,6 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxTokensLimiter,
     ParserCache,
-    ValidationCache,
 )
 from strawberry.extensions.base_extension import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_rule
@@ -107,13 +106,13 @@ def _validator(maxsize: int) -> Callable[..., list[GraphQLError]]:
     return validated
 
 
-class DocumentValidationCache(ValidationCache):
-    """Strawberry's validation cache, keyed by the document's text rather than its syntax tree
+class DocumentValidationCache(SchemaExtension):
+    """Strawberry's `ValidationCache`, keyed by the document's text rather than its syntax tree
     (the same text always parses to the same document), except for documents too large to keep
     (`MAX_CACHED_DOCUMENT_CHARS`) or without their source, which Strawberry validates itself."""
 
     def __init__(self, maxsize: int) -> None:
-        super().__init__(maxsize=maxsize)
+        super().__init__()
         self._validated = _validator(maxsize)
 
     def on_validate(self) -> Iterator[None]:
