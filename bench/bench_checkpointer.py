@@ -10,7 +10,7 @@ a branch channel), saves the task's writes, reads the latest checkpoint back and
 as LangGraph Server's state and history views do. The savers take turns on every operation, in
 alternating order, so drift on a noisy machine hits both alike. Prints the median per operation.
 
-Ours runs on an asyncpg pool created with `reset=skip_session_reset` (see app.persistence.checkpointer),
+Ours runs on an asyncpg pool created with `reset=skip_session_reset` (see app.db.engine),
 theirs on the single autocommit connection of `AsyncPostgresSaver.from_conn_string`, each library's
 fastest setup; `--asyncpg-reset` shows ours on a pool with asyncpg's default reset query instead.
 
@@ -45,8 +45,9 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.db.engine import skip_session_reset
 from app.persistence.checkpoint_schema import CHECKPOINT_DDL
-from app.persistence.checkpointer import PostgresCheckpointer, skip_session_reset
+from app.persistence.checkpointer import PostgresCheckpointer
 
 DATABASE_URI = os.environ.get("DATABASE_URI", "postgresql://postgres@127.0.0.1:5432/test")
 WARMUP = 20

@@ -39,8 +39,8 @@ from langgraph.store.postgres.aio import AsyncPostgresStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.db.engine import skip_session_reset
 from app.db.migrate import upgrade
-from app.persistence.checkpointer import skip_session_reset
 from app.persistence.store import PostgresStore
 
 DATABASE_URI = os.environ.get("DATABASE_URI", "postgresql://postgres@127.0.0.1:5432/test")

@@ -92,14 +92,14 @@ class RunCreation:
     thread_fresh: bool = False
 
 
-# Creation is a plpgsql function (migration 0011): the assistant, the thread's lock (inserting
-# a new thread), its active runs and the run's insert, each statement with a snapshot taken
-# after the lock, in one round trip.
+# Creation is a plpgsql function (migrations 0011, 0015): the assistant, the thread's lock (a new
+# thread inserted busy and stamped instead), its active runs and the run's insert, each statement
+# with a snapshot taken after the lock, in one round trip.
 _CREATE = (
     "SELECT * FROM lgql_create_run($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11,"
     " $12::jsonb, $13::jsonb, $14, $15, $16)"
 )
-# The same creation, then the claim of the run it created, in one call (migration 0014).
+# The same creation, the run inserted running, claimed, when `claim`'s rule lets it start (0015).
 _CREATE_CLAIMED = (
     "SELECT * FROM lgql_create_claimed_run($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11,"
     " $12::jsonb, $13::jsonb, $14, $15, $16, $17, $18)"

@@ -13,7 +13,7 @@ import asyncpg
 from app.db.engine import asyncpg_url
 
 #: The newest revision in `migrations/versions/`.
-HEAD_REVISION = "0014_create_claimed_run"
+HEAD_REVISION = "0015_lean_run_queue_writes"
 
 
 class DatabaseBehindError(RuntimeError):
