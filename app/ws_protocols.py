@@ -7,6 +7,9 @@ is JSON but not an object (`[]`), a `subscribe` whose payload is null, or variab
 Here each of those closes the socket with 4400 and a reason saying what was wrong, as the
 graphql-transport-ws protocol asks for an invalid message; the legacy graphql-ws protocol names
 no code for it, and gets the same.
+
+A subscription's plain events (data alone: nearly all of a run's stream) leave graphql-transport-ws
+by a shorter path than Strawberry's (`_send_result_stream`).
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ from typing import Any
 
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
 
 __all__ = ["CheckedGraphQLTransportWSHandler", "CheckedGraphQLWSHandler", "message_problem"]
 
@@ -59,6 +65,28 @@ def message_problem(message: Any, *, operation_types: tuple[str, ...]) -> str | 
 
 class CheckedGraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     """graphql-transport-ws, closing with 4400 on a malformed message."""
+
+    async def _send_result_stream(self, operation: Operation[Any, Any], result_source: Any) -> None:
+        """Strawberry's, except that a result with data alone goes out as its `next` message
+        here, as `Operation.send_next` would send it, instead of through the four coroutines
+        and the payload dict it builds per event; a result with errors or extensions, or the
+        first result's pre-execution error, is Strawberry's to send."""
+        first = True
+        send_json = self.websocket.send_json
+        async for result in result_source:
+            if first and isinstance(result, PreExecutionError):
+                await self._handle_pre_execution_error(operation, result)
+                return
+            if not isinstance(result, ExecutionResult):
+                await self._reject_incremental_delivery(operation)
+                return
+            first = False
+            if result.errors or result.extensions:
+                await operation.send_next(result)
+            elif not operation.completed:  # `send_operation_message`'s own check
+                await send_json(
+                    {"id": operation.id, "type": "next", "payload": {"data": result.data}}
+                )
 
     async def handle_message(self, message: Any) -> None:
         problem = message_problem(message, operation_types=("subscribe",))

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, cast
 
 from graphql import (
     ExecutionResult,
-    GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     OperationType,
+    Undefined,
     is_leaf_type,
 )
 from graphql.execution.collect_fields import collect_fields
@@ -47,7 +48,6 @@ from schema.extension_hooks import (
 )
 
 _BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
-_complete_leaf = StrawberryGraphQLCoreExecutionContext.complete_leaf_value
 
 
 class _CannotRender(Exception):
@@ -58,7 +58,7 @@ class _CannotRender(Exception):
 class _Leaf:
     key: str
     resolve: Callable[[Any], Any] | None  # None: __typename
-    leaf_type: GraphQLLeafType
+    coerce: Callable[[Any], Any]  # the leaf type's output coercion
     non_null: bool
     listed: bool  # a list of leaves
     items_non_null: bool
@@ -94,11 +94,24 @@ class _Plan:
                             raise _CannotRender
                         items.append(None)
                     else:
-                        items.append(_complete_leaf(leaf.leaf_type, item))
+                        items.append(_coerced(leaf.coerce, item))
                 out[leaf.key] = items
             else:
-                out[leaf.key] = _complete_leaf(leaf.leaf_type, value)
+                out[leaf.key] = _coerced(leaf.coerce, value)
         return {self.root_key: out}
+
+
+def _coerced(coerce: Callable[[Any], Any], value: Any) -> Any:
+    """graphql-core's `complete_leaf_value` with the leaf's coercion looked up once: a value
+    the scalar refuses (None or Undefined) is rendered by graphql-core, with its error."""
+    coerced = coerce(value)
+    if coerced is None or coerced is Undefined:
+        raise _CannotRender
+    return coerced
+
+
+def _no_coercion(value: Any) -> Any:
+    return value
 
 
 def _unwrap(type_: GraphQLOutputType) -> tuple[GraphQLOutputType, bool]:
@@ -108,7 +121,8 @@ def _unwrap(type_: GraphQLOutputType) -> tuple[GraphQLOutputType, bool]:
 
 
 def _basic_resolver(field_def: Any) -> Callable[[Any], Any] | None:
-    """The field's own resolver when it only reads an attribute (Strawberry's basic field)."""
+    """What the field's own resolver does when it only reads an attribute (Strawberry's basic
+    field: `default_resolver(source, python_name)`), as one call of the event."""
     definition = field_def.extensions.get(_BACKREF)
     if not isinstance(definition, StrawberryField) or not definition.is_basic_field:
         return None
@@ -117,7 +131,10 @@ def _basic_resolver(field_def: Any) -> Callable[[Any], Any] | None:
     resolve = field_def.resolve
     if resolve is None or not getattr(resolve, "_is_default", False):
         return None
-    return cast(Callable[[Any], Any], resolve)
+    name, default = definition.python_name, definition.default_resolver
+    if default is getattr:
+        return attrgetter(name)
+    return lambda source: default(source, name)
 
 
 def _leaf(key: str, field_def: Any) -> _Leaf | None:
@@ -131,7 +148,7 @@ def _leaf(key: str, field_def: Any) -> _Leaf | None:
         listed = True
     if not is_leaf_type(type_):
         return None
-    return _Leaf(key, resolve, type_, non_null, listed, items_non_null)
+    return _Leaf(key, resolve, type_.coerce_output_value, non_null, listed, items_non_null)
 
 
 def _plan_of(executor: StrawberryGraphQLCoreExecutionContext) -> _Plan | None:
@@ -171,7 +188,7 @@ def _plan_of(executor: StrawberryGraphQLCoreExecutionContext) -> _Plan | None:
     for key, sub_details in sub_grouped.items():
         name = sub_details[0].node.name.value
         if name == "__typename":
-            fields.append(_Leaf(key, None, cast(GraphQLLeafType, None), True, False, False))
+            fields.append(_Leaf(key, None, _no_coercion, True, False, False))
             continue
         field_def = object_type.fields.get(name)
         leaf = _leaf(key, field_def) if field_def is not None else None

@@ -1,5 +1,7 @@
 """Malformed WebSocket messages close the socket with 4400 and a reason (graphql-transport-ws and
-legacy graphql-ws), and frames larger than the body limit close it with 1009."""
+legacy graphql-ws), and frames larger than the body limit close it with 1009. A subscription's
+`next` messages are the protocol's whether an event carries errors or not (plain events take a
+shorter path than Strawberry's, app.ws_protocols)."""
 
 from __future__ import annotations
 
@@ -44,6 +46,12 @@ class Subscription:
         for i in range(1, to + 1):
             await asyncio.sleep(0)
             yield i
+
+    @strawberry.subscription
+    async def holes(self) -> AsyncGenerator[int, None]:
+        """A non-null Int, with a null in the middle: that event is an error."""
+        for value in (1, None, 3):
+            yield value  # type: ignore[misc]
 
 
 async def context(request: Request | WebSocket, response: Response | None) -> dict[str, Any]:
@@ -176,6 +184,25 @@ async def test_well_formed_subscription_still_streams_after_the_checks(ws_url: s
         got = [json.loads(await ws.recv()) for _ in range(3)]
     assert [m["type"] for m in got] == ["next", "next", "complete"]
     assert [m["payload"]["data"]["count"] for m in got[:2]] == [1, 2]
+
+
+async def test_events_with_and_without_errors_are_next_messages(ws_url: str) -> None:
+    async with websockets.connect(ws_url, subprotocols=[TRANSPORT_WS]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(
+            json.dumps(
+                {"type": "subscribe", "id": "h", "payload": {"query": "subscription { holes }"}}
+            )
+        )
+        got = [json.loads(await ws.recv()) for _ in range(4)]
+    assert got[0] == {"id": "h", "type": "next", "payload": {"data": {"holes": 1}}}
+    assert got[1]["id"] == "h" and got[1]["type"] == "next"
+    assert got[1]["payload"]["data"] is None
+    [error] = got[1]["payload"]["errors"]
+    assert error["path"] == ["holes"] and "non-nullable" in error["message"]
+    assert got[2] == {"id": "h", "type": "next", "payload": {"data": {"holes": 3}}}
+    assert got[3] == {"id": "h", "type": "complete"}
 
 
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
