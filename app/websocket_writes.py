@@ -12,15 +12,25 @@ the wire is the order of the writes; flow control is unchanged (the socket's buf
 the senders).
 
 `CoalescingWebSocketProtocol` is uvicorn's sans-I/O WebSocket protocol with that transport; it is
-given to uvicorn as its `ws` protocol class.
+given to uvicorn as its `ws` protocol class. A text message on an open connection with no extension
+(no permessage-deflate) is framed here (RFC 6455 section 5.2: a server's frames are unmasked, so a
+data frame is a 2-, 4- or 10-byte header and the payload) instead of by the `websockets` protocol
+object, which builds a `Frame` and serializes it in Python for every event; anything else (binary,
+close, compression, a closing connection) is uvicorn's.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+import struct
+from typing import TYPE_CHECKING, Any, cast
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import OPEN
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGISendEvent
 
 #: Written at once when this much is waiting, so that a long burst is not held in memory.
 MAX_PENDING_BYTES = 64 * 1024
@@ -116,9 +126,42 @@ class CoalescingTransport(asyncio.Transport):
         self._transport.set_write_buffer_limits(high, low)
 
 
+_FIN_TEXT = 0x81  # FIN + opcode 1 (text)
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A whole, unmasked text frame carrying `payload` (what a server sends)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((_FIN_TEXT, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", _FIN_TEXT, 126, n) + payload
+    return struct.pack("!BBQ", _FIN_TEXT, 127, n) + payload
+
+
 class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol, writing through a `CoalescingTransport`."""
+    """uvicorn's WebSocket protocol, writing through a `CoalescingTransport`, text messages
+    framed here when nothing else is to be done to them."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's do not register as `asyncio.Transport`).
         super().connection_made(CoalescingTransport(cast(asyncio.Transport, transport), self.loop))
+
+    async def send(self, message: ASGISendEvent) -> None:
+        text = message.get("text") if message["type"] == "websocket.send" else None
+        if (
+            text is None
+            or message.get("bytes") is not None
+            or not self.handshake_complete
+            or self.close_sent
+            or self.initial_response is not None
+            or self.conn.extensions
+            or self.conn.expect_continuation_frame
+        ):
+            await super().send(message)
+            return
+        if not self.writable.is_set():
+            await self.writable.wait()
+        if self.disconnected or self.conn.state is not OPEN:
+            raise ClientDisconnected()
+        self.transport.write(text_frame(text.encode()))

@@ -1,7 +1,8 @@
 """Malformed WebSocket messages close the socket with 4400 and a reason (graphql-transport-ws and
 legacy graphql-ws), and frames larger than the body limit close it with 1009. A subscription's
 `next` messages are the protocol's whether an event carries errors or not (plain events take a
-shorter path than Strawberry's, app.ws_protocols)."""
+shorter path than Strawberry's, app.ws_protocols), and their frames are the RFC's whether the
+connection compresses or not (uncompressed text frames are framed by app.websocket_writes)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
+from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
 
 from app.graphql_app import graphql_routes, make_graphql_app
-from app.websocket_writes import CoalescingWebSocketProtocol
+from app.websocket_writes import CoalescingWebSocketProtocol, text_frame
 from app.ws_protocols import message_problem
 
 MAX_BODY_BYTES = 4096
@@ -46,6 +48,11 @@ class Subscription:
         for i in range(1, to + 1):
             await asyncio.sleep(0)
             yield i
+
+    @strawberry.subscription
+    async def sized(self, sizes: list[int]) -> AsyncGenerator[str, None]:
+        for size in sizes:
+            yield "é" * (size // 2) + "x" * (size % 2)
 
     @strawberry.subscription
     async def holes(self) -> AsyncGenerator[int, None]:
@@ -186,8 +193,16 @@ async def test_well_formed_subscription_still_streams_after_the_checks(ws_url: s
     assert [m["payload"]["data"]["count"] for m in got[:2]] == [1, 2]
 
 
-async def test_events_with_and_without_errors_are_next_messages(ws_url: str) -> None:
-    async with websockets.connect(ws_url, subprotocols=[TRANSPORT_WS]) as ws:
+COMPRESSION = pytest.mark.parametrize("compression", ["deflate", None], ids=["deflate", "plain"])
+
+
+@COMPRESSION
+async def test_events_with_and_without_errors_are_next_messages(
+    ws_url: str, compression: str | None
+) -> None:
+    async with websockets.connect(
+        ws_url, subprotocols=[TRANSPORT_WS], compression=compression
+    ) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         await ws.send(
@@ -203,6 +218,35 @@ async def test_events_with_and_without_errors_are_next_messages(ws_url: str) -> 
     assert error["path"] == ["holes"] and "non-nullable" in error["message"]
     assert got[2] == {"id": "h", "type": "next", "payload": {"data": {"holes": 3}}}
     assert got[3] == {"id": "h", "type": "complete"}
+
+
+# Payload lengths around the frame header's size classes (7-bit, 16-bit, 64-bit lengths).
+BOUNDARIES = [0, 1, 125, 126, 127, 65535, 65536, 70000]
+
+
+def test_text_frames_are_what_websockets_serializes() -> None:
+    for n in BOUNDARIES:
+        payload = b"x" * n
+        assert text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False), n
+
+
+@COMPRESSION
+async def test_messages_of_every_frame_size_arrive_whole(
+    ws_url: str, compression: str | None
+) -> None:
+    async with websockets.connect(
+        ws_url, subprotocols=[TRANSPORT_WS], compression=compression, max_size=None
+    ) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        query = "subscription($s: [Int!]!) { sized(sizes: $s) }"
+        payload = {"query": query, "variables": {"s": BOUNDARIES}}
+        await ws.send(json.dumps({"type": "subscribe", "id": "s", "payload": payload}))
+        got = [json.loads(await ws.recv()) for _ in range(len(BOUNDARIES) + 1)]
+    texts = [m["payload"]["data"]["sized"] for m in got[:-1]]
+    assert [len(t) for t in texts] == [n // 2 + n % 2 for n in BOUNDARIES]
+    assert all(set(t) <= {"é", "x"} for t in texts)
+    assert got[-1] == {"id": "s", "type": "complete"}
 
 
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
