@@ -61,8 +61,26 @@ def _create(claiming: bool) -> str:
     extra_columns = ", assistant text, thread_fresh boolean, claimed boolean" if claiming else ""
     # The extra columns of an outcome that created nothing, or of a run left pending.
     unclaimed = ", NULL::text, NULL::boolean, false" if claiming else ""
-    claim = "v_active IS NULL AND p_after <= 0" if claiming else "false"
-    worker, lease = ("p_worker_id", "p_lease") if claiming else ("NULL::text", "0")
+    # Read under the thread's lock: with no active run, a run due now is the thread's next and
+    # none is running (lgql_claim_run's rule). Such a run is inserted running, claimed.
+    decide = "    v_claim := v_active IS NULL AND p_after <= 0;\n" if claiming else ""
+    status = "CASE WHEN v_claim THEN 'running' ELSE 'pending' END" if claiming else "'pending'"
+    claim_columns, claim_values = (
+        (
+            ",\n                          attempt, worker_id, lease_until, started_at",
+            """,
+                CASE WHEN v_claim THEN 1 ELSE 0 END,
+                CASE WHEN v_claim THEN p_worker_id END,
+                CASE WHEN v_claim THEN v_now + make_interval(secs => p_lease) END,
+                CASE WHEN v_claim THEN v_now END""",
+        )
+        if claiming
+        else ("", "")
+    )
+    # What a claim hands the executor of the assistant: read only when claiming.
+    assistant_columns, assistant_into = (
+        (", a.config, a.context", ", v_config, v_context") if claiming else ("", "")
+    )
     claimed_columns = (
         """,
         CASE WHEN v_claim THEN json_build_object('graph_id', v_graph, 'config', v_config,
@@ -92,8 +110,8 @@ DECLARE
     v_claim boolean;
     v_now timestamptz;
 BEGIN
-    SELECT a.graph_id, a.metadata::text, a.config, a.context
-      INTO v_graph, v_assistant, v_config, v_context
+    SELECT a.graph_id, a.metadata::text{assistant_columns}
+      INTO v_graph, v_assistant{assistant_into}
       FROM assistants a WHERE a.assistant_id = p_assistant_id;
     IF NOT FOUND OR NOT (v_graph = ANY (p_graphs)) THEN
         RETURN QUERY SELECT 'no_assistant', NULL::text, NULL::text, NULL::text, NULL::uuid,
@@ -132,24 +150,17 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    -- Read under the thread's lock: with no active run, a run due now is the thread's next
-    -- and none is running (lgql_claim_run's rule).
-    v_claim := {claim};
-    -- created_at is the clock now, under the thread's lock (not when the request came in): the
+{decide}    -- created_at is the clock now, under the thread's lock (not when the request came in): the
     -- order of creation times is the order of the double-texting decisions.
     v_now := clock_timestamp();
     RETURN QUERY
     WITH run AS (
         INSERT INTO runs (run_id, thread_id, assistant_id, status, metadata, kwargs,
-                          multitask_strategy, webhook, created_at, updated_at, available_at,
-                          attempt, worker_id, lease_until, started_at)
-        VALUES (p_run_id, p_thread_id, p_assistant_id,
-                CASE WHEN v_claim THEN 'running' ELSE 'pending' END, p_metadata, p_kwargs,
-                p_strategy, p_webhook, v_now, v_now, v_now + make_interval(secs => p_after),
-                CASE WHEN v_claim THEN 1 ELSE 0 END,
-                CASE WHEN v_claim THEN {worker} END,
-                CASE WHEN v_claim THEN v_now + make_interval(secs => {lease}) END,
-                CASE WHEN v_claim THEN v_now END)
+                          multitask_strategy, webhook, created_at, updated_at,
+                          available_at{claim_columns})
+        VALUES (p_run_id, p_thread_id, p_assistant_id, {status}, p_metadata, p_kwargs,
+                p_strategy, p_webhook, v_now, v_now,
+                v_now + make_interval(secs => p_after){claim_values})
         RETURNING {_queue._RETURNING_RUN}
     ), thread AS (
         UPDATE threads SET status = 'busy', metadata = metadata || v_stamp, updated_at = v_now
