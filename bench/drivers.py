@@ -87,8 +87,15 @@ class LgqlDriver(Driver):
     async def _data(
         self, http: aiohttp.ClientSession, query: str, variables: dict[str, Any]
     ) -> Any:
-        async with http.post(self.url, json={"query": query, "variables": variables}) as response:
-            body = await response.json()
+        payload = {"query": query, "variables": variables}
+        try:
+            async with http.post(self.url, json=payload) as response:
+                body = await response.json()
+        except aiohttp.ClientConnectionResetError:
+            # A pooled connection the server closed (idle past uvicorn's keep-alive timeout)
+            # as it was taken: the request was not written. Once more, on a new connection.
+            async with http.post(self.url, json=payload) as response:
+                body = await response.json()
         if body.get("errors"):
             raise RuntimeError(f"GraphQL errors: {body['errors']}")
         return body["data"]
