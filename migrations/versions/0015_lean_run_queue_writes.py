@@ -44,12 +44,7 @@ _created = importlib.import_module("migrations.versions.0011_create_run_function
 _claimed = importlib.import_module("migrations.versions.0014_create_claimed_run")
 _finish = importlib.import_module("migrations.versions.0013_finish_saves_checkpoints")
 
-_CREATE_PARAMS = """
-    p_run_id uuid, p_thread_id uuid, p_assistant_id uuid, p_graphs text[],
-    p_create_thread boolean, p_thread_metadata jsonb, p_now timestamptz,
-    p_ttl_minutes float8, p_ttl_strategy text, p_expires_at timestamptz,
-    p_reject boolean, p_metadata jsonb, p_kwargs jsonb, p_strategy text, p_webhook text,
-    p_after float8"""
+_CREATE_PARAMS = _claimed._CREATE_PARAMS  # lgql_create_run's, unchanged
 _NO_RUN = _created._NO_RUN
 
 
