@@ -198,7 +198,7 @@ async def _serve(
     from app.runtime.langgraph_config import ConfigError
     from app.server import create_app
     from app.services.container import open_services
-    from app.websocket_writes import CoalescingWebSocketProtocol
+    from app.socket_writes import CoalescingWebSocketProtocol, OnePieceHttpProtocol
     from workers.local_runs import local_runs
     from workers.worker import embedded_worker
 
@@ -243,8 +243,10 @@ async def _serve(
             # No per-message compression: a run streams many small events, and deflating each
             # cost more CPU per event than anything else in the WebSocket path.
             ws_per_message_deflate=False,
-            # A burst of events leaves in one socket write, not one per frame.
+            # A burst of events leaves in one socket write, not one per frame; an answer's
+            # head leaves with its body.
             ws=CoalescingWebSocketProtocol,
+            http=OnePieceHttpProtocol,
             timeout_graceful_shutdown=10,
         )
         server = _Server(config)

@@ -26,7 +26,7 @@ import uvicorn
 from app.db.engine import asyncpg_url
 from app.db.migrate import upgrade
 from app.settings import Settings
-from app.websocket_writes import CoalescingWebSocketProtocol
+from app.socket_writes import CoalescingWebSocketProtocol, OnePieceHttpProtocol
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_GRAPHS = ROOT / "tests" / "fixtures" / "graphs" / "langgraph.json"
@@ -199,7 +199,8 @@ async def start_server(
             port=port,
             log_level="warning",
             lifespan="on",
-            ws=CoalescingWebSocketProtocol,  # as `lgql serve` has it
+            ws=CoalescingWebSocketProtocol,  # as `lgql serve` has them
+            http=OnePieceHttpProtocol,
         )
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

@@ -2,7 +2,7 @@
 legacy graphql-ws), and frames larger than the body limit close it with 1009. A subscription's
 `next` messages are the protocol's whether an event carries errors or not (plain events take a
 shorter path than Strawberry's, app.ws_protocols), and their frames are the RFC's whether the
-connection compresses or not (uncompressed text frames are framed by app.websocket_writes)."""
+connection compresses or not (uncompressed text frames are framed by app.socket_writes)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
 
 from app.graphql_app import graphql_routes, make_graphql_app
-from app.websocket_writes import CoalescingWebSocketProtocol, text_frame
+from app.socket_writes import CoalescingWebSocketProtocol, text_frame
 from app.ws_protocols import message_problem
 
 MAX_BODY_BYTES = 4096

@@ -1,7 +1,7 @@
-"""WebSocket frames written together (app/websocket_writes.py): a turn's first write goes out at
-once, the rest of the turn in one write at its end; nothing is reordered or lost, a close comes
+"""Socket writes gathered (app/socket_writes.py). WebSocket frames: a turn's first write goes out
+at once, the rest of the turn in one write at its end; nothing is reordered or lost, a close comes
 after the frames written before it; and through uvicorn, a burst reaches a real client whole and
-in order."""
+in order. HTTP: a response's head waits for its body and leaves with it, in one write."""
 
 from __future__ import annotations
 
@@ -13,10 +13,17 @@ import pytest_asyncio
 import uvicorn
 import websockets
 from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
+from uvicorn.server import ServerState
 
-from app.websocket_writes import MAX_PENDING_BYTES, CoalescingTransport, CoalescingWebSocketProtocol
+from app.socket_writes import (
+    MAX_PENDING_BYTES,
+    CoalescingTransport,
+    CoalescingWebSocketProtocol,
+    OnePieceHttpProtocol,
+)
 from tests.conftest import free_port
 
 
@@ -92,6 +99,61 @@ async def test_close_sends_what_was_written_before_it_and_abort_drops_it() -> No
     transport.abort()
     await _next_turn()
     assert inner.writes == [b"a"] and inner.aborted
+
+
+async def test_a_held_write_leaves_with_the_next_one_or_at_the_turns_end() -> None:
+    inner = _Recording()
+    transport = CoalescingTransport(
+        inner, asyncio.get_running_loop(), hold=lambda data: bytes(data).startswith(b"HEAD")
+    )
+    transport.write(b"HEAD1 ")
+    assert inner.writes == [] and transport.get_write_buffer_size() == 6
+    transport.write(b"body1")  # the two in one write, at once
+    transport.write(b"more")  # the rest of the turn at its end, as without a hold
+    assert inner.writes == [b"HEAD1 body1"]
+    await _next_turn()
+    assert inner.writes == [b"HEAD1 body1", b"more"]
+    transport.write(b"HEAD2")  # nothing after it in its turn: it leaves at the turn's end
+    assert inner.writes == [b"HEAD1 body1", b"more"]
+    await _next_turn()
+    assert inner.writes[-1] == b"HEAD2"
+    transport.write(b"HEAD3")
+    transport.close()  # a close sends it first
+    assert inner.writes[-1] == b"HEAD3" and inner.closed
+
+    inner = _Recording()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop(), hold=lambda _: True)
+    transport.write(b"held")
+    transport.abort()
+    await _next_turn()
+    assert inner.writes == [] and inner.aborted
+
+
+async def _hello(scope: Any, receive: Any, send: Any) -> None:
+    await PlainTextResponse("hello")(scope, receive, send)
+
+
+async def test_an_http_answer_leaves_in_one_write_head_and_body() -> None:
+    """uvicorn writes a response's head and its body apart; `OnePieceHttpProtocol` sends them
+    in one write, for each answer on a kept-alive connection, and a streamed answer's head
+    still leaves before its later chunks."""
+    config = uvicorn.Config(_hello, lifespan="off", log_level="warning")
+    config.load()
+    protocol = OnePieceHttpProtocol(config, ServerState(), {})
+    inner = _Recording()
+    protocol.connection_made(inner)
+    try:
+        for n in (1, 2):
+            protocol.data_received(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            async with asyncio.timeout(10):
+                while len(inner.writes) < n:  # the app answers in a task of its own
+                    await _next_turn()
+            await _next_turn()
+            assert len(inner.writes) == n, inner.writes
+            head, _, body = inner.writes[-1].partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 OK") and body == b"hello", inner.writes
+    finally:
+        protocol.connection_lost(None)
 
 
 BURST = 500
