@@ -60,6 +60,7 @@ class LocalRuns:
     def __init__(self, services: Services, *, slots: int, grace_seconds: float) -> None:
         self.worker_id = worker_id()
         self._runner = RunRunner(services, self.worker_id)
+        self._broker = services.broker
         self._slots = slots
         self._grace_seconds = grace_seconds
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -77,11 +78,18 @@ class LocalRuns:
         # within the grace period or hands it back, as any other.
         self._held -= 1
         run_id = claimed.run.run_id
+        # Before the creating call answers, so that its client's wait knows the run's end
+        # will be told here.
+        self._broker.executing_here(str(run_id))
         task = asyncio.create_task(
             run_quietly(self._runner, str(run_id), claimed), name=f"lgql-run-{run_id}"
         )
         self._tasks[run_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
+        task.add_done_callback(lambda _: self._done(run_id))
+
+    def _done(self, run_id: uuid.UUID) -> None:
+        self._tasks.pop(run_id, None)
+        self._broker.executed_here(str(run_id))
 
     def holds(self, run_id: str) -> bool:
         """Whether this process took the run (its client needs no word about workers)."""

@@ -54,6 +54,9 @@ class Broker:
         self._end_recheck: asyncio.Task[None] | None = None
         self._lookups: list[tuple[str, asyncio.Future[bytes | None]]] = []
         self._lookup_sender: asyncio.Task[None] | None = None
+        # Runs this process executes (`executing_here`): None until their end is committed
+        # here, then their outcome.
+        self._here: dict[str, dict[str, Any] | None] = {}
         notices_for(redis).add(self._end_pattern, self._on_end_notice, self._recheck_waiters_soon)
 
     # --- keys --------------------------------------------------------------------------------
@@ -294,10 +297,22 @@ class Broker:
                 if not future.done():
                     future.set_result(raw)
 
+    def executing_here(self, run_id: str) -> None:
+        """This process executes the run from now on (it claimed it), until `executed_here`:
+        its end, once committed here, is told here (`ended_here`), so a waiter that starts
+        meanwhile need not look in Redis for an outcome recorded before it listened."""
+        self._here[run_id] = None
+
+    def executed_here(self, run_id: str) -> None:
+        """The run's execution in this process is over (ended, handed back or lost)."""
+        self._here.pop(run_id, None)
+
     def ended_here(self, run_id: str, outcome: dict[str, Any]) -> None:
         """The run ended in this process and its end is committed: its waiters here that want
         the outcome only (`committed`) have it now, without the round trip of the end's
         publication through Redis (which still follows, for everyone else)."""
+        if run_id in self._here:
+            self._here[run_id] = outcome
         for waiter in list(self._end_waiters.get(run_id, ())):
             if waiter.committed:
                 waiter.fire(outcome)
@@ -374,7 +389,12 @@ class Broker:
         async with self.run_end_notices(
             run_id, on_end, recheck_seconds=recheck_seconds, on_resync=resynced.set, committed=True
         ):
-            outcome = await self._recorded_outcome(run_id)
+            if run_id in self._here:
+                # Executed here: ended already (its outcome), or not yet, and then `ended_here`
+                # tells the waiter just registered; nothing was recorded in Redis before.
+                outcome = self._here[run_id]
+            else:
+                outcome = await self._recorded_outcome(run_id)
             if outcome is not None:
                 return outcome
             wait = min(FIRST_DATABASE_CHECK, database_every)

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from langgraph_sdk import get_client
 
 from app.db.engine import asyncpg_url
@@ -153,6 +154,38 @@ async def test_runs_a_client_waits_for_execute_in_the_api_with_no_worker(
         assert parts[0].event == "metadata" and parts[-1].event == "values", parts
         runs = await sdk.runs.list(thread["thread_id"])
         assert [r["status"] for r in runs] == ["success", "success"]
+
+
+async def _mget_calls(redis_uri: str) -> int:
+    redis = aioredis.from_url(redis_uri)
+    try:
+        stats = await redis.info("commandstats")
+    finally:
+        await redis.aclose()
+    return int(stats.get("cmdstat_mget", {}).get("calls", 0))
+
+
+async def test_a_waited_run_executed_here_is_answered_without_a_redis_lookup(
+    engines: EngineUrls,
+) -> None:
+    """The API that executes a waited run knows its end when it commits it: the wait looks for
+    no outcome recorded in Redis before it listened (an MGET per wait, before)."""
+    async with api_without_workers(engines, slots=2) as (_, client, _):
+        before = await _mget_calls(engines.redis_uri)
+        for n in range(3):
+            tid = await new_thread(client)
+            body = await client.execute(
+                RUN_AND_WAIT,
+                {
+                    "input": {
+                        "assistantId": "echo",
+                        "threadId": tid,
+                        "input": {"messages": [f"m{n}"]},
+                    }
+                },
+            )
+            assert body["data"]["runAndWait"]["run"]["status"] == "SUCCESS", body
+        assert await _mget_calls(engines.redis_uri) == before
 
 
 async def test_mcp_and_a2a_calls_execute_in_the_api_with_no_worker(engines: EngineUrls) -> None:

@@ -295,6 +295,43 @@ async def test_an_end_committed_here_answers_waiters_not_stream_readers(rig: Rig
     assert told[0]["run"]["status"] == "success"
 
 
+async def test_a_run_executing_here_is_waited_for_from_here(rig: Rig) -> None:
+    """A run this process executes (`executing_here`) tells its end to its waiters here, even a
+    waiter that starts after the end was committed; once its execution here is over
+    (`executed_here`), a waiter looks in Redis again."""
+
+    async def nothing() -> dict[str, Any] | None:
+        return None
+
+    run = str(uuid.uuid4())
+    rig.broker.executing_here(run)
+    waiting = asyncio.create_task(rig.broker.wait_for_run_end(run, fallback=nothing))
+    async with asyncio.timeout(PATIENCE):
+        while not rig.broker._end_waiters.get(run):  # noqa: ASYNC110
+            await asyncio.sleep(0)
+    rig.broker.ended_here(run, {"run": {"run_id": run, "status": "success"}})
+    async with asyncio.timeout(PATIENCE):
+        assert (await waiting)["run"]["status"] == "success"
+    rig.broker.executed_here(run)
+
+    # Ended here before anyone waited, nothing in Redis yet: answered from here.
+    late = str(uuid.uuid4())
+    rig.broker.executing_here(late)
+    rig.broker.ended_here(late, {"run": {"run_id": late, "status": "interrupted"}})
+    async with asyncio.timeout(PATIENCE):
+        done = await rig.broker.wait_for_run_end(late, fallback=nothing)
+    assert done["run"]["status"] == "interrupted"
+    assert await rig.redis.get(rig.broker.result_key(late)) is None
+
+    # Over here: the outcome recorded in Redis is the one a new waiter finds.
+    rig.broker.executed_here(late)
+    await rig.broker.publish_run_end(late, {"run": {"run_id": late, "status": "success"}})
+    async with asyncio.timeout(PATIENCE):
+        done = await rig.broker.wait_for_run_end(late, fallback=nothing)
+    assert done["run"]["status"] == "success"
+    assert rig.broker._here == {}
+
+
 async def test_a_lost_end_notice_is_found_by_the_shared_recheck(rig: Rig) -> None:
     run = str(uuid.uuid4())
     asked = 0
