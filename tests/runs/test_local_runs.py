@@ -49,6 +49,7 @@ from tests.helpers import (
     collect,
     eventually,
     new_thread,
+    run_and_wait,
     wait_status,
 )
 from tests.processes import LgqlCluster, count_events, poll_until, read_marker
@@ -174,17 +175,10 @@ async def test_a_waited_run_executed_here_is_answered_without_a_redis_lookup(
         before = await _mget_calls(engines.redis_uri)
         for n in range(3):
             tid = await new_thread(client)
-            body = await client.execute(
-                RUN_AND_WAIT,
-                {
-                    "input": {
-                        "assistantId": "echo",
-                        "threadId": tid,
-                        "input": {"messages": [f"m{n}"]},
-                    }
-                },
+            done = await run_and_wait(
+                client, assistantId="echo", threadId=tid, input={"messages": [f"m{n}"]}
             )
-            assert body["data"]["runAndWait"]["run"]["status"] == "SUCCESS", body
+            assert done["run"]["status"] == "SUCCESS", done
         assert await _mget_calls(engines.redis_uri) == before
 
 
