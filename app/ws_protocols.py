@@ -24,6 +24,8 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
+from schema.event_execution import DirectEvents, direct_events
+
 __all__ = ["CheckedGraphQLTransportWSHandler", "CheckedGraphQLWSHandler", "message_problem"]
 
 #: Close code for a message the server cannot process (graphql-transport-ws "Invalid message").
@@ -70,23 +72,47 @@ class CheckedGraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         """Strawberry's, except that a result with data alone goes out as its `next` message
         here, as `Operation.send_next` would send it, instead of through the four coroutines
         and the payload dict it builds per event; a result with errors or extensions, or the
-        first result's pre-execution error, is Strawberry's to send."""
-        first = True
+        first result's pre-execution error, is Strawberry's to send. After the first result,
+        events the schema renders from a plan are taken straight from the resolver's stream
+        (`schema.event_execution.direct_events`)."""
         send_json = self.websocket.send_json
+        first = True
         async for result in result_source:
             if first and isinstance(result, PreExecutionError):
                 await self._handle_pre_execution_error(operation, result)
                 return
+            first = False
             if not isinstance(result, ExecutionResult):
                 await self._reject_incremental_delivery(operation)
                 return
-            first = False
             if result.errors or result.extensions:
                 await operation.send_next(result)
             elif not operation.completed:  # `send_operation_message`'s own check
                 await send_json(
                     {"id": operation.id, "type": "next", "payload": {"data": result.data}}
                 )
+            direct = direct_events()
+            if direct is not None:
+                await self._send_direct(operation, result_source, direct)
+                return
+
+    async def _send_direct(
+        self, operation: Operation[Any, Any], result_source: Any, direct: DirectEvents
+    ) -> None:
+        send_json = self.websocket.send_json
+        while True:
+            try:
+                data = await direct.next_data()
+            except StopAsyncIteration:
+                break
+            if data is None:
+                # Given back: the result stream executes it (an error, extension results).
+                await operation.send_next(await anext(result_source))
+            elif not operation.completed:
+                await send_json({"id": operation.id, "type": "next", "payload": {"data": data}})
+        # The resolver is done: Strawberry's stream ends too (its extensions' exits).
+        async for result in result_source:
+            await operation.send_next(result)
 
     async def handle_message(self, message: Any) -> None:
         problem = message_problem(message, operation_types=("subscribe",))

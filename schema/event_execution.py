@@ -10,11 +10,18 @@ extension or permission), the result of that execution is a pure function of the
 computes it directly, with the same leaf serializers. Anything the plan cannot render exactly (a
 null in a non-null position, a value a scalar refuses) falls back to graphql-core for that event,
 so errors come out as they always did.
+
+A transport may also take a subscription's events straight from the resolver's stream
+(`direct_events`), rendering each with the plan, instead of through graphql-core's and
+Strawberry's per-event layers (an async generator, a callback and three coroutines per event in
+theirs): an event the plan cannot render, or one some extension has results for, is given back
+and goes through their execution as before, in its place in the stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, cast
@@ -213,15 +220,118 @@ class _Rendered:
 _UNPLANNED: Any = object()
 
 
+class _Raised:
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class _EventSource:
+    """The resolver's stream as graphql-core iterates it, with what `DirectEvents` gave back
+    served first."""
+
+    __slots__ = ("given_back", "iterator")
+
+    def __init__(self, iterator: Any) -> None:
+        self.iterator = iterator
+        self.given_back: list[Any] = []
+
+    def __aiter__(self) -> _EventSource:
+        return self
+
+    def __anext__(self) -> Awaitable[Any]:
+        # No coroutine of its own in the common case: the resolver's own awaitable.
+        return self._replay() if self.given_back else self.iterator.__anext__()
+
+    async def _replay(self) -> Any:
+        item = self.given_back.pop()
+        if isinstance(item, _Raised):
+            raise item.error
+        return item
+
+    async def aclose(self) -> None:
+        close = getattr(self.iterator, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class DirectEvents:
+    """One subscription's events for a transport to take straight from the resolver's stream
+    (`next_data`), once its first result has gone through Strawberry (`direct_events`)."""
+
+    __slots__ = ("_context", "_plan", "_runner", "_source")
+
+    def __init__(self, runner: LeanExtensionsRunner, context: ExecutionContext) -> None:
+        self._runner = runner
+        self._context = context
+        self._plan: _Plan | None = None
+        self._source: _EventSource | None = None
+
+    def _attach(self, plan: _Plan, source: _EventSource) -> None:
+        self._plan, self._source = plan, source
+
+    @property
+    def usable(self) -> bool:
+        # Every extension watching stream results only rewrites errors, which a rendered
+        # event has none of.
+        return self._source is not None and self._runner.errors_only
+
+    async def next_data(self) -> dict[str, Any] | None:
+        """The next event's `data`, rendered; None when the event (or the resolver's error) was
+        given back for the result stream to execute, in its place. Raises StopAsyncIteration
+        at the resolver's end."""
+        assert self._source is not None and self._plan is not None
+        source = self._source
+        try:
+            payload = await source.iterator.__anext__()
+        except StopAsyncIteration:
+            raise
+        except Exception as error:
+            source.given_back.append(_Raised(error))  # Strawberry makes it the error result
+            return None
+        if self._context.extensions_results or self._runner.has_results():
+            source.given_back.append(payload)
+            return None
+        try:
+            return self._plan.render(payload)
+        except Exception:
+            source.given_back.append(payload)  # graphql-core's execution makes its error
+            return None
+
+
+_DIRECT: ContextVar[DirectEvents | None] = ContextVar("lgql_direct_events", default=None)
+
+
+def direct_events() -> DirectEvents | None:
+    """The current subscription's events, if a transport may take them directly: called in the
+    task that iterates the subscription's results, after its first result."""
+    direct = _DIRECT.get()
+    return direct if direct is not None and direct.usable else None
+
+
 class EventExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's execution context, rendering subscription events from a plan when it can."""
 
     _event_plan: _Plan | None = _UNPLANNED
 
-    def build_per_event_executor(self, payload: Any) -> Any:
+    def _plan(self) -> _Plan | None:
         plan = self._event_plan
         if plan is _UNPLANNED:
             plan = self._event_plan = _plan_of(self)
+        return plan
+
+    def cancellable_iterable(self, iterable: Any) -> Any:
+        iterable = super().cancellable_iterable(iterable)
+        direct, plan = _DIRECT.get(), self._plan()
+        if direct is None or plan is None:
+            return iterable
+        source = _EventSource(iterable.__aiter__())
+        direct._attach(plan, source)
+        return source
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        plan = self._plan()
         if plan is not None:
             try:
                 return _Rendered(plan.render(payload))
@@ -267,9 +377,16 @@ class LeanExtensionsRunner(SchemaExtensionsRunner):
         self._watching = [e for e in self.extensions if overrides(type(e), "on_stream_result")]
         # When every watcher only rewrites errors (`WATCHES_STREAM_ERRORS_ONLY`), a result
         # without errors (nearly every event) skips the hooks' context managers.
-        self._errors_only = all(
+        self.errors_only = all(
             getattr(type(e), "WATCHES_STREAM_ERRORS_ONLY", False) for e in self._watching
         )
+        # A subscription run by this runner may have its events taken directly (`DirectEvents`).
+        _DIRECT.set(DirectEvents(self, execution_context))
+
+    def has_results(self) -> bool:
+        """Whether an extension has results for the result about to be made (Strawberry asks
+        `get_results` of each for every result: it has no side effects)."""
+        return any(extension.get_results() for extension in self._with_results)
 
     # The phases' hooks, wrapped once per extension class (schema/extension_hooks.py).
     def operation(self) -> OperationHooks:
@@ -285,7 +402,7 @@ class LeanExtensionsRunner(SchemaExtensionsRunner):
         return ExecutingHooks(self.extensions)
 
     def on_stream_result(self, result: StreamExecutionResult) -> Any:
-        if not self._watching or (self._errors_only and not getattr(result, "errors", None)):
+        if not self._watching or (self.errors_only and not getattr(result, "errors", None)):
             return _NO_HOOKS
         return StreamResultContextManager(self._watching, result)
 

@@ -4,15 +4,26 @@ document a client may send (aliases, fragments, directives, __typename, nested o
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
+import threading
+import time
 import types
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import strawberry
+import uvicorn
+import websockets
+from starlette.applications import Starlette
+from websockets.typing import Subprotocol
 
+from app.graphql_app import graphql_routes, make_graphql_app
 from app.messaging.streams import StreamEvent
 from app.settings import Settings
+from app.socket_writes import CoalescingWebSocketProtocol
 from schema import event_execution
 from schema.event_execution import EventExecutionContext
 from schema.schema import build_schema
@@ -242,3 +253,133 @@ async def test_an_extension_watching_errors_only_sees_the_results_with_errors() 
     assert seen == [None, None]  # the two results with errors (their data is nulled)
     codes = [e.extensions["code"] for r in results for e in r.errors or []]
     assert codes == ["INTERNAL_SERVER_ERROR"] * 2
+
+
+# --- taken straight from the resolver over graphql-transport-ws (app/ws_protocols.py) ---------
+
+
+class _Boom(Exception):
+    pass
+
+
+def _ws_context(
+    events: list[StreamEvent], *, raise_after: int | None = None, warn_after: int | None = None
+) -> Any:
+    """A connection's context whose `runStream` yields `events`; then raises (`raise_after`
+    events in), or, `warn_after` events in, adds a warning the next results carry."""
+    context = types.SimpleNamespace(request=None, warnings=[])
+
+    class RunStreams:
+        async def stream_new_run(self, request: Any) -> tuple[Any, AsyncIterator[StreamEvent]]:
+            async def gen() -> AsyncIterator[StreamEvent]:
+                for n, event in enumerate(events):
+                    if n == raise_after:
+                        raise _Boom("the resolver failed")
+                    if n == warn_after:
+                        context.warnings.append({"code": "TEST", "message": "careful"})
+                    yield event
+
+            return types.SimpleNamespace(run_id="r1"), gen()
+
+    class Workers:
+        async def notice(self, run_id: str | None = None) -> None:
+            return None
+
+    context.services = types.SimpleNamespace(run_streams=RunStreams(), workers=Workers())
+    return context
+
+
+@contextlib.contextmanager
+def _serving(schema: strawberry.Schema, context: Any) -> Iterator[str]:
+    async def get_context(request: Any, response: Any) -> Any:
+        return context
+
+    app = Starlette(
+        routes=graphql_routes(
+            make_graphql_app(
+                schema,
+                context_getter=get_context,
+                graphiql=False,
+                allowed_origins=None,
+                max_body_bytes=1 << 20,
+            )
+        )
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(
+        uvicorn.Config(app, lifespan="off", log_level="warning", ws=CoalescingWebSocketProtocol)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"ws://127.0.0.1:{sock.getsockname()[1]}/graphql"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+async def _over_ws(schema: strawberry.Schema, document: str, context: Any) -> list[Any]:
+    """Every message of one subscription over graphql-transport-ws, `complete` included."""
+    with _serving(schema, context) as url:
+        async with websockets.connect(
+            url, subprotocols=[Subprotocol("graphql-transport-ws")]
+        ) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            variables = {"i": {"assistantId": "agent", "input": {}}, "yes": True}
+            payload = {"query": document, "variables": variables}
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+            messages = []
+            while not messages or messages[-1]["type"] != "complete":
+                message = json.loads(await ws.recv())
+                if message.get("id") == "1":
+                    messages.append(message)
+            return messages
+
+
+WS_CASES = [
+    pytest.param({"events": [*EVENTS, BROKEN, *EVENTS]}, id="an-event-the-plan-cannot-render"),
+    pytest.param({"events": EVENTS, "raise_after": 3}, id="the-resolver-raises"),
+    pytest.param({"events": EVENTS, "warn_after": 2}, id="an-extension-has-results"),
+    pytest.param({"events": EVENTS[:1]}, id="one-event"),
+]
+
+
+@pytest.mark.parametrize("case", WS_CASES)
+@pytest.mark.parametrize("document", DOCUMENTS[:2])
+async def test_events_taken_from_the_resolver_equal_executed_events_over_ws(
+    schemas: tuple[strawberry.Schema, strawberry.Schema],
+    monkeypatch: pytest.MonkeyPatch,
+    case: dict[str, Any],
+    document: str,
+) -> None:
+    """After the first result, a subscription's events go from the resolver to the socket
+    rendered by the plan; what the client gets is what graphql-core's and Strawberry's execution
+    of every event gives: errors, extension results and the end in their places."""
+    planned, plain = schemas
+    executed = 0
+    original = EventExecutionContext.build_per_event_executor
+
+    def counting(self: Any, payload: Any) -> Any:
+        nonlocal executed
+        executed += 1
+        return original(self, payload)
+
+    monkeypatch.setattr(EventExecutionContext, "build_per_event_executor", counting)
+    expected = await _over_ws(plain, document, _ws_context(**case))
+    executed = 0
+    got = await _over_ws(planned, document, _ws_context(**case))
+    assert got == expected
+    assert [m["type"] for m in got].count("complete") == 1
+    given_back = sum(1 for m in got if "errors" in m.get("payload", {}))
+    warned = sum(1 for m in got if "extensions" in m.get("payload", {}))
+    # The first result, and those given back, went through graphql-core; no other.
+    assert executed <= 1 + given_back + warned, (executed, got)
+    if len(case["events"]) > 3 and "raise_after" not in case and "warn_after" not in case:
+        assert executed == 2  # the first result and the broken one
