@@ -1,6 +1,7 @@
 """What many test files share: waiting for something to happen, the GraphQL documents and
-calls of the run and thread basics (a run held inside its `wait` node: `start_slow`), and run
-streams over WebSocket (`subscribe`, `collect`).
+calls of the run and thread basics (a run held inside its `wait` node: `start_slow`), run
+streams over WebSocket (`subscribe`, `collect`), and a bare ASGI app served by uvicorn in a
+thread of its own (`serve_in_thread`).
 
 Waits poll the thing itself (a row, a status, a log line) and fail after a deadline that only
 guards against hangs: under load a deadline is an upper bound, never an expectation.
@@ -9,11 +10,15 @@ guards against hangs: under load a deadline is an upper bound, never an expectat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import socket
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
+import uvicorn
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
 
@@ -167,3 +172,27 @@ async def collect(
         if limit is not None and len(events) >= limit:
             break
     return events
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, **config: Any) -> Iterator[str]:
+    """`app` served by uvicorn (`config`: its settings) on a free port, in a thread and event
+    loop of its own, so that a test blocking its own loop does not stall the server; yields
+    `http://127.0.0.1:<port>`."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", **config))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        assert thread.is_alive(), "uvicorn stopped before it started"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

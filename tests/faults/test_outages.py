@@ -12,10 +12,7 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
@@ -28,7 +25,6 @@ import pytest_asyncio
 import redis.exceptions as redis_errors
 import sqlalchemy.exc as sa_errors
 import strawberry
-import uvicorn
 import websockets
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -43,6 +39,7 @@ from app.faults import infrastructure_fault
 from app.graphql_app import graphql_routes, make_graphql_app
 from schema.errors import ErrorCodes
 from tests.conftest import LiveServer, make_settings, start_server
+from tests.helpers import serve_in_thread
 
 TRANSPORT_WS = Subprotocol("graphql-transport-ws")
 LEGACY_WS = Subprotocol("graphql-ws")
@@ -132,19 +129,8 @@ def toy_url() -> Iterator[str]:
             make_graphql_app(schema, context_getter=context, graphiql=False, allowed_origins=None)
         )
     )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="critical"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/graphql"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_in_thread(app, log_level="critical") as base:
+        yield f"{base}/graphql"
 
 
 @pytest.mark.parametrize("why", ["postgres", "redis"])

@@ -4,18 +4,13 @@ document a client may send (aliases, fragments, directives, __typename, nested o
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
-import time
 import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import strawberry
-import uvicorn
 import websockets
 from starlette.applications import Starlette
 from websockets.typing import Subprotocol
@@ -27,6 +22,7 @@ from app.socket_writes import CoalescingWebSocketProtocol
 from schema import event_execution
 from schema.event_execution import EventExecutionContext
 from schema.schema import build_schema
+from tests.helpers import serve_in_thread
 
 EVENTS = [
     StreamEvent(id="1-0", run_id="r1", event="metadata", data={"run_id": "r1", "attempt": 1}),
@@ -289,12 +285,11 @@ def _ws_context(
     return context
 
 
-@contextlib.contextmanager
-def _serving(schema: strawberry.Schema, context: Any) -> Iterator[str]:
+def _app(schema: strawberry.Schema, context: Any) -> Starlette:
     async def get_context(request: Any, response: Any) -> Any:
         return context
 
-    app = Starlette(
+    return Starlette(
         routes=graphql_routes(
             make_graphql_app(
                 schema,
@@ -305,28 +300,13 @@ def _serving(schema: strawberry.Schema, context: Any) -> Iterator[str]:
             )
         )
     )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(app, lifespan="off", log_level="warning", ws=CoalescingWebSocketProtocol)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"ws://127.0.0.1:{sock.getsockname()[1]}/graphql"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 async def _over_ws(schema: strawberry.Schema, document: str, context: Any) -> list[Any]:
     """Every message of one subscription over graphql-transport-ws, `complete` included."""
-    with _serving(schema, context) as url:
+    app = _app(schema, context)
+    with serve_in_thread(app, log_level="warning", ws=CoalescingWebSocketProtocol) as base:
+        url = base.replace("http://", "ws://", 1) + "/graphql"
         async with websockets.connect(
             url, subprotocols=[Subprotocol("graphql-transport-ws")]
         ) as ws:

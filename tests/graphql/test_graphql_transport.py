@@ -10,16 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
-import threading
-import time
 from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 import strawberry
-import uvicorn
 import websockets
 from cross_web import HTTPException
 from gql import Client, gql
@@ -44,6 +40,7 @@ from tests.conformance.audit import (
     run_graphql_http_audit,
     summarize,
 )
+from tests.helpers import serve_in_thread
 
 MAX_BODY_BYTES = 4096
 ALLOWED_ORIGIN = "http://ui.example"
@@ -104,22 +101,8 @@ def build_app(*, graphiql: bool = True) -> Starlette:
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     # Own thread and loop: the audit blocks on a Node subprocess, which must not stall the server.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(build_app(), lifespan="off", log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_in_thread(build_app(), log_level="warning") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import pytest
 import strawberry
-import uvicorn
 import websockets
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,6 +24,7 @@ from websockets.typing import Subprotocol
 from app.graphql_app import graphql_routes, make_graphql_app
 from app.socket_writes import CoalescingWebSocketProtocol, text_frame
 from app.ws_protocols import message_problem
+from tests.helpers import serve_in_thread
 
 MAX_BODY_BYTES = 4096
 TRANSPORT_WS = Subprotocol("graphql-transport-ws")
@@ -79,23 +76,9 @@ def ws_url() -> Iterator[str]:
             )
         )
     )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     # uvicorn's own frame limit (16 MiB) stays at its default: the app's cap must hold by itself.
-    server = uvicorn.Server(
-        uvicorn.Config(app, lifespan="off", log_level="warning", ws=CoalescingWebSocketProtocol)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"ws://127.0.0.1:{port}/graphql"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_in_thread(app, log_level="warning", ws=CoalescingWebSocketProtocol) as base:
+        yield base.replace("http://", "ws://", 1) + "/graphql"
 
 
 async def _closed_by(ws: websockets.ClientConnection) -> tuple[int | None, str]:
