@@ -46,11 +46,25 @@ DOCUMENTS = [
 ]
 
 
-def _fake_services(events: list[StreamEvent]) -> Any:
+class _Boom(Exception):
+    pass
+
+
+def _fake_services(
+    events: list[StreamEvent], *, raise_after: int | None = None, warn_after: int | None = None
+) -> Any:
+    """A context whose `runStream` yields `events`; then raises (`raise_after` events in), or,
+    `warn_after` events in, adds a warning the next results carry (`extensions.warnings`)."""
+    context = types.SimpleNamespace(request=None, warnings=[])
+
     class RunStreams:
         async def stream_new_run(self, request: Any) -> tuple[Any, AsyncIterator[StreamEvent]]:
             async def gen() -> AsyncIterator[StreamEvent]:
-                for event in events:
+                for n, event in enumerate(events):
+                    if n == raise_after:
+                        raise _Boom("the resolver failed")
+                    if n == warn_after:
+                        context.warnings.append({"code": "TEST", "message": "careful"})
                     yield event
 
             return types.SimpleNamespace(run_id="r1"), gen()
@@ -59,8 +73,8 @@ def _fake_services(events: list[StreamEvent]) -> Any:
         async def notice(self, run_id: str | None = None) -> None:
             return None
 
-    services = types.SimpleNamespace(run_streams=RunStreams(), workers=Workers())
-    return types.SimpleNamespace(services=services, request=None)
+    context.services = types.SimpleNamespace(run_streams=RunStreams(), workers=Workers())
+    return context
 
 
 async def _results(
@@ -254,37 +268,6 @@ async def test_an_extension_watching_errors_only_sees_the_results_with_errors() 
 # --- taken straight from the resolver over graphql-transport-ws (app/ws_protocols.py) ---------
 
 
-class _Boom(Exception):
-    pass
-
-
-def _ws_context(
-    events: list[StreamEvent], *, raise_after: int | None = None, warn_after: int | None = None
-) -> Any:
-    """A connection's context whose `runStream` yields `events`; then raises (`raise_after`
-    events in), or, `warn_after` events in, adds a warning the next results carry."""
-    context = types.SimpleNamespace(request=None, warnings=[])
-
-    class RunStreams:
-        async def stream_new_run(self, request: Any) -> tuple[Any, AsyncIterator[StreamEvent]]:
-            async def gen() -> AsyncIterator[StreamEvent]:
-                for n, event in enumerate(events):
-                    if n == raise_after:
-                        raise _Boom("the resolver failed")
-                    if n == warn_after:
-                        context.warnings.append({"code": "TEST", "message": "careful"})
-                    yield event
-
-            return types.SimpleNamespace(run_id="r1"), gen()
-
-    class Workers:
-        async def notice(self, run_id: str | None = None) -> None:
-            return None
-
-    context.services = types.SimpleNamespace(run_streams=RunStreams(), workers=Workers())
-    return context
-
-
 def _app(schema: strawberry.Schema, context: Any) -> Starlette:
     async def get_context(request: Any, response: Any) -> Any:
         return context
@@ -315,7 +298,7 @@ async def _over_ws(schema: strawberry.Schema, document: str, context: Any) -> li
             variables = {"i": {"assistantId": "agent", "input": {}}, "yes": True}
             payload = {"query": document, "variables": variables}
             await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
-            messages = []
+            messages: list[Any] = []
             while not messages or messages[-1]["type"] != "complete":
                 message = json.loads(await ws.recv())
                 if message.get("id") == "1":
@@ -352,9 +335,9 @@ async def test_events_taken_from_the_resolver_equal_executed_events_over_ws(
         return original(self, payload)
 
     monkeypatch.setattr(EventExecutionContext, "build_per_event_executor", counting)
-    expected = await _over_ws(plain, document, _ws_context(**case))
+    expected = await _over_ws(plain, document, _fake_services(**case))
     executed = 0
-    got = await _over_ws(planned, document, _ws_context(**case))
+    got = await _over_ws(planned, document, _fake_services(**case))
     assert got == expected
     assert [m["type"] for m in got].count("complete") == 1
     given_back = sum(1 for m in got if "errors" in m.get("payload", {}))
