@@ -250,6 +250,27 @@ class IncrementalMultipartTransport(MultipartTransport, HTTPStreamTransport):
         return ""
 
 
+NOT_AN_OPERATION = (
+    "The request body must be a JSON object (one GraphQL operation) or an array of them."
+)
+
+
+def _require_operations(data: object) -> None:
+    if not isinstance(data, dict | list):
+        raise HTTPException(400, NOT_AN_OPERATION)
+
+
+def _plain_json(request: Request) -> bool:
+    """A POST of JSON whose answer is one JSON body (`LgqlGraphQL._run_json`): not one asking
+    for an incremental multipart stream (SSE and Apollo's multipart never get here)."""
+    content_type = request.headers.get("content-type", "")
+    return (
+        request.method == "POST"
+        and content_type.partition(";")[0].strip().lower() == JSON_MEDIA_TYPE
+        and "multipart/mixed" not in request.headers.get("accept", "").lower()
+    )
+
+
 def _sse_reservation(request: Request) -> bool:
     """A request of graphql-sse's single connection mode: it carries the reservation token."""
     return SSE_TOKEN_HEADER in request.headers or "token" in request.query_params
@@ -367,6 +388,8 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
 
     async def _response_for(self, request: Request) -> Response:
         try:
+            if _plain_json(request):
+                return await self._run_json(request)
             return await self.run(request)
         except _BodyTooLargeError:
             return self.error_response(
@@ -374,6 +397,48 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
             )
         except HTTPException as e:
             return self.error_response(request, e.status_code, e.reason)
+
+    async def _run_json(self, request: Request) -> Response:
+        """Strawberry's `run` for a POST of one JSON operation that does not stream (nearly every
+        request): the same steps in the same order (sub-response, context, body, execution,
+        result), without what only other requests need (its request adapter, the content type
+        parsed as a MIME header, the stream transports looked for in `Accept` again, the root
+        value). Anything else (a batch, a body that is not an object) goes to `run`, which reads
+        the body Starlette kept and refuses it as it always has."""
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, response=sub_response)
+        data = self.parse_json(await request.body())
+        if not isinstance(data, dict):
+            _require_operations(data)
+            return await self.run(request, context=context)
+        query = data.get("query")
+        if not isinstance(query, str | None):
+            raise HTTPException(
+                400, "The GraphQL operation's `query` must be a string or null, if provided."
+            )
+        variables = data.get("variables")
+        if not isinstance(variables, dict | None):
+            raise HTTPException(
+                400, "The GraphQL operation's `variables` must be an object or null, if provided."
+            )
+        extensions = data.get("extensions")
+        if not isinstance(extensions, dict | None):
+            raise HTTPException(
+                400,
+                "The GraphQL operation's `extensions` must be an object or null, if provided.",
+            )
+        request_data = GraphQLRequestData(
+            query=query,
+            variables=variables,
+            operation_name=data.get("operationName"),
+            extensions=extensions,
+            protocol="http",
+        )
+        result = await self._execute_one("POST", context, request_data)
+        response_data = await self.process_result(request, result)
+        if result.errors:
+            self._handle_errors(result.errors, response_data)
+        return self.create_response(response_data, sub_response)
 
     def _capped_frames(self, receive: Receive, send: Send) -> Receive:
         """WebSocket frames are capped at the body limit, as HTTP bodies are: a larger frame
@@ -414,6 +479,15 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
             return message
 
         return capped
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """Strawberry's, with a JSON body that is neither an object nor an array refused as a
+        bad request (Strawberry fails on it with an AttributeError: a 500)."""
+        if request.method == "POST" and "application/json" in (request.content_type or ""):
+            _require_operations(self.parse_json(await request.get_body()))
+        return await super().parse_http_body(request)
 
     async def execute_operation(
         self,
@@ -466,13 +540,19 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
         """Strawberry's, except that subscriptions are refused: Strawberry allows them on every
         POST (for the multipart transport) and, without a streaming `Accept`, executes them as
         queries, whose stream then fails as a null value (an INTERNAL_SERVER_ERROR)."""
+        return await self._execute_one(request_adapter.method, context, request_data)
+
+    async def _execute_one(
+        self, method: str, context: Any, request_data: GraphQLRequestData
+    ) -> ExecutionResult:
+        """`execute_single` for a request of `method`."""
         allowed = {OperationType.QUERY}
-        if request_adapter.method == "POST":
+        if method == "POST":
             allowed.add(OperationType.MUTATION)
         try:
             return await self.schema.execute(
                 request_data.query,
-                root_value=root_value,
+                root_value=None,  # the view has none (`get_root_value`)
                 variable_values=request_data.variables,
                 context_value=context,
                 operation_name=request_data.operation_name,
@@ -490,7 +570,7 @@ class LgqlGraphQL(strawberry.asgi.GraphQL[Any, None]):
                 raise HTTPException(400, MUST_PROVIDE_OPERATION_NAME) from e
             if e.operation_type is OperationType.SUBSCRIPTION:
                 raise HTTPException(400, SUBSCRIPTION_NEEDS_STREAM) from e
-            raise HTTPException(400, e.as_http_error_reason(request_adapter.method)) from e
+            raise HTTPException(400, e.as_http_error_reason(method)) from e
         except MissingQueryError as e:
             raise HTTPException(400, "No GraphQL query found in the request") from e
 

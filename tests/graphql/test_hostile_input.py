@@ -260,12 +260,24 @@ async def test_transport_errors_carry_no_stack_trace(live_server: LiveServer) ->
             headers={"content-type": "application/json"},
         )
         not_an_object = await http.post(live_server.graphql_url, json=[1, 2, 3])
+        # JSON values that are not operations at all (a 500 before), on the JSON answer's
+        # path and on the streaming ones'.
+        scalars = [
+            await http.post(
+                live_server.graphql_url,
+                content=content,
+                headers={"content-type": "application/json", "accept": accept},
+            )
+            for content in (b'"{ __typename }"', b"1", b"null", b"true")
+            for accept in ("application/json", "text/event-stream", "multipart/mixed")
+        ]
 
     for response, status in (
         (malformed, 400),
         (wrong_type, 400),
         (oversize, 413),
         (not_an_object, 400),
+        *((scalar, 400) for scalar in scalars),
     ):
         assert response.status_code == status, (status, response.text)
         body = response.json()
