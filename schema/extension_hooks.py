@@ -16,7 +16,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
+from types import TracebackType
+from typing import Any
 
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.context import (
@@ -68,7 +71,12 @@ def _wrap_for(cls: type[SchemaExtension], hook_name: str) -> _Wrap | None:
 
 
 class _WrappedOnce(ExtensionContextManagerBase):
-    __slots__ = ()
+    """A phase's hooks, entered in order and left in reverse as Strawberry's exit stack does
+    (the same calls, errors, suppression and exception context), on a plain list of the
+    entered context managers: an `ExitStack` wraps each exit in a closure of its own, and an
+    `AsyncExitStack` awaits its way through each, in four phases of every request."""
+
+    __slots__ = ("_entered",)
 
     def get_hook(self, extension: SchemaExtension) -> WrappedHook | None:
         key = (type(extension), self.HOOK_NAME)
@@ -77,6 +85,122 @@ class _WrappedOnce(ExtensionContextManagerBase):
         except KeyError:
             wrap = _wraps[key] = _wrap_for(type(extension), self.HOOK_NAME)
         return None if wrap is None else wrap(extension)
+
+    def __enter__(self) -> None:
+        self._entered: list[tuple[bool, Any]] = []
+        for hook in self.hooks:
+            if hook.is_async:
+                raise RuntimeError(
+                    f"SchemaExtension hook {hook.extension}.{self.HOOK_NAME} "
+                    "failed to complete synchronously."
+                )
+            manager: Any = hook.hook()
+            # A hook that fails here leaves those before it entered, as a failed
+            # `enter_context` leaves an exit stack that is never exited.
+            manager.__enter__()
+            self._entered.append((False, manager))
+
+    async def __aenter__(self) -> None:
+        self._entered = []
+        for hook in self.hooks:
+            manager: Any = hook.hook()
+            if hook.is_async:
+                await manager.__aenter__()
+            else:
+                manager.__enter__()
+            self._entered.append((hook.is_async, manager))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        unwinding = _Unwinding(exc_type, exc_val, exc_tb)
+        entered = self._entered
+        while entered:
+            _, manager = entered.pop()
+            try:
+                unwinding.returned(manager.__exit__(*unwinding.details))
+            except BaseException as exc:
+                unwinding.raised(exc)
+        # Whether the block's exception was suppressed is not passed on: Strawberry's phases
+        # ignore what their exit stack returns, so an exception a hook swallows still goes on.
+        unwinding.finish()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        unwinding = _Unwinding(exc_type, exc_val, exc_tb)
+        entered = self._entered
+        while entered:
+            is_async, manager = entered.pop()
+            try:
+                if is_async:
+                    unwinding.returned(await manager.__aexit__(*unwinding.details))
+                else:
+                    unwinding.returned(manager.__exit__(*unwinding.details))
+            except BaseException as exc:
+                unwinding.raised(exc)
+        # Whether the block's exception was suppressed is not passed on: Strawberry's phases
+        # ignore what their exit stack returns, so an exception a hook swallows still goes on.
+        unwinding.finish()
+
+
+class _Unwinding:
+    """What an exit stack carries from one exit to the next: the exception each exit sees (the
+    one the block raised, none once an exit suppressed it, or the one the last exit raised), and
+    whether the whole exit ends by raising an exit's exception."""
+
+    __slots__ = ("_frame_exc", "_pending", "details")
+
+    def __init__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        self.details: tuple[Any, Any, Any] = (exc_type, exc_val, exc_tb)
+        # The exception being handled where the block sits, if any: the end of an exception's
+        # context chain is fixed up to it, not looped through it.
+        self._frame_exc = sys.exception()
+        self._pending = False
+
+    def returned(self, suppress: bool | None) -> None:
+        if suppress:
+            self._pending = False
+            self.details = (None, None, None)
+
+    def raised(self, new: BaseException) -> None:
+        self._fix_context(new, self.details[1])
+        self._pending = True
+        self.details = (type(new), new, new.__traceback__)
+
+    def _fix_context(self, new: BaseException, old: BaseException | None) -> None:
+        # The new exception's context chain ends at the exception the exit saw, unless it
+        # ran into the one being handled around the block: then it is made to end there.
+        while True:
+            context = new.__context__
+            if context is None or context is old:
+                return
+            if context is self._frame_exc:
+                break
+            new = context
+        new.__context__ = old
+
+    def finish(self) -> None:
+        """Raise what the last exit raised, if an exit raised (after any suppression)."""
+        if self._pending:
+            exc = self.details[1]
+            fixed = exc.__context__
+            try:
+                raise exc
+            except BaseException:
+                exc.__context__ = fixed  # `raise` in the handler set it to itself's context
+                raise
 
 
 class OperationHooks(_WrappedOnce, OperationContextManager):

@@ -3,6 +3,7 @@ wrapping runs them: every kind of hook, in every phase, in the same order, with 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -101,6 +102,33 @@ class Catching(SchemaExtension):
             raise
 
 
+class Swallowing(SchemaExtension):
+    """Suppresses what a hook entered after it raises: the exits before it see nothing."""
+
+    def on_execute(self) -> Iterator[None]:
+        try:
+            yield
+        except RuntimeError as exc:
+            LOG.append(f"swallowing saw: {exc}")
+
+
+class ExitsAfter(SchemaExtension):
+    def on_execute(self) -> Iterator[None]:
+        try:
+            yield
+        except RuntimeError as exc:
+            LOG.append(f"exits-after saw: {exc}")
+            raise
+        LOG.append("exits-after saw nothing")
+
+
+class AsyncFailingOnExit(SchemaExtension):
+    async def on_execute(self) -> AsyncIterator[None]:
+        yield
+        LOG.append("async-failing.exit")
+        raise RuntimeError("the async hook broke")
+
+
 async def _run(schema_class: type[strawberry.Schema], extensions: list[Any]) -> tuple[Any, list]:
     LOG.clear()
     schema = schema_class(query=Query, extensions=extensions)
@@ -116,8 +144,19 @@ async def _run(schema_class: type[strawberry.Schema], extensions: list[Any]) -> 
         [Plain, Coroutines, AsyncGenerators, Generators],
         [Catching, FailingOnEnter, Generators],
         [Catching, FailingOnExit, Generators],
+        [ExitsAfter, Swallowing, FailingOnExit, Generators],
+        [Swallowing, Catching, AsyncFailingOnExit, FailingOnExit],
+        [ExitsAfter, AsyncGenerators, FailingOnEnter],
     ],
-    ids=["every-kind", "reversed", "a-hook-raises-on-enter", "a-hook-raises-on-exit"],
+    ids=[
+        "every-kind",
+        "reversed",
+        "a-hook-raises-on-enter",
+        "a-hook-raises-on-exit",
+        "a-hook-swallows-an-exit-error",
+        "two-hooks-raise-on-exit",
+        "an-async-hook-before-a-failing-enter",
+    ],
 )
 async def test_hooks_run_as_strawberry_runs_them(extensions: list[Any]) -> None:
     stock = await _run(strawberry.Schema, extensions)
@@ -126,12 +165,41 @@ async def test_hooks_run_as_strawberry_runs_them(extensions: list[Any]) -> None:
     result, log = ours
     if FailingOnEnter in extensions:
         assert result == (None, ["the hook broke"]) and "resolve" not in log
+    elif Swallowing in extensions:
+        # The hook entered first swallows what the exits after it raised, and no error is
+        # left; the hook outside it sees none.
+        assert result == ({"hello": "world"}, [])
+        assert log.index("failing.exit") < log.index("swallowing saw: the hook broke")
     elif FailingOnExit in extensions:
         assert result[1] == ["the hook broke"]
         assert log.index("failing.exit") < log.index("catching saw: the hook broke")
     else:
         assert result == ({"hello": "world"}, [])
         assert "resolve" in log and "gen.execute.enter:Hi" in log and "coro.parse" in log
+
+
+def _run_sync(schema_class: type[strawberry.Schema], extensions: list[Any]) -> tuple[Any, list]:
+    LOG.clear()
+    schema = schema_class(query=Query, extensions=extensions)
+    result = schema.execute_sync("query Hi { hello }", operation_name="Hi")
+    # An async hook is named in the error with its object's address: not the same object.
+    errors = [re.sub(r" at 0x[0-9a-f]+", "", e.message) for e in result.errors or []]
+    return (result.data, errors), list(LOG)
+
+
+@pytest.mark.parametrize(
+    "extensions",
+    [
+        [Generators, Plain],
+        [Catching, FailingOnExit, Generators],
+        [ExitsAfter, Swallowing, FailingOnExit, Generators],
+        [Catching, FailingOnEnter, Generators],
+        [Generators, AsyncGenerators],
+    ],
+    ids=["plain", "raises-on-exit", "swallows", "raises-on-enter", "an-async-hook"],
+)
+async def test_sync_execution_runs_them_as_strawberry_does(extensions: list[Any]) -> None:
+    assert _run_sync(LgqlSchema, extensions) == _run_sync(strawberry.Schema, extensions)
 
 
 async def test_an_instance_is_bound_per_request() -> None:
