@@ -119,11 +119,7 @@ class _WrappedOnce(ExtensionContextManagerBase):
         unwinding = _Unwinding(exc_type, exc_val, exc_tb)
         entered = self._entered
         while entered:
-            _, manager = entered.pop()
-            try:
-                unwinding.returned(manager.__exit__(*unwinding.details))
-            except BaseException as exc:
-                unwinding.raised(exc)
+            unwinding.exit(entered.pop()[1])
         # Whether the block's exception was suppressed is not passed on: Strawberry's phases
         # ignore what their exit stack returns, so an exception a hook swallows still goes on.
         unwinding.finish()
@@ -138,13 +134,10 @@ class _WrappedOnce(ExtensionContextManagerBase):
         entered = self._entered
         while entered:
             is_async, manager = entered.pop()
-            try:
-                if is_async:
-                    unwinding.returned(await manager.__aexit__(*unwinding.details))
-                else:
-                    unwinding.returned(manager.__exit__(*unwinding.details))
-            except BaseException as exc:
-                unwinding.raised(exc)
+            if is_async:
+                await unwinding.aexit(manager)
+            else:
+                unwinding.exit(manager)
         # Whether the block's exception was suppressed is not passed on: Strawberry's phases
         # ignore what their exit stack returns, so an exception a hook swallows still goes on.
         unwinding.finish()
@@ -169,12 +162,26 @@ class _Unwinding:
         self._frame_exc = sys.exception()
         self._pending = False
 
-    def returned(self, suppress: bool | None) -> None:
+    def exit(self, manager: Any) -> None:
+        """Leave one entered context manager with what the exits before it left."""
+        try:
+            self._returned(manager.__exit__(*self.details))
+        except BaseException as exc:
+            self._raised(exc)
+
+    async def aexit(self, manager: Any) -> None:
+        """`exit` for an async context manager."""
+        try:
+            self._returned(await manager.__aexit__(*self.details))
+        except BaseException as exc:
+            self._raised(exc)
+
+    def _returned(self, suppress: bool | None) -> None:
         if suppress:
             self._pending = False
             self.details = (None, None, None)
 
-    def raised(self, new: BaseException) -> None:
+    def _raised(self, new: BaseException) -> None:
         self._fix_context(new, self.details[1])
         self._pending = True
         self.details = (type(new), new, new.__traceback__)
