@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -181,6 +181,19 @@ def text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", _FIN_TEXT, 127, n) + payload
 
 
+#: The ASGI scope extension under which `CoalescingWebSocketProtocol` offers its own `send`: an
+#: app sending many messages on one connection (a subscription's events) skips Starlette's
+#: `WebSocket` and the middleware's wrappers around it (`direct_send`).
+DIRECT_SEND = "lgql.direct_send"
+
+
+def direct_send(scope: Mapping[str, Any]) -> Callable[[ASGISendEvent], Awaitable[None]] | None:
+    """The connection's own `send`, when `CoalescingWebSocketProtocol` serves it. It sends what
+    the ASGI `send` would, and raises `ClientDisconnected` (an OSError) once the client is gone."""
+    extensions = scope.get("extensions") or {}
+    return extensions.get(DIRECT_SEND)
+
+
 class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's WebSocket protocol, writing through a `CoalescingTransport`, text messages
     framed here when nothing else is to be done to them."""
@@ -188,6 +201,12 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's do not register as `asyncio.Transport`).
         super().connection_made(CoalescingTransport(cast(asyncio.Transport, transport), self.loop))
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][DIRECT_SEND] = self.send
 
     async def send(self, message: ASGISendEvent) -> None:
         text = message.get("text") if message["type"] == "websocket.send" else None

@@ -14,8 +14,11 @@ by a shorter path than Strawberry's (`_send_result_stream`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -24,6 +27,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
+from app.socket_writes import direct_send
 from schema.event_execution import DirectEvents, direct_events
 
 __all__ = ["CheckedGraphQLTransportWSHandler", "CheckedGraphQLWSHandler", "message_problem"]
@@ -99,7 +103,7 @@ class CheckedGraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     async def _send_direct(
         self, operation: Operation[Any, Any], result_source: Any, direct: DirectEvents
     ) -> None:
-        send_json = self.websocket.send_json
+        send_json = self._event_sender()
         while True:
             try:
                 data = await direct.next_data()
@@ -113,6 +117,30 @@ class CheckedGraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         # The resolver is done: Strawberry's stream ends too (its extensions' exits).
         async for result in result_source:
             await operation.send_next(result)
+
+    def _event_sender(self) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        """How a subscription's direct events are sent: as `send_json` does, straight to the
+        connection's own `send` when it offers one (`app.socket_writes.direct_send`), past
+        Starlette's `WebSocket` and the middleware's wrappers, which do nothing to a message
+        sent on an open connection; a client gone away raises what `send_json` raises."""
+        websocket = self.websocket
+        scope = websocket.ws.scope if isinstance(websocket, ASGIWebSocketAdapter) else {}
+        send = direct_send(scope)
+        if send is None:
+            return websocket.send_json
+        encode = self.view.encode_json
+
+        async def send_json(message: dict[str, Any]) -> None:
+            encoded = encode(message)
+            try:
+                if isinstance(encoded, bytes):
+                    await send({"type": "websocket.send", "bytes": encoded})
+                else:
+                    await send({"type": "websocket.send", "text": encoded})
+            except OSError as exc:  # uvicorn's ClientDisconnected, as Starlette turns it
+                raise WebSocketDisconnected from exc
+
+        return send_json
 
     async def handle_message(self, message: Any) -> None:
         problem = message_problem(message, operation_types=("subscribe",))

@@ -4,6 +4,7 @@ document a client may send (aliases, fragments, directives, __typename, nested o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import types
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ import pytest
 import strawberry
 import websockets
 from starlette.applications import Starlette
+from starlette.websockets import WebSocket as StarletteWebSocket
 from websockets.typing import Subprotocol
 
 from app.graphql_app import graphql_routes, make_graphql_app
@@ -346,3 +348,67 @@ async def test_events_taken_from_the_resolver_equal_executed_events_over_ws(
     assert executed <= 1 + given_back + warned, (executed, got)
     if len(case["events"]) > 3 and "raise_after" not in case and "warn_after" not in case:
         assert executed == 2  # the first result and the broken one
+
+
+async def test_direct_events_go_to_the_connection_s_own_send(
+    schemas: tuple[strawberry.Schema, strawberry.Schema], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under `CoalescingWebSocketProtocol`, the events taken from the resolver are sent by the
+    connection's own `send` (`app.socket_writes.direct_send`): Starlette's `WebSocket.send`
+    carries the acknowledgement, the first result and the end, not one message per event."""
+    planned, _ = schemas
+    through_starlette: list[str] = []
+    original = StarletteWebSocket.send
+
+    async def counting(self: StarletteWebSocket, message: Any) -> None:
+        through_starlette.append(message["type"])
+        await original(self, message)
+
+    monkeypatch.setattr(StarletteWebSocket, "send", counting)
+    events = EVENTS * 10  # the ids repeat: the fake stream does not care
+    got = await _over_ws(planned, DOCUMENTS[0], _fake_services(events))
+    assert [m["type"] for m in got] == ["next"] * len(events) + ["complete"]
+    sent = [t for t in through_starlette if t == "websocket.send"]
+    assert len(sent) == 3, through_starlette  # connection_ack, the first result, complete
+
+
+async def test_a_client_leaving_mid_stream_stops_the_direct_events(
+    schemas: tuple[strawberry.Schema, strawberry.Schema],
+) -> None:
+    """A client that goes away while the events are sent straight to its connection: the
+    resolver's stream is closed, as when they went through Starlette."""
+    planned, _ = schemas
+    closed = asyncio.Event()
+    sent = 0
+    loop = asyncio.get_running_loop()
+
+    class RunStreams:
+        async def stream_new_run(self, request: Any) -> tuple[Any, AsyncIterator[StreamEvent]]:
+            async def gen() -> AsyncIterator[StreamEvent]:
+                nonlocal sent
+                try:
+                    while True:
+                        sent += 1
+                        yield StreamEvent(id=f"1-{sent}", run_id="r1", event="custom", data={})
+                        await asyncio.sleep(0.001)
+                finally:
+                    loop.call_soon_threadsafe(closed.set)
+
+            return types.SimpleNamespace(run_id="r1"), gen()
+
+    context = _fake_services([])
+    context.services.run_streams = RunStreams()
+    app = _app(planned, context)
+    with serve_in_thread(app, log_level="warning", ws=CoalescingWebSocketProtocol) as base:
+        url = base.replace("http://", "ws://", 1) + "/graphql"
+        async with websockets.connect(
+            url, subprotocols=[Subprotocol("graphql-transport-ws")]
+        ) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            variables = {"i": {"assistantId": "agent", "input": {}}}
+            payload = {"query": DOCUMENTS[0], "variables": variables}
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+            for _ in range(20):  # well into the direct events
+                assert json.loads(await ws.recv())["type"] == "next"
+        await asyncio.wait_for(closed.wait(), 10)
