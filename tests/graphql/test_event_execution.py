@@ -5,6 +5,7 @@ document a client may send (aliases, fragments, directives, __typename, nested o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import types
 from collections.abc import AsyncIterator
@@ -287,8 +288,12 @@ def _app(schema: strawberry.Schema, context: Any) -> Starlette:
     )
 
 
-async def _over_ws(schema: strawberry.Schema, document: str, context: Any) -> list[Any]:
-    """Every message of one subscription over graphql-transport-ws, `complete` included."""
+@contextlib.asynccontextmanager
+async def _subscribed(
+    schema: strawberry.Schema, document: str, context: Any
+) -> AsyncIterator[websockets.ClientConnection]:
+    """A graphql-transport-ws connection to `schema` served by uvicorn on lgql's WebSocket
+    protocol, with subscription "1" of `document` started on it."""
     app = _app(schema, context)
     with serve_in_thread(app, log_level="warning", ws=CoalescingWebSocketProtocol) as base:
         url = base.replace("http://", "ws://", 1) + "/graphql"
@@ -300,12 +305,18 @@ async def _over_ws(schema: strawberry.Schema, document: str, context: Any) -> li
             variables = {"i": {"assistantId": "agent", "input": {}}, "yes": True}
             payload = {"query": document, "variables": variables}
             await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
-            messages: list[Any] = []
-            while not messages or messages[-1]["type"] != "complete":
-                message = json.loads(await ws.recv())
-                if message.get("id") == "1":
-                    messages.append(message)
-            return messages
+            yield ws
+
+
+async def _over_ws(schema: strawberry.Schema, document: str, context: Any) -> list[Any]:
+    """Every message of one subscription over graphql-transport-ws, `complete` included."""
+    async with _subscribed(schema, document, context) as ws:
+        messages: list[Any] = []
+        while not messages or messages[-1]["type"] != "complete":
+            message = json.loads(await ws.recv())
+            if message.get("id") == "1":
+                messages.append(message)
+        return messages
 
 
 WS_CASES = [
@@ -398,17 +409,7 @@ async def test_a_client_leaving_mid_stream_stops_the_direct_events(
 
     context = _fake_services([])
     context.services.run_streams = RunStreams()
-    app = _app(planned, context)
-    with serve_in_thread(app, log_level="warning", ws=CoalescingWebSocketProtocol) as base:
-        url = base.replace("http://", "ws://", 1) + "/graphql"
-        async with websockets.connect(
-            url, subprotocols=[Subprotocol("graphql-transport-ws")]
-        ) as ws:
-            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
-            assert json.loads(await ws.recv())["type"] == "connection_ack"
-            variables = {"i": {"assistantId": "agent", "input": {}}}
-            payload = {"query": DOCUMENTS[0], "variables": variables}
-            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
-            for _ in range(20):  # well into the direct events
-                assert json.loads(await ws.recv())["type"] == "next"
-        await asyncio.wait_for(closed.wait(), 10)
+    async with _subscribed(planned, DOCUMENTS[0], context) as ws:
+        for _ in range(20):  # well into the direct events
+            assert json.loads(await ws.recv())["type"] == "next"
+    await asyncio.wait_for(closed.wait(), 10)
