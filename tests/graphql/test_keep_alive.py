@@ -35,3 +35,54 @@ async def test_a_slow_run_and_wait_is_kept_alive_with_newlines(
     answer = orjson.loads(raw)
     assert answer["data"]["runAndWait"]["run"]["status"] == "SUCCESS"
     assert answer["data"]["runAndWait"]["values"]["count"] == 1
+
+
+async def test_a_client_leaving_during_the_newlines_does_not_stop_the_run(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer is awaited in the request's own task: a client that goes away while the
+    newlines flow stops the sending, not the run (`onDisconnect: CONTINUE`, the default), which
+    ends SUCCESS with its state saved."""
+    from app import keep_alive
+
+    monkeypatch.setattr(keep_alive, "KEEP_ALIVE_AFTER", 0.1)
+    monkeypatch.setattr(keep_alive, "KEEP_ALIVE_EVERY", 0.1)
+    async with httpx.AsyncClient(timeout=30) as http:
+        created = await http.post(
+            live_server.graphql_url,
+            json={"query": 'mutation { createThread(input: {graphId: "slow"}) { id } }'},
+        )
+        thread_id = created.json()["data"]["createThread"]["id"]
+        body = {
+            "query": RUN_AND_WAIT,
+            "variables": {
+                "input": {
+                    "assistantId": "slow",
+                    "threadId": thread_id,
+                    "input": {"seconds": 1.0, "count": 0},
+                }
+            },
+        }
+        async with http.stream("POST", live_server.graphql_url, json=body) as response:
+            assert response.status_code == 200
+            async for chunk in response.aiter_bytes():
+                assert chunk.strip() == b""  # a newline: the run is still going
+                break
+        # The client has gone; the run goes on and ends (waited for by its id), state saved.
+        runs = await http.post(
+            live_server.graphql_url,
+            json={
+                "query": "query($t: ID) { runs(threadId: $t) { nodes { id } } }",
+                "variables": {"t": thread_id},
+            },
+        )
+        (run,) = runs.json()["data"]["runs"]["nodes"]
+        joined = await http.post(
+            live_server.graphql_url,
+            json={
+                "query": "query($id: ID!) { joinRun(runId: $id) { run { status } values } }",
+                "variables": {"id": run["id"]},
+            },
+        )
+        result = joined.json()["data"]["joinRun"]
+        assert result["run"]["status"] == "SUCCESS" and result["values"]["count"] == 1, result
