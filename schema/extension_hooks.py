@@ -138,8 +138,6 @@ class _WrappedOnce(ExtensionContextManagerBase):
         entered = self._entered
         while entered:
             unwinding.exit(entered.pop()[1])
-        # Whether the block's exception was suppressed is not passed on: Strawberry's phases
-        # ignore what their exit stack returns, so an exception a hook swallows still goes on.
         unwinding.finish()
 
     async def __aexit__(
@@ -156,8 +154,6 @@ class _WrappedOnce(ExtensionContextManagerBase):
                 await unwinding.aexit(manager)
             else:
                 unwinding.exit(manager)
-        # Whether the block's exception was suppressed is not passed on: Strawberry's phases
-        # ignore what their exit stack returns, so an exception a hook swallows still goes on.
         unwinding.finish()
 
 
@@ -217,7 +213,9 @@ class _Unwinding:
         new.__context__ = old
 
     def finish(self) -> None:
-        """Raise what the last exit raised, if an exit raised (after any suppression)."""
+        """Raise what the last exit raised, if an exit raised (after any suppression). Whether
+        the block's exception was suppressed is not passed on: Strawberry's phases ignore what
+        their exit stack returns, so an exception a hook swallows still goes on."""
         if self._pending:
             exc = self.details[1]
             fixed = exc.__context__
